@@ -1,0 +1,169 @@
+"""The `maskcheck` command: parse options, run the engine, render, exit.
+
+Only this module wires pieces together. Keras and TensorFlow are imported
+lazily inside `main` once there is a model to check, so --help, --version,
+--list-rules and --explain stay instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import click
+
+from maskcheck import __version__
+from maskcheck.config import FAIL_ON, FORMATS, MODES, ConfigError, build_config
+from maskcheck.rules import ALL_RULES, RULES_BY_CODE, RULES_BY_NAME
+
+
+class MaskcheckError(click.ClickException):
+    """A usage or configuration error: one line on stderr, exit status 2."""
+
+    exit_code = 2
+
+
+def _list_rules(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    for rule in ALL_RULES:
+        status = "" if rule.implemented() else "  (not checked yet)"
+        click.echo(f"{rule.code}  {rule.name:<26} {rule.severity.value:<8} {rule.engine:<8} "
+                   f"{rule.summary()}{status}")
+    ctx.exit(0)
+
+
+def _explain(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    rule = RULES_BY_CODE.get(value.upper()) or RULES_BY_NAME.get(value)
+    if rule is None:
+        raise MaskcheckError(f"--explain: unknown rule {value!r} (see --list-rules)")
+    click.echo(rule.explain(), nl=False)
+    ctx.exit(0)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Keep stdout for the report: library prints (Python or C++) go to stderr."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no real file descriptor (an embedding host)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    """Hide TensorFlow/absl log lines and Keras UserWarnings unless --verbose.
+
+    TensorFlow 2.21 writes its oneDNN and CUDA notices from C++ while it is
+    imported, before any log level applies, so stderr's file descriptor is
+    pointed at /dev/null for the import alone. An import that fails still
+    raises, and is reported after stderr is back.
+    """
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore")
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        try:
+            import keras  # noqa: F401  (imports tensorflow as its backend)
+        except Exception:  # reported when the first model loads, with stderr back
+            pass
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _progress(number: int, total: int, label: str) -> None:
+    if total > 1 and sys.stderr.isatty():
+        click.echo(f"[{number}/{total}] {label}", err=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("targets", nargs=-1)
+@click.option("--mode", type=click.Choice(MODES), default=None,
+              help="Engines to run (default all; this release has the static engine).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="Report format (default text).")
+@click.option("--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the report to FILE instead of stdout.")
+@click.option("--select", default=None, metavar="CODES",
+              help="Comma list of rule codes, prefixes (MC1) or names to run.")
+@click.option("--ignore", default=None, metavar="CODES", help="Comma list of rules to skip.")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
+              help="Lowest severity that makes the exit status 1 (default warning).")
+@click.option("--import", "imports", multiple=True, metavar="MODULE",
+              help="Import MODULE first (registers custom layers); repeatable.")
+@click.option("--unsafe", is_flag=True, default=None,
+              help="Load with safe_mode=False, letting Lambda layers run their code.")
+@click.option("--verbose", is_flag=True, default=None,
+              help="Show library logs and tracebacks.")
+@click.option("--list-rules", is_flag=True, expose_value=False, is_eager=True,
+              callback=_list_rules, help="List every rule and exit.")
+@click.option("--explain", metavar="CODE", expose_value=False, is_eager=True,
+              callback=_explain, help="Show a rule's documentation and exit.")
+@click.version_option(__version__, "--version", prog_name="maskcheck")
+def main(targets: tuple[str, ...], mode: str | None, fmt: str | None, output: str | None,
+         select: str | None, ignore: str | None, fail_on: str | None,
+         imports: tuple[str, ...], unsafe: bool | None, verbose: bool | None) -> None:
+    """Check Keras models for padding and masking bugs.
+
+    TARGETS are .keras or .h5 files, directories (searched recursively) or
+    package.module:factory callables returning a model or (model, data).
+
+    Exit status: 0 nothing at or above --fail-on, 1 findings at or above it,
+    2 usage error or a target that could not be loaded or checked.
+    """
+    try:
+        config = build_config(
+            {"mode": mode, "format": fmt, "output": output, "select": select, "ignore": ignore,
+             "fail_on": fail_on, "imports": imports or None, "unsafe": unsafe, "verbose": verbose},
+            Path.cwd())
+    except ConfigError as exc:
+        raise MaskcheckError(str(exc)) from None
+    if not targets:
+        raise click.UsageError("no TARGETS given: name .keras/.h5 files, directories or module:factory")
+    if config.mode == "dynamic":
+        raise MaskcheckError("--mode dynamic: the dynamic engine is not part of this release yet; "
+                             "use --mode static or all")
+
+    _quiet_libraries(config.verbose)
+    from maskcheck.engine import check_targets
+    from maskcheck.reporters import get_reporter
+
+    with _stdout_to_stderr():
+        report = check_targets(targets, config, progress=_progress)
+    rendered = get_reporter(config.format)(report)
+    for model in report.errors:  # one line per failed target on stderr, whatever the format
+        if config.format != "text" or config.output:
+            click.echo(f"maskcheck: {model.target}: {model.error.message}", err=True)
+    if config.output:
+        Path(config.output).write_text(rendered, encoding="utf-8")
+    else:
+        click.echo(rendered, nl=False)
+    sys.exit(report.exit_code(config.fail_on))

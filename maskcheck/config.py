@@ -1,0 +1,141 @@
+"""Run settings: one frozen Config built by the CLI (or API) and passed down.
+
+Values come from `[tool.maskcheck]` in the nearest pyproject.toml and from
+the command line, which wins. Nothing below this module reads the
+environment or the file system for settings.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from maskcheck.rules import resolve_selection
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+MODES = ("static", "dynamic", "all")
+FORMATS = ("text", "json", "sarif", "github", "junit")
+FAIL_ON = ("error", "warning", "info", "never")
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has a bad value; the message names it."""
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str = "all"
+    format: str = "text"
+    output: str | None = None
+    select: frozenset[str] | None = None  # None: every rule
+    ignore: frozenset[str] = frozenset()
+    fail_on: str = "warning"
+    imports: tuple[str, ...] = ()
+    unsafe: bool = False
+    verbose: bool = False
+    statistics: bool = False
+    source: str | None = field(default=None, compare=False)  # pyproject path, if any
+
+    @classmethod
+    def from_values(cls, source: str | None = None, **values: Any) -> "Config":
+        """Validate raw values (from TOML or the command line) into a Config."""
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            if value is None:
+                continue
+            if key in ("select", "ignore"):
+                items = _as_list(key, value)
+                codes = resolve_selection(items) if items or key == "ignore" else None
+                if key == "select" and not items:
+                    codes = None
+                kwargs[key] = codes
+            elif key == "imports":
+                kwargs[key] = tuple(_as_list(key, value))
+            elif key in ("mode", "format", "fail_on"):
+                allowed = {"mode": MODES, "format": FORMATS, "fail_on": FAIL_ON}[key]
+                if value not in allowed:
+                    raise ConfigError(f"{_option(key)} must be one of {', '.join(allowed)}, not {value!r}")
+                kwargs[key] = value
+            elif key in ("unsafe", "verbose", "statistics"):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{_option(key)} must be true or false, not {value!r}")
+                kwargs[key] = value
+            elif key == "output":
+                kwargs[key] = str(value)
+            else:
+                raise ConfigError(f"unknown setting {key!r}")
+        return cls(source=source, **kwargs)
+
+
+#: pyproject keys (kebab-case, as on the command line) -> Config fields.
+PYPROJECT_KEYS = {
+    "mode": "mode", "format": "format", "output": "output", "select": "select",
+    "ignore": "ignore", "fail-on": "fail_on", "import": "imports", "unsafe": "unsafe",
+    "verbose": "verbose", "statistics": "statistics",
+}
+
+
+def _option(key: str) -> str:
+    return "--" + {"fail_on": "fail-on", "imports": "import"}.get(key, key)
+
+
+def _as_list(key: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple, frozenset, set)) and all(isinstance(v, str) for v in value):
+        return [v for item in value for v in item.split(",") if v.strip()]
+    raise ConfigError(f"{_option(key)} must be a comma list or a list of strings, not {value!r}")
+
+
+def find_pyproject(start: Path) -> Path | None:
+    """The nearest pyproject.toml at or above `start` (like ruff and black)."""
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_pyproject(path: Path) -> dict[str, Any]:
+    """The [tool.maskcheck] table, with keys mapped to Config fields.
+
+    Raises:
+        ConfigError: the file is not valid TOML or a key is unknown.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read [tool.maskcheck]: {exc}") from None
+    table = data.get("tool", {}).get("maskcheck", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.maskcheck] must be a table")
+    values = {}
+    for key, value in table.items():
+        if key not in PYPROJECT_KEYS:
+            known = ", ".join(sorted(PYPROJECT_KEYS))
+            raise ConfigError(f"{path}: unknown key {key!r} in [tool.maskcheck] (known keys: {known})")
+        values[PYPROJECT_KEYS[key]] = value
+    return values
+
+
+def build_config(cli_values: dict[str, Any], start: Path) -> Config:
+    """Merge pyproject settings under command-line values (which win)."""
+    pyproject = find_pyproject(start)
+    merged: dict[str, Any] = {}
+    if pyproject is not None:
+        merged = read_pyproject(pyproject)
+        try:
+            Config.from_values(**merged)  # report bad file values against the file
+        except ValueError as exc:
+            raise ConfigError(f"{pyproject}: [tool.maskcheck]: {exc}") from None
+    merged.update({k: v for k, v in cli_values.items() if v is not None})
+    try:
+        return Config.from_values(source=str(pyproject) if pyproject else None, **merged)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

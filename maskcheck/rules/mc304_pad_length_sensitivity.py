@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from maskcheck.finding import Severity
+from maskcheck.rule import Invalid, Rule, Valid
+
+
+class PadLengthSensitivity(Rule):
+    """Valid outputs change when only the amount of padding changes.
+
+    Why is this bad?
+        Under left padding, absolute position embeddings or a state carried
+        over padded steps make the prediction depend on the batch's longest
+        sequence, so the same input scores differently in different batches.
+    """
+
+    code = "MC304"
+    name = "pad-length-sensitivity"
+    severity = Severity.WARNING
+    engine = "dynamic"
+    message = ("Valid outputs change by up to {max_abs_diff:.3g} when {extra} more padded "
+               "steps are added ({padding}-padding), starting at {layer!r} ({layer_class}).")
+    fix = "Use post-padding, positions relative to the first valid step, or keep the mask up to {layer!r}."
+
+    VALID = (Valid("""
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(8)(h)
+    """),)
+    INVALID = (Invalid("""
+        x = keras.Input((None, 4))
+        h = keras.layers.LSTM(8, return_sequences=True, name="lstm")(x)
+        y = keras.layers.Dense(1)(h)
+    """, at="lstm"),)

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from maskcheck.finding import Severity
+from maskcheck.rule import Invalid, Rule, Valid
+
+
+class EmptySequenceNonfinite(Rule):
+    """A fully padded sample makes an output or the loss NaN or Inf, or makes the model raise.
+
+    Why is this bad?
+        Empty sequences happen in real batches (an empty document, a filtered
+        utterance). A masked mean over zero steps divides by zero
+        (GlobalAveragePooling1D returns NaN in Keras 3.15), and one NaN poisons
+        the whole batch's gradients.
+    """
+
+    code = "MC305"
+    name = "empty-sequence-nonfinite"
+    severity = Severity.WARNING
+    engine = "dynamic"
+    message = "A fully padded sample gives {what} at {layer!r} ({layer_class})."
+    fix = "Guard the reduction in {layer!r} against zero valid steps (e.g. divide by max(count, 1)) or drop empty samples."
+
+    VALID = (Valid("""
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(8)(h)
+    """),)
+    INVALID = (Invalid("""
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.GlobalAveragePooling1D(name="pool")(h)
+    """, at="pool"),)

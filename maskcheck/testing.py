@@ -1,0 +1,44 @@
+"""The example harness shared by our tests and by users writing rules.
+
+A rule's VALID and INVALID snippets are built into real Keras models here
+and checked with that one rule alone, so documentation and tests are the
+same examples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from maskcheck.finding import Finding
+from maskcheck.rule import Invalid, Rule, Valid
+
+
+def build_case(case: Valid | Invalid) -> Any:
+    """Run a snippet and return its model (`model`, or `keras.Model(x, y)`)."""
+    import keras
+    import numpy as np
+
+    namespace: dict[str, Any] = {"keras": keras, "np": np}
+    exec(compile(case.code, "<maskcheck example>", "exec"), namespace)  # our own source strings
+    if "model" in namespace:
+        return namespace["model"]
+    return keras.Model(namespace["x"], namespace["y"])
+
+
+def run_rule(rule: type[Rule], model: Any) -> tuple[Finding, ...]:
+    """Findings of `rule` alone on `model`."""
+    from maskcheck.engine import run_rules
+    from maskcheck.keras_adapter import adapt_model
+
+    return run_rules(adapt_model(model), (rule,))
+
+
+def assert_case(rule: type[Rule], case: Valid | Invalid) -> None:
+    """A Valid case yields no finding; an Invalid one yields one at `case.at`."""
+    findings = run_rule(rule, build_case(case))
+    listed = "\n".join(f"  {f.rule} at {f.layer}: {f.message}" for f in findings) or "  (none)"
+    if isinstance(case, Valid):
+        assert not findings, f"{rule.code} should not fire on its VALID example, but found:\n{listed}"
+    else:
+        assert any(f.layer == case.at for f in findings), (
+            f"{rule.code} should fire at layer {case.at!r} on its INVALID example; found:\n{listed}")
