@@ -17,7 +17,7 @@ from typing import Iterator
 import click
 
 from maskcheck import __version__
-from maskcheck.config import FAIL_ON, FORMATS, MODES, ConfigError, build_config
+from maskcheck.config import DEVICES, FAIL_ON, FORMATS, MODES, PADDINGS, ConfigError, build_config
 from maskcheck.rules import ALL_RULES, RULES_BY_CODE, RULES_BY_NAME
 
 
@@ -99,15 +99,48 @@ def _quiet_libraries(verbose: bool) -> None:
         os.close(devnull)
 
 
-def _progress(number: int, total: int, label: str) -> None:
-    if total > 1 and sys.stderr.isatty():
-        click.echo(f"[{number}/{total}] {label}", err=True)
+class _Progress:
+    """One self-overwriting status line on stderr, only when a person watches.
+
+    Shown for the text format on a terminal alone: machine formats and logs
+    (stderr not a TTY) never get it, so redirected output stays clean.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.shown = False
+
+    def __call__(self, number: int, total: int, label: str, stage: str = "checking") -> None:
+        if self.enabled:
+            click.echo(f"\r\033[K[{number}/{total}] {stage} {label}", err=True, nl=False)
+            self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            click.echo("\r\033[K", err=True, nl=False)
+            self.shown = False
+
+
+def _render_statistics(report) -> str:
+    """`--statistics`: findings per rule, most frequent first, like ruff's."""
+    from collections import Counter
+
+    counts = Counter((f.rule, f.name, f.severity.value) for f in report.findings)
+    rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    lines = [f"{count:>5}  {code}  {name:<26} {severity}" for (code, name, severity), count in rows]
+    return "\n".join(lines or ["    0  (no findings)"]) + "\n"
+
+
+#: Command-line parameter -> Config key, for the options that are plain settings.
+_SETTINGS = ("mode", "fmt", "output", "select", "ignore", "fail_on", "imports", "unsafe", "verbose",
+             "statistics", "padding", "data", "mask_inputs", "padded", "seed", "batch_size",
+             "seq_len", "atol", "rtol", "device")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("targets", nargs=-1)
 @click.option("--mode", type=click.Choice(MODES), default=None,
-              help="Engines to run (default all; this release has the static engine).")
+              help="Engines to run: static, dynamic or all (default all).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Report format (default text).")
 @click.option("--output", type=click.Path(dir_okay=False), default=None,
@@ -117,6 +150,22 @@ def _progress(number: int, total: int, label: str) -> None:
 @click.option("--ignore", default=None, metavar="CODES", help="Comma list of rules to skip.")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
               help="Lowest severity that makes the exit status 1 (default warning).")
+@click.option("--statistics", is_flag=True, default=None, help="Also print the number of findings per rule.")
+@click.option("--padding", type=click.Choice(PADDINGS), default=None,
+              help="Padding sides to probe (default both).")
+@click.option("--data", type=click.Path(dir_okay=False), default=None, metavar="FILE.npz",
+              help="Real probe data: inputs, labels, masks or lengths.")
+@click.option("--mask-input", "mask_inputs", multiple=True, metavar="IN=MASK",
+              help="Declare MASK as the padding mask input of input IN; repeatable.")
+@click.option("--padded", multiple=True, metavar="IN:AXIS",
+              help="Declare AXIS of input IN as padded; repeatable.")
+@click.option("--seed", default=None, metavar="N", help="Probe seed (default 0).")
+@click.option("--batch-size", default=None, metavar="N", help="Probe batch size.")
+@click.option("--seq-len", default=None, metavar="N", help="Probe length of None-length axes.")
+@click.option("--atol", default=None, metavar="X", help="Absolute tolerance of probe comparisons.")
+@click.option("--rtol", default=None, metavar="X", help="Relative tolerance of probe comparisons.")
+@click.option("--device", type=click.Choice(DEVICES), default=None,
+              help="Where probes run (auto: GPU if TensorFlow sees one).")
 @click.option("--import", "imports", multiple=True, metavar="MODULE",
               help="Import MODULE first (registers custom layers); repeatable.")
 @click.option("--unsafe", is_flag=True, default=None,
@@ -128,9 +177,7 @@ def _progress(number: int, total: int, label: str) -> None:
 @click.option("--explain", metavar="CODE", expose_value=False, is_eager=True,
               callback=_explain, help="Show a rule's documentation and exit.")
 @click.version_option(__version__, "--version", prog_name="maskcheck")
-def main(targets: tuple[str, ...], mode: str | None, fmt: str | None, output: str | None,
-         select: str | None, ignore: str | None, fail_on: str | None,
-         imports: tuple[str, ...], unsafe: bool | None, verbose: bool | None) -> None:
+def main(targets: tuple[str, ...], **options: object) -> None:
     """Check Keras models for padding and masking bugs.
 
     TARGETS are .keras or .h5 files, directories (searched recursively) or
@@ -139,31 +186,38 @@ def main(targets: tuple[str, ...], mode: str | None, fmt: str | None, output: st
     Exit status: 0 nothing at or above --fail-on, 1 findings at or above it,
     2 usage error or a target that could not be loaded or checked.
     """
+    values = {("format" if key == "fmt" else key): (value or None if isinstance(value, tuple) else value)
+              for key, value in options.items() if key in _SETTINGS}
     try:
-        config = build_config(
-            {"mode": mode, "format": fmt, "output": output, "select": select, "ignore": ignore,
-             "fail_on": fail_on, "imports": imports or None, "unsafe": unsafe, "verbose": verbose},
-            Path.cwd())
+        config = build_config(values, Path.cwd())
     except ConfigError as exc:
         raise MaskcheckError(str(exc)) from None
     if not targets:
         raise click.UsageError("no TARGETS given: name .keras/.h5 files, directories or module:factory")
-    if config.mode == "dynamic":
-        raise MaskcheckError("--mode dynamic: the dynamic engine is not part of this release yet; "
-                             "use --mode static or all")
-
     _quiet_libraries(config.verbose)
     from maskcheck.engine import check_targets
     from maskcheck.reporters import get_reporter
 
+    progress = _Progress(config.format == "text" and sys.stderr.isatty())
     with _stdout_to_stderr():
-        report = check_targets(targets, config, progress=_progress)
+        try:
+            report = check_targets(targets, config, progress=progress)
+        finally:
+            progress.clear()
     rendered = get_reporter(config.format)(report)
+    if config.statistics:
+        if config.format == "text":
+            rendered += _render_statistics(report)
+        else:  # machine formats keep their schema; the table goes to stderr
+            click.echo(_render_statistics(report), err=True, nl=False)
     for model in report.errors:  # one line per failed target on stderr, whatever the format
         if config.format != "text" or config.output:
             click.echo(f"maskcheck: {model.target}: {model.error.message}", err=True)
     if config.output:
-        Path(config.output).write_text(rendered, encoding="utf-8")
+        try:
+            Path(config.output).write_text(rendered, encoding="utf-8")
+        except OSError as exc:
+            raise MaskcheckError(f"--output {config.output}: cannot write: {exc.strerror or exc}") from None
     else:
         click.echo(rendered, nl=False)
     sys.exit(report.exit_code(config.fail_on))

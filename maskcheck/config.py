@@ -22,6 +22,8 @@ else:  # pragma: no cover
 MODES = ("static", "dynamic", "all")
 FORMATS = ("text", "json", "sarif", "github", "junit")
 FAIL_ON = ("error", "warning", "info", "never")
+PADDINGS = ("post", "pre", "both")
+DEVICES = ("auto", "cpu", "gpu")
 
 
 class ConfigError(ValueError):
@@ -40,6 +42,17 @@ class Config:
     unsafe: bool = False
     verbose: bool = False
     statistics: bool = False
+    # Probe settings of the dynamic engine (SPEC 5); results are deterministic for a seed.
+    padding: str = "both"
+    data: str | None = None
+    mask_inputs: tuple[tuple[str, str], ...] = ()  # (input name, mask input name)
+    padded: tuple[tuple[str, int], ...] = ()  # (input name, axis) declared by hand
+    seed: int = 0
+    batch_size: int = 4
+    seq_len: int = 12
+    atol: float = 1e-5
+    rtol: float = 1e-4
+    device: str = "auto"
     source: str | None = field(default=None, compare=False)  # pyproject path, if any
 
     @classmethod
@@ -57,8 +70,9 @@ class Config:
                 kwargs[key] = codes
             elif key == "imports":
                 kwargs[key] = tuple(_as_list(key, value))
-            elif key in ("mode", "format", "fail_on"):
-                allowed = {"mode": MODES, "format": FORMATS, "fail_on": FAIL_ON}[key]
+            elif key in ("mode", "format", "fail_on", "padding", "device"):
+                allowed = {"mode": MODES, "format": FORMATS, "fail_on": FAIL_ON,
+                           "padding": PADDINGS, "device": DEVICES}[key]
                 if value not in allowed:
                     raise ConfigError(f"{_option(key)} must be one of {', '.join(allowed)}, not {value!r}")
                 kwargs[key] = value
@@ -66,8 +80,18 @@ class Config:
                 if not isinstance(value, bool):
                     raise ConfigError(f"{_option(key)} must be true or false, not {value!r}")
                 kwargs[key] = value
-            elif key == "output":
+            elif key in ("output", "data"):
                 kwargs[key] = str(value)
+            elif key in ("seed", "batch_size", "seq_len"):
+                kwargs[key] = _as_int(key, value, minimum=0 if key == "seed" else 1)
+            elif key in ("atol", "rtol"):
+                kwargs[key] = _as_float(key, value)
+            elif key == "mask_inputs":
+                kwargs[key] = tuple(_split_pair(key, item, "=") for item in _as_list(key, value))
+            elif key == "padded":
+                kwargs[key] = tuple((name, _as_int(key, axis, minimum=1))
+                                    for name, axis in (_split_pair(key, item, ":")
+                                                       for item in _as_list(key, value)))
             else:
                 raise ConfigError(f"unknown setting {key!r}")
         return cls(source=source, **kwargs)
@@ -77,12 +101,42 @@ class Config:
 PYPROJECT_KEYS = {
     "mode": "mode", "format": "format", "output": "output", "select": "select",
     "ignore": "ignore", "fail-on": "fail_on", "import": "imports", "unsafe": "unsafe",
-    "verbose": "verbose", "statistics": "statistics",
+    "verbose": "verbose", "statistics": "statistics", "padding": "padding", "data": "data",
+    "mask-input": "mask_inputs", "padded": "padded", "seed": "seed", "batch-size": "batch_size",
+    "seq-len": "seq_len", "atol": "atol", "rtol": "rtol", "device": "device",
 }
 
 
 def _option(key: str) -> str:
-    return "--" + {"fail_on": "fail-on", "imports": "import"}.get(key, key)
+    return "--" + {"imports": "import", "mask_inputs": "mask-input"}.get(key, key).replace("_", "-")
+
+
+def _as_int(key: str, value: Any, *, minimum: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if isinstance(value, bool) or number is None or str(number) != str(value).strip() or number < minimum:
+        raise ConfigError(f"{_option(key)} must be an integer >= {minimum}, not {value!r}")
+    return number
+
+
+def _as_float(key: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not number >= 0 or number == float("inf"):
+        raise ConfigError(f"{_option(key)} must be a non-negative number, not {value!r}")
+    return number
+
+
+def _split_pair(key: str, item: str, sep: str) -> tuple[str, str]:
+    left, found, right = item.strip().partition(sep)
+    if not found or not left or not right:
+        shape = "INPUT=MASK" if sep == "=" else "INPUT:AXIS"
+        raise ConfigError(f"{_option(key)} expects {shape}, not {item!r}")
+    return left.strip(), right.strip()
 
 
 def _as_list(key: str, value: Any) -> list[str]:

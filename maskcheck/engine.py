@@ -62,19 +62,23 @@ def check_targets(raw_targets: tuple[str, ...], config: Config,
             import_error = exc
     results = []
     for number, target in enumerate(targets, start=1):
-        if progress is not None:
-            progress(number, len(targets), target.label)
-        results.append(_check_one(target, config, import_error))
+        def step(stage: str, number: int = number, label: str = target.label) -> None:
+            if progress is not None:
+                progress(number, len(targets), label, stage)
+        results.append(_check_one(target, config, import_error, step))
     return Report(tuple(results), fail_on=config.fail_on)
 
 
-def _check_one(target: Target, config: Config, import_error: LoadError | None) -> ModelReport:
+def _check_one(target: Target, config: Config, import_error: LoadError | None,
+               step: Callable[[str], None]) -> ModelReport:
     try:
         if import_error is not None:
             raise import_error
+        step("loading")
         model, _data = load_target(target, unsafe=config.unsafe)
     except LoadError as exc:
         return ModelReport(target.label, None, error=TargetError(exc.type, exc.message))
+    step("checking")
     try:
         return check_model(model, target=target.label, config=config)
     except CheckError as exc:
