@@ -26,11 +26,13 @@ def build_case(case: Valid | Invalid) -> Any:
 
 
 def run_rule(rule: type[Rule], model: Any) -> tuple[Finding, ...]:
-    """Findings of `rule` alone on `model`."""
-    from maskcheck.engine import run_rules
-    from maskcheck.keras_adapter import adapt_model
+    """Findings of `rule` alone on `model`, from the engine that raises it."""
+    from maskcheck.config import Config
+    from maskcheck.engine import check_model
 
-    return run_rules(adapt_model(model), (rule,))
+    config = Config.from_values(select=[rule.code], mode=rule.engine)
+    report = check_model(model, target=model.name, config=config)
+    return tuple(f for f in report.findings if f.rule == rule.code)
 
 
 def assert_case(rule: type[Rule], case: Valid | Invalid) -> None:
