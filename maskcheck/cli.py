@@ -8,6 +8,7 @@ lazily inside `main` once there is a model to check, so --help, --version,
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import warnings
@@ -79,6 +80,9 @@ def _quiet_libraries(verbose: bool) -> None:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore")
+    # Python-side loggers (absl's "No training configuration found", tf.get_logger()).
+    for name in ("absl", "tensorflow", "keras", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     if "tensorflow" in sys.modules:
         return
     sys.stderr.flush()
@@ -194,6 +198,7 @@ def main(targets: tuple[str, ...], **options: object) -> None:
         raise MaskcheckError(str(exc)) from None
     if not targets:
         raise click.UsageError("no TARGETS given: name .keras/.h5 files, directories or module:factory")
+    sys.dont_write_bytecode = True  # importing a user's factory module leaves no __pycache__ beside it
     _quiet_libraries(config.verbose)
     from maskcheck.engine import check_targets
     from maskcheck.reporters import get_reporter

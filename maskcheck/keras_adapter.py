@@ -3,6 +3,9 @@
 It walks Keras's own symbolic graph (the nodes that the Functional API
 records when a model is built), never runs a forward pass, and inlines
 nested Sequential and Functional models so their layers keep a path.
+`keras.ops` calls and Python operators on symbolic tensors are nodes too
+(Keras records them as Operations): they are kept, marked `is_op`, because
+they drop masks without a warning.
 """
 
 from __future__ import annotations
@@ -12,9 +15,16 @@ from typing import Any
 
 from maskcheck.graph import MaskGraph, Node, Tensor
 
-#: Layer attributes that decide semantics (see `semantics.semantics_for`).
-_CONFIG_ATTRS = ("padding", "go_backwards", "return_sequences", "mask_zero",
-                 "mask_value", "kernel_size", "strides", "axis")
+#: Layer and op attributes that decide semantics (see `semantics.semantics_for`).
+_CONFIG_ATTRS = (
+    "padding", "go_backwards", "return_sequences", "mask_zero", "mask_value",
+    "kernel_size", "strides", "pool_size", "axis", "axes", "dims", "target_shape",
+    "groups", "data_format", "dilation_rate", "mask_token", "num_oov_indices",
+    "invert", "output_mode", "cropping", "size", "keepdims", "reverse", "newshape",
+    "exclusive", "merge_mode", "center", "scale", "synchronized", "mode",
+    "output_sequence_length", "use_causal_mask", "is_causal",
+)
+_SCALARS = (bool, int, float, str, type(None))
 
 
 class _Builder:
@@ -22,21 +32,26 @@ class _Builder:
         self.nodes: list[Node] = []
         self.tensors: dict[int, Tensor] = {}
         self._ids: dict[int, int] = {}  # id(KerasTensor) -> tensor id
+        self._keep: list[Any] = []  # keeps KerasTensors alive so ids stay unique
 
-    def tensor_id(self, kt: Any, alias: dict[int, int] | None = None) -> int:
-        if alias and id(kt) in alias:
+    def tensor_id(self, kt: Any, alias: dict[int, int], observed: bool) -> int:
+        if id(kt) in alias:
             return alias[id(kt)]
         key = id(kt)
         if key not in self._ids:
             tid = len(self._ids)
             self._ids[key] = tid
-            self.tensors[tid] = Tensor(tid, tuple(kt.shape), str(kt.dtype))
+            self._keep.append(kt)
+            mask = getattr(kt, "_keras_mask", None) if observed else None
+            mask_shape = tuple(mask.shape) if mask is not None and hasattr(mask, "shape") else None
+            self.tensors[tid] = Tensor(tid, tuple(kt.shape), str(kt.dtype),
+                                       keras_mask_shape=mask_shape)
         return self._ids[key]
 
     def set_producer(self, tid: int, index: int) -> None:
         t = self.tensors[tid]
         if t.producer is None:
-            self.tensors[tid] = Tensor(t.id, t.shape, t.dtype, index)
+            self.tensors[tid] = Tensor(t.id, t.shape, t.dtype, index, t.keras_mask_shape)
 
 
 def _functional_of(model: Any) -> Any | None:
@@ -50,69 +65,131 @@ def _functional_of(model: Any) -> Any | None:
 
 
 def _ordered_nodes(functional: Any) -> list[Any]:
-    """Keras nodes of a Functional model, inputs first, deterministic."""
+    """Keras nodes of a Functional model, inputs first, deterministic, O(n log n)."""
     position = {id(op): i for i, op in enumerate(functional.operations)}
     ordered = []
     for depth in sorted(functional._nodes_by_depth, reverse=True):
         nodes = functional._nodes_by_depth[depth]
-        ordered.extend(sorted(nodes, key=lambda n: (position.get(id(n.operation), 0),
-                                                  n.operation._inbound_nodes.index(n))))
+        ordered.extend(sorted(nodes, key=lambda n: (position.get(id(n.operation), -1),
+                                                  _call_index(n))))
     return ordered
 
 
+def _call_index(knode: Any) -> int:
+    outputs = knode.outputs
+    if outputs and hasattr(outputs[0], "_keras_history"):
+        return int(outputs[0]._keras_history.node_index)
+    return 0
+
+
+_TAKES_MASK: dict[type, bool] = {}
+
+
 def _takes_mask(op: Any) -> bool:
-    call = getattr(op, "call", None)
-    if call is None:
-        return False
-    try:
-        params = inspect.signature(call).parameters
-    except (TypeError, ValueError):
-        return False
-    return any(p == "mask" or (p.endswith("_mask") and p != "use_causal_mask") for p in params)
+    cls = type(op)
+    if cls not in _TAKES_MASK:
+        try:
+            params = inspect.signature(op.call).parameters
+        except (AttributeError, TypeError, ValueError):
+            params = {}
+        _TAKES_MASK[cls] = any(p == "mask" or (p.endswith("_mask") and p != "use_causal_mask")
+                               for p in params)
+    return _TAKES_MASK[cls]
 
 
-def _config(op: Any) -> dict[str, object]:
+def _plain(value: Any) -> Any:
+    """A config value as a plain scalar or tuple, or None when it is not one."""
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, _SCALARS) for v in value):
+        return tuple(value)
+    return None
+
+
+def _config(op: Any, knode: Any) -> dict[str, object]:
     config: dict[str, object] = {}
+    attrs = vars(op) if hasattr(op, "__dict__") else {}
     for attr in _CONFIG_ATTRS:
-        value = getattr(op, attr, None)
-        if isinstance(value, (bool, int, float, str)) or (
-                isinstance(value, tuple) and all(isinstance(v, int) for v in value)):
-            config[attr] = value
-    forward = getattr(op, "forward_layer", None)  # Bidirectional
-    if forward is not None:
-        config["return_sequences"] = bool(getattr(forward, "return_sequences", False))
+        value = attrs.get(attr)
+        if value is None:
+            value = attrs.get("_" + attr)
+        plain = _plain(value)
+        if plain is not None:
+            config[attr] = plain
+    for wrapped_attr in ("forward_layer", "layer", "cell"):  # Bidirectional, TimeDistributed, RNN
+        inner = attrs.get(wrapped_attr)
+        if inner is not None and hasattr(inner, "name"):
+            config["inner"] = type(inner).__name__
+            for attr in ("return_sequences", "go_backwards", "mask_zero", "padding", "kernel_size"):
+                plain = _plain(getattr(inner, attr, None))
+                if plain is not None:
+                    config.setdefault(attr, plain)
+                    config["inner_" + attr] = plain
+            break
+    if attrs.get("backward_layer") is not None:
+        config["bidirectional"] = True
+    for key, value in knode.arguments.kwargs.items():  # use_causal_mask=True, training=...
+        plain = _plain(value)
+        if plain is not None and not isinstance(plain, tuple):
+            config["call:" + key] = plain
     return config
+
+
+def _flat_tensors(structure: Any) -> list[Any]:
+    from keras.src import tree
+    from keras.src.backend.common.keras_tensor import KerasTensor
+
+    return [t for t in tree.flatten(structure) if isinstance(t, KerasTensor)]
+
+
+def _is_mask_keyword(key: str) -> bool:
+    return key == "mask" or (key.endswith("mask") and key != "use_causal_mask")
 
 
 def _walk(builder: _Builder, functional: Any, path: tuple[str, ...],
           alias: dict[int, int], top_level: bool) -> None:
+    from keras.src.layers.layer import Layer
+
     for knode in _ordered_nodes(functional):
         op = knode.operation
         if knode.is_input:
             if not top_level:
                 continue  # nested inputs are aliased to the outer tensors
-            for kt in knode.output_tensors:
-                tid = builder.tensor_id(kt, alias)
+            for kt in knode.outputs:
+                tid = builder.tensor_id(kt, alias, top_level)
                 index = len(builder.nodes)
                 builder.nodes.append(Node(index, op.name, type(op).__name__, path + (op.name,),
                                           (), (tid,), is_input=True))
                 builder.set_producer(tid, index)
             continue
-        in_ids = tuple(builder.tensor_id(kt, alias) for kt in knode.input_tensors)
+        data = _flat_tensors(knode.arguments.args)
+        masks: list[tuple[str, Any]] = []
+        for key, value in knode.arguments.kwargs.items():
+            tensors = _flat_tensors(value)
+            if _is_mask_keyword(key):
+                masks.extend((key, t) for t in tensors)
+            else:
+                data.extend(tensors)
+        in_ids = tuple(builder.tensor_id(kt, alias, top_level) for kt in data)
+        mask_ids = tuple((k, builder.tensor_id(kt, alias, top_level)) for k, kt in masks)
         nested = _functional_of(op) if hasattr(op, "layers") else None
         if nested is not None:
-            data_inputs = [kt for kt in knode.input_tensors if "bool" not in str(kt.dtype)]
             inner_alias = dict(alias)
-            for inner_kt, outer_kt in zip(nested.inputs, data_inputs):
-                inner_alias[id(inner_kt)] = builder.tensor_id(outer_kt, alias)
+            inner_flat = list(nested.inputs)
+            outer_flat = _flat_tensors(knode.arguments.args[0]) if knode.arguments.args else data
+            if len(outer_flat) != len(inner_flat):
+                outer_flat = data
+            for inner_kt, outer_kt in zip(inner_flat, outer_flat):
+                inner_alias[id(inner_kt)] = builder.tensor_id(outer_kt, alias, top_level)
             _walk(builder, nested, path + (op.name,), inner_alias, top_level=False)
-            for inner_kt, outer_kt in zip(nested.outputs, knode.output_tensors):
-                alias[id(outer_kt)] = builder.tensor_id(inner_kt, inner_alias)
+            for inner_kt, outer_kt in zip(nested.outputs, knode.outputs):
+                alias[id(outer_kt)] = builder.tensor_id(inner_kt, inner_alias, False)
             continue
-        out_ids = tuple(builder.tensor_id(kt, alias) for kt in knode.output_tensors)
+        out_ids = tuple(builder.tensor_id(kt, alias, top_level) for kt in knode.outputs)
         index = len(builder.nodes)
-        observed = (tuple(getattr(kt, "_keras_mask", None) is not None for kt in knode.output_tensors)
+        observed = (tuple(getattr(kt, "_keras_mask", None) is not None for kt in knode.outputs)
                     if top_level else None)
+        is_layer = isinstance(op, Layer)
         builder.nodes.append(Node(
             index=index,
             name=op.name,
@@ -120,14 +197,123 @@ def _walk(builder: _Builder, functional: Any, path: tuple[str, ...],
             path=path + (op.name,),
             inputs=in_ids,
             outputs=out_ids,
-            takes_mask=_takes_mask(op),
-            supports_masking=bool(getattr(op, "supports_masking", False)),
+            is_op=not is_layer,
+            takes_mask=is_layer and _takes_mask(op),
+            supports_masking=bool(getattr(op, "supports_masking", False)) if is_layer else False,
             keras_output_masks=observed,
-            config=_config(op),
-            call_index=op._inbound_nodes.index(knode),
+            mask_inputs=mask_ids,
+            config=_config(op, knode),
+            call_index=_call_index(knode),
         ))
         for tid in out_ids:
             builder.set_producer(tid, index)
+
+
+def _describe_loss(loss: Any) -> dict[str, Any] | None:
+    """What maskcheck needs to know about one compiled loss, or None for no loss."""
+    if loss is None:
+        return None
+    if isinstance(loss, str):
+        return {"name": loss, "ignore_class": None, "custom_call": False}
+    config_fn = getattr(loss, "get_config", None)
+    config: dict[str, Any] = {}
+    if callable(config_fn):
+        try:
+            config = dict(config_fn() or {})
+        except Exception:  # a custom loss with a broken get_config
+            config = {}
+    kwargs = getattr(loss, "_fn_kwargs", None) or {}
+    ignore = config.get("ignore_class", kwargs.get("ignore_class"))
+    name = config.get("name") or getattr(loss, "name", None) or getattr(loss, "__name__", None) \
+        or type(loss).__name__
+    from keras.src.losses.loss import Loss
+
+    custom_call = isinstance(loss, Loss) and type(loss).__call__ is not Loss.__call__
+    return {"name": str(name), "ignore_class": ignore, "custom_call": custom_call}
+
+
+def _describe_metric(metric: Any, weighted: bool) -> dict[str, Any] | None:
+    if metric is None:
+        return None
+    from keras.src.metrics.reduction_metrics import MeanMetricWrapper
+
+    if isinstance(metric, str):
+        name = metric
+        applies_mask = True  # "accuracy", "mae", ... become MeanMetricWrapper
+        try:
+            import keras
+
+            if metric not in ("accuracy", "acc", "crossentropy", "ce"):
+                resolved = keras.metrics.get(metric)
+                applies_mask = not hasattr(resolved, "update_state") or isinstance(resolved, MeanMetricWrapper)
+        except Exception:
+            pass
+    elif hasattr(metric, "update_state"):
+        name = getattr(metric, "name", type(metric).__name__)
+        applies_mask = isinstance(metric, MeanMetricWrapper)
+    else:  # a plain function: Keras wraps it in MeanMetricWrapper
+        name = getattr(metric, "__name__", type(metric).__name__)
+        applies_mask = True
+    return {"name": str(name), "weighted": weighted, "applies_mask": applies_mask}
+
+
+def _per_output(spec: Any, output_names: tuple[str, ...], *, nested_lists: bool) -> dict[int, list[Any]]:
+    """Spread a compile argument (single, list or dict) over output indices."""
+    n = len(output_names)
+    result: dict[int, list[Any]] = {i: [] for i in range(n)}
+    if spec is None:
+        return result
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            if key in output_names:
+                items = value if (nested_lists and isinstance(value, (list, tuple))) else [value]
+                result[output_names.index(key)].extend(items)
+        return result
+    if isinstance(spec, (list, tuple)):
+        if nested_lists:
+            if n > 1 and len(spec) == n and all(isinstance(v, (list, tuple, type(None))) for v in spec):
+                for i, value in enumerate(spec):
+                    result[i].extend(value or [])
+            else:
+                for i in range(n):
+                    result[i].extend(spec)
+            return result
+        if len(spec) == n:
+            for i, value in enumerate(spec):
+                result[i].append(value)
+            return result
+    for i in range(n):
+        result[i].append(spec)
+    return result
+
+
+def _compile_info(model: Any, output_names: tuple[str, ...]) -> tuple[bool, dict, dict]:
+    compile_loss = getattr(model, "_compile_loss", None)
+    loss_spec = getattr(compile_loss, "_user_loss", None) if compile_loss is not None else None
+    if loss_spec is None:
+        loss_spec = getattr(model, "loss", None)
+    weights_spec = getattr(compile_loss, "_user_loss_weights", None) if compile_loss is not None else None
+    compiled = bool(getattr(model, "compiled", False)) or loss_spec is not None
+    weights = _per_output(weights_spec, output_names, nested_lists=False)
+    losses: dict[int, tuple] = {}
+    for i, items in _per_output(loss_spec, output_names, nested_lists=False).items():
+        described = []
+        for item in items:
+            info = _describe_loss(item)
+            if info is None:
+                continue
+            weight = weights[i][0] if weights[i] else None
+            info["weight"] = float(weight) if isinstance(weight, (int, float)) else None
+            described.append(info)
+        losses[i] = tuple(described)
+    compile_metrics = getattr(model, "_compile_metrics", None)
+    metrics: dict[int, list] = {i: [] for i in range(len(output_names))}
+    if compile_metrics is not None:
+        for spec, weighted in ((getattr(compile_metrics, "_user_metrics", None), False),
+                               (getattr(compile_metrics, "_user_weighted_metrics", None), True)):
+            for i, items in _per_output(spec, output_names, nested_lists=True).items():
+                metrics[i].extend(d for d in (_describe_metric(m, weighted) for m in items) if d)
+    return compiled, losses, {i: tuple(v) for i, v in metrics.items()}
 
 
 def adapt_model(model: Any) -> MaskGraph:
@@ -146,6 +332,25 @@ def adapt_model(model: Any) -> MaskGraph:
     builder = _Builder()
     alias: dict[int, int] = {}
     _walk(builder, functional, (model.name,), alias, top_level=True)
-    inputs = tuple(builder.tensor_id(kt, alias) for kt in functional.inputs)
-    outputs = tuple(builder.tensor_id(kt, alias) for kt in functional.outputs)
-    return MaskGraph(model.name, tuple(builder.nodes), dict(builder.tensors), inputs, outputs)
+    inputs = tuple(builder.tensor_id(kt, alias, True) for kt in functional.inputs)
+    outputs = tuple(builder.tensor_id(kt, alias, True) for kt in functional.outputs)
+    output_names = _output_names(model, functional, builder, outputs)
+    input_names = tuple(builder.nodes[builder.tensors[t].producer].name
+                        if builder.tensors[t].producer is not None else f"input_{i}"
+                        for i, t in enumerate(inputs))
+    compiled, losses, metrics = _compile_info(model, output_names)
+    return MaskGraph(model.name, tuple(builder.nodes), dict(builder.tensors), inputs, outputs,
+                     output_names=output_names, input_names=input_names, losses=losses,
+                     metrics=metrics, compiled=compiled)
+
+
+def _output_names(model: Any, functional: Any, builder: _Builder,
+                  outputs: tuple[int, ...]) -> tuple[str, ...]:
+    names = getattr(model, "output_names", None) or getattr(functional, "output_names", None)
+    if names and len(names) == len(outputs):
+        return tuple(str(n) for n in names)
+    result = []
+    for i, tid in enumerate(outputs):
+        producer = builder.tensors[tid].producer
+        result.append(builder.nodes[producer].name if producer is not None else f"output_{i}")
+    return tuple(result)

@@ -1,0 +1,243 @@
+"""Hypothesis strategies for property tests of padding and masking.
+
+    from hypothesis import given
+    import maskcheck
+    from maskcheck.strategies import padded_batches
+
+    @given(batch=padded_batches(model, max_len=8))
+    def test_padding_never_leaks(batch):
+        x, mask = batch
+        maskcheck.assert_padding_invariant(model, x, mask=mask)
+
+A failing property shrinks to the simplest batch: one sample, the smallest
+failing length, the shortest padded length, the simplest values. This module
+imports Hypothesis and NumPy; `import maskcheck` imports neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+from hypothesis.extra import numpy as hnp
+
+__all__ = ["lengths", "padded_batches"]
+
+#: Input names that carry a padding mask rather than data (SPEC section 4).
+MASK_INPUT_NAMES = ("padding_mask", "attention_mask", "mask")
+DEFAULT_MAX_LEN = 8
+MAX_DRAWN_BATCH = 4
+PADDINGS = ("post", "pre")
+
+
+def _check_int(name: str, value: Any, *, minimum: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        expected = f"an integer >= {minimum}" + (" or None" if allow_none else "")
+        raise InvalidArgument(f"{name}={value!r} must be {expected}")
+
+
+def lengths(*, max_len: int, min_len: int = 0, batch_size: int | None = None) -> st.SearchStrategy[tuple[int, ...]]:
+    """Real lengths of the samples of one padded batch.
+
+    Args:
+        max_len: the longest a sample may be (the padded length of the batch
+            is at least the longest drawn length).
+        min_len: the shortest a sample may be; 0 (the default) includes fully
+            padded samples.
+        batch_size: number of samples; None draws 1 to 4 samples.
+
+    Returns:
+        A strategy of tuples of ints, one per sample, that shrinks towards one
+        sample of length `min_len`.
+
+    Raises:
+        InvalidArgument: a bound is not a non-negative integer, `min_len >
+            max_len`, or `batch_size < 1`.
+
+    Example:
+        >>> lengths(max_len=5, batch_size=3).example()
+        (2, 5, 0)
+    """
+    _check_int("max_len", max_len, minimum=0)
+    _check_int("min_len", min_len, minimum=0)
+    _check_int("batch_size", batch_size, minimum=1, allow_none=True)
+    if min_len > max_len:
+        raise InvalidArgument(f"min_len={min_len!r} must not exceed max_len={max_len!r}")
+    each = st.integers(min_value=int(min_len), max_value=int(max_len))
+    if batch_size is None:
+        return st.lists(each, min_size=1, max_size=MAX_DRAWN_BATCH).map(tuple)
+    return st.lists(each, min_size=int(batch_size), max_size=int(batch_size)).map(tuple)
+
+
+@dataclass(frozen=True)
+class _InputSpec:
+    """How to draw one model input."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...]  # without the batch axis
+    role: str  # "ids", "values", "mask" or "fixed"
+    high: int = 0  # ids: exclusive upper bound (an Embedding's input_dim)
+    pad_value: float = 0.0
+
+
+def _layers(model: Any) -> list[Any]:
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is not None:
+        return list(flatten(include_self=False, recursive=True))
+    return list(getattr(model, "layers", ()))
+
+
+def _inspect(model: Any) -> list[_InputSpec]:
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise InvalidArgument(f"padded_batches needs a built model with declared inputs (keras.Input); "
+                              f"{type(model).__name__} {getattr(model, 'name', '')!r} has none. Build it "
+                              "as a Functional or Sequential model, or draw inputs with lengths()")
+    layers = _layers(model)
+    vocab = [int(layer.input_dim) for layer in layers
+             if type(layer).__name__ == "Embedding" and hasattr(layer, "input_dim")]
+    mask_values = [float(layer.mask_value) for layer in layers
+                   if type(layer).__name__ == "Masking" and hasattr(layer, "mask_value")]
+    has_mask_zero = any(getattr(layer, "mask_zero", False) for layer in layers)
+    specs = []
+    for tensor in inputs:
+        name = str(getattr(tensor, "name", "input"))
+        dtype = str(getattr(tensor.dtype, "name", tensor.dtype))
+        shape = tuple(tensor.shape[1:])
+        is_int = dtype.startswith(("int", "uint")) or dtype == "bool"
+        if len(shape) == 0:
+            specs.append(_InputSpec(name, dtype, shape, "fixed", high=2 if is_int else 0))
+        elif is_int and (name in MASK_INPUT_NAMES or name.endswith("_mask")):
+            specs.append(_InputSpec(name, dtype, shape, "mask"))
+        elif is_int:
+            high = min(vocab) if vocab else 100
+            if high < 2:
+                raise InvalidArgument(f"input {name!r} feeds an Embedding with input_dim={high}; "
+                                      "ids 1.. need input_dim >= 2")
+            specs.append(_InputSpec(name, dtype, shape, "ids", high=high))
+        elif shape[0] is None or mask_values or has_mask_zero:
+            specs.append(_InputSpec(name, dtype, shape, "values",
+                                    pad_value=mask_values[0] if mask_values else 0.0))
+        else:
+            specs.append(_InputSpec(name, dtype, shape, "fixed"))
+    if not any(spec.role in ("ids", "values", "mask") for spec in specs):
+        raise InvalidArgument(f"model {getattr(model, 'name', '')!r} has no padded input: no input has a "
+                              "variable-length axis 1, token ids or a mask input")
+    return specs
+
+
+def _valid_range(pad_value: float) -> tuple[float, float]:
+    """A range of real values that never equals the padding value."""
+    low, high = 0.25, 1.0
+    if low <= pad_value <= high:
+        low, high = -1.0, -0.25
+    return low, high
+
+
+def padded_batches(model: Any, *, batch_size: int | None = None, max_len: int | None = None,
+                   min_len: int = 0, padding: str = "post") -> st.SearchStrategy[tuple[Any, np.ndarray]]:
+    """Padded batches `(inputs, mask)` that fit a model's inputs.
+
+    Every input with a sequence axis (axis 1) shares one drawn set of lengths:
+    token-id inputs get ids in ``[1, input_dim)`` of the model's Embedding at
+    real positions and the pad id 0 at padded ones; float inputs get values
+    that never equal the padding value (a `Masking` layer's `mask_value`, else
+    0.0) at real positions and the padding value at padded ones; inputs named
+    ``padding_mask``, ``attention_mask``, ``mask`` or ``*_mask`` get the mask.
+    Only axis 1 is padded; other variable axes get one drawn size, unpadded.
+
+    Args:
+        model: a built Functional or Sequential Keras model.
+        batch_size: number of samples; None draws 1 to 4.
+        max_len: the longest padded length; None uses the model's fixed length,
+            else 8.
+        min_len: the shortest real length (0, the default, includes fully
+            padded samples).
+        padding: "post" (padding at the end) or "pre" (at the start).
+
+    Returns:
+        A strategy of ``(inputs, mask)``: `inputs` an array (one model input)
+        or a list of arrays in the order of ``model.inputs``; `mask` a boolean
+        ``(batch, time)`` array, True at real positions. It shrinks towards one
+        sample of the smallest failing length, padded by as little as fails.
+
+    Raises:
+        InvalidArgument: bad arguments, a model without declared inputs, or a
+            model with no padded input.
+
+    Example:
+        >>> @given(batch=padded_batches(model, max_len=6))
+        ... def test_no_leak(batch):
+        ...     x, mask = batch
+        ...     maskcheck.assert_padding_invariant(model, x, mask=mask)
+    """
+    _check_int("batch_size", batch_size, minimum=1, allow_none=True)
+    _check_int("max_len", max_len, minimum=1, allow_none=True)
+    _check_int("min_len", min_len, minimum=0)
+    if padding not in PADDINGS:
+        raise InvalidArgument(f"padding={padding!r} must be one of {', '.join(PADDINGS)}")
+    specs = _inspect(model)
+    fixed = {spec.shape[0] for spec in specs if spec.role != "fixed" and spec.shape[0] is not None}
+    if len(fixed) > 1:
+        raise InvalidArgument(f"padded inputs of model {getattr(model, 'name', '')!r} have different fixed "
+                              f"lengths {sorted(fixed)}; padded_batches pads one shared axis")
+    fixed_len = fixed.pop() if fixed else None
+    if fixed_len is not None and max_len is not None and max_len > fixed_len:
+        raise InvalidArgument(f"max_len={max_len} exceeds the model's fixed sequence length {fixed_len}")
+    longest = int(max_len if max_len is not None else (fixed_len or DEFAULT_MAX_LEN))
+    if min_len > longest:
+        raise InvalidArgument(f"min_len={min_len!r} must not exceed max_len={longest!r}")
+    return _padded_batches(specs, batch_size, longest, int(min_len), padding, fixed_len)
+
+
+@st.composite
+def _padded_batches(draw: Any, specs: list[_InputSpec], batch_size: int | None, max_len: int,
+                    min_len: int, padding: str, fixed_len: int | None) -> tuple[Any, np.ndarray]:
+    sizes = draw(lengths(max_len=max_len, min_len=min_len, batch_size=batch_size))
+    time = fixed_len if fixed_len is not None else draw(st.integers(max(1, max(sizes)), max(1, max_len)))
+    steps = np.arange(time)
+    real = np.asarray(sizes)[:, None]
+    mask = steps[None, :] < real if padding == "post" else steps[None, :] >= time - real
+    other: dict[int, int] = {}  # sizes of further variable axes, shared across inputs
+
+    def concrete(shape: tuple[int | None, ...], start: int) -> tuple[int, ...]:
+        dims = []
+        for axis, dim in enumerate(shape[start:], start=start):
+            if dim is None:
+                if axis not in other:
+                    other[axis] = draw(st.integers(1, max(1, max_len)))
+                dim = other[axis]
+            dims.append(int(dim))
+        return tuple(dims)
+
+    arrays = []
+    for spec in specs:
+        if spec.role == "fixed":
+            shape = (len(sizes), *concrete(spec.shape, 0))
+            if spec.high:
+                arrays.append(draw(hnp.arrays(spec.dtype, shape, elements=st.integers(0, spec.high - 1))))
+            else:
+                arrays.append(draw(hnp.arrays(spec.dtype, shape, elements=st.floats(
+                    -1, 1, width=32, allow_nan=False, allow_infinity=False))))
+            continue
+        rest = concrete(spec.shape, 1)
+        full = (len(sizes), time, *rest)
+        where = mask.reshape(mask.shape + (1,) * len(rest))
+        if spec.role == "mask":
+            arrays.append(np.broadcast_to(where, full).astype(spec.dtype))
+        elif spec.role == "ids":
+            ids = draw(hnp.arrays(spec.dtype, full, elements=st.integers(1, spec.high - 1)))
+            arrays.append(np.where(where, ids, 0).astype(spec.dtype))
+        else:
+            low, high = _valid_range(spec.pad_value)
+            values = draw(hnp.arrays(spec.dtype, full, elements=st.floats(
+                low, high, width={"float16": 16, "float32": 32}.get(spec.dtype, 64), allow_nan=False,
+                allow_infinity=False)))
+            arrays.append(np.where(where, values, spec.pad_value).astype(spec.dtype))
+    return (arrays[0] if len(arrays) == 1 else arrays), mask
