@@ -78,6 +78,7 @@ class Tracer:
         self.records: list[CallRecord] = []
         self.tensors: list[Any] = []
         self.recording = False
+        self.active = False  # hooks apply (and calls are tracked) only while tracing
         self.graph: Any = None
         self.failed: CallRecord | None = None
         self._stack: list[str] = []
@@ -105,10 +106,15 @@ class Tracer:
 
         self.records, self.tensors, self.failed, self._stack = [], [], None, []
         self.graph = tf.compat.v1.get_default_graph()
-        self.recording = True
+        self.recording = self.active = True
+
+    def start_hooks(self) -> None:
+        """Apply hooks without recording (loss and gradient passes)."""
+        self._stack, self.failed = [], None
+        self.active, self.recording = True, False
 
     def stop(self) -> None:
-        self.recording = False
+        self.recording = self.active = False
 
     def _wrap(self, layer: Any, orig: Callable[..., Any]) -> Callable[..., Any]:
         random_layer = type(layer).__name__ in RANDOM_LAYERS
@@ -116,7 +122,7 @@ class Tracer:
         def call(*args: Any, **kwargs: Any) -> Any:
             if random_layer and args:
                 return args[0]
-            if not self.recording:
+            if not self.active:
                 return orig(*args, **kwargs)
             path = (self.model.name, *self._stack, layer.name)
             self._stack.append(layer.name)
@@ -131,7 +137,8 @@ class Tracer:
             hook = self.hooks.get(id(layer))
             if hook is not None:
                 out = hook(out)
-            self._record(layer, path, args, kwargs, out)
+            if self.recording:
+                self._record(layer, path, args, kwargs, out)
             return out
 
         return call
