@@ -22,11 +22,14 @@ def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
 
     Args:
         model: a built Functional or Sequential `keras.Model`.
-        mode: "static" or "all" (this release runs the static engine only).
-        data: reserved for probe data of the dynamic engine; must be None.
+        mode: "static", "dynamic" or "all".
+        data: probe data for the dynamic engine: x alone (an array, list or
+            dict of arrays), an (x, y) pair, or a dict with inputs by name and
+            optional "y", "mask", "lengths"; None synthesizes probe batches.
         select: rule codes, prefixes (``"MC1"``) or names to run; None runs all.
         ignore: rule codes, prefixes or names to skip.
-        padding, seed: probe settings of the dynamic engine (not used yet).
+        padding, seed: probe settings of the dynamic engine ("post", "pre" or
+            "both" sides; results are deterministic for a seed).
         fail_on: lowest severity that makes `report.ok` False.
 
     Returns:
@@ -39,7 +42,19 @@ def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
     from maskcheck.config import Config
     from maskcheck.engine import check_model
 
-    config = Config.from_values(mode=mode, select=select, ignore=ignore, fail_on=fail_on)
-    if data is not None:
-        raise ValueError("data= needs the dynamic engine, which this release does not have yet")
-    return Report((check_model(model, target=model.name, config=config),), fail_on=fail_on)
+    from maskcheck.engine import CheckError
+
+    config = Config.from_values(mode=mode, select=select, ignore=ignore, fail_on=fail_on,
+                                padding=padding, seed=seed)
+    try:
+        result = check_model(model, target=model.name, config=config, data=data)
+    except CheckError as exc:
+        result = ModelReport(model.name, model.name, error=TargetError(exc.type, exc.message))
+    return Report((result,), fail_on=fail_on)
+
+
+# The assertion API (SPEC 7). maskcheck.assertions imports only the standard library
+# and maskcheck.finding, so `import maskcheck` stays free of TensorFlow.
+from maskcheck.assertions import PaddingLeakError, assert_loss_ignores_padding, assert_padding_invariant  # noqa: E402
+
+__all__ += ["PaddingLeakError", "assert_padding_invariant", "assert_loss_ignores_padding"]

@@ -43,41 +43,50 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def format_leak(leak: Any, *, model_name: str, what: str, atol: float, rtol: float) -> str:
+#: What changed, by the Leak's kind.
+_WHAT = {
+    "outputs": "valid outputs change when only padded values change (mask held fixed)",
+    "loss": "the loss changes when only padded labels or padded inputs change",
+    "gradients": "the gradients of the trainable weights change when only padded labels or inputs change",
+}
+
+
+def format_leak(leak: Any, *, model_name: str, atol: float, rtol: float) -> str:
     """The few lines of a PaddingLeakError: what changed, where it starts, by how much."""
     layer = getattr(leak, "layer", None)
     layer_class = getattr(leak, "layer_class", None)
     path = tuple(getattr(leak, "path", ()) or ())
-    where = f"layer {layer!r}" + (f" ({layer_class})" if layer_class else "") if layer else "an unknown layer"
-    if len(path) > 1:
-        where += f", path {'/'.join(path)}"
+    kind = getattr(leak, "kind", "outputs")
+    if layer:
+        where = f"layer {layer!r}" + (f" ({layer_class})" if layer_class else "")
+        if len(path) > 1:
+            where += f", path {'/'.join(path)}"
+    else:
+        where = "no single layer (the model as a whole)"
     position = getattr(leak, "position", None)
-    padding = getattr(leak, "padding", None)
+    at = f"sample {getattr(leak, 'sample', '?')}"
+    if position is not None and position >= 0:
+        at += f", position {position}"
     output = getattr(leak, "output", None)
-    kind = getattr(leak, "kind", None)
-    first = f"sample {getattr(leak, 'sample', '?')}"
-    if position is not None:
-        first += f", position {position}"
+    if output:
+        at += f" of output {output!r}"
+    padding = getattr(leak, "padding", None)
     if padding:
-        first += f", {padding}-padding"
-    if output is not None:
-        first += f", output {output!r}"
-    lines = [
-        f"model {model_name!r}: {what}",
-        f"  leak starts at: {where}",
-        f"  first change:   {first}",
+        at += f", {padding}-padding"
+    return "\n".join([
+        f"model {model_name!r}: {_WHAT.get(kind, kind + ' change when only padding changes')}",
+        f"  leak starts at: {where}" if kind == "outputs" else f"  reaches loss:   {where}",
+        f"  largest change: {at}" if kind == "outputs" else f"  padded at:      {at}",
         f"  size of change: max |diff| = {_fmt(getattr(leak, 'max_abs_diff', '?'))} "
-        f"(atol={_fmt(atol)}, rtol={_fmt(rtol)})",
-    ]
-    if kind:
-        lines.append(f"  kind:           {kind}")
-    lines.append("  run maskcheck.check(model) (or `maskcheck` on the saved model) for the cause and a fix")
-    return "\n".join(lines)
+        f"(allowed: atol {_fmt(atol)} + rtol {_fmt(rtol)} * |reference|)",
+        "  run maskcheck.check(model), or `maskcheck` on the saved model, for the cause and a fix",
+    ])
 
 
 def assert_padding_invariant(model: Any, x: Any, mask: Any = None, lengths: Any = None,
                              padding: str = "post", training: bool = False, *,
-                             atol: float = 1e-5, rtol: float = 1e-4, seed: int = 0) -> None:
+                             atol: float = 1e-5, rtol: float = 1e-4, seed: int = 0,
+                             device: str = "auto") -> None:
     """Assert that changing padded values, mask held fixed, leaves valid outputs unchanged.
 
     Args:
@@ -90,10 +99,13 @@ def assert_padding_invariant(model: Any, x: Any, mask: Any = None, lengths: Any 
         training: run the model in training mode (batch statistics, dropout off).
         atol, rtol: tolerances of the comparison of valid outputs.
         seed: seed of the perturbation; results are deterministic for a seed.
+        device: where the probe runs: "auto" (GPU if TensorFlow sees one), "cpu", "gpu".
 
     Raises:
         PaddingLeakError: naming the layer where the leak starts, the sample, the
             position, the padding side and the size of the change.
+        maskcheck.probe.ProbeError: (a ValueError) the model cannot be probed:
+            no mask can be found, its forward pass raises, ...
 
     Example:
         >>> maskcheck.assert_padding_invariant(model, x, lengths=[3, 1])
@@ -102,17 +114,16 @@ def assert_padding_invariant(model: Any, x: Any, mask: Any = None, lengths: Any 
     from maskcheck.probe import find_leak
 
     leak = find_leak(model, x, mask=mask, lengths=lengths, padding=padding, training=training,
-                     atol=atol, rtol=rtol, seed=seed)
+                     atol=atol, rtol=rtol, seed=seed, device=device)
     if leak is not None:
         raise PaddingLeakError(format_leak(
             leak, model_name=getattr(model, "name", type(model).__name__),
-            what="valid outputs change when only padded values change (mask held fixed)",
             atol=atol, rtol=rtol), leak)
 
 
 def assert_loss_ignores_padding(model: Any, x: Any, y: Any, mask: Any = None, lengths: Any = None,
                                 padding: str = "post", *, atol: float = 1e-5, rtol: float = 1e-4,
-                                seed: int = 0) -> None:
+                                seed: int = 0, device: str = "auto") -> None:
     """Assert that the compiled loss ignores padded labels and padded inputs.
 
     Args:
@@ -122,6 +133,7 @@ def assert_loss_ignores_padding(model: Any, x: Any, y: Any, mask: Any = None, le
             `assert_padding_invariant`.
         atol, rtol: tolerances of the loss comparison.
         seed: seed of the perturbation.
+        device: where the probe runs, as in `assert_padding_invariant`.
 
     Raises:
         PaddingLeakError: naming where padding reaches the loss, the sample, the
@@ -131,9 +143,8 @@ def assert_loss_ignores_padding(model: Any, x: Any, y: Any, mask: Any = None, le
     from maskcheck.probe import find_loss_leak
 
     leak = find_loss_leak(model, x, y, mask=mask, lengths=lengths, padding=padding,
-                          atol=atol, rtol=rtol, seed=seed)
+                          atol=atol, rtol=rtol, seed=seed, device=device)
     if leak is not None:
         raise PaddingLeakError(format_leak(
             leak, model_name=getattr(model, "name", type(model).__name__),
-            what="the loss changes when only padded labels or inputs change",
             atol=atol, rtol=rtol), leak)

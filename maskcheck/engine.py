@@ -8,6 +8,7 @@ so one bad target never stops the others.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 from maskcheck.config import Config
@@ -34,20 +35,135 @@ def run_rules(graph: Any, rules: tuple[type[Rule], ...]) -> tuple[Finding, ...]:
     return tuple(f for rule in rules if rule.engine == "static" for f in rule().check(graph, flow))
 
 
-def check_model(model: Any, *, target: str, config: Config) -> ModelReport:
-    """Check one Keras model with the engines `config.mode` asks for."""
+def check_model(model: Any, *, target: str, config: Config, data: Any = None) -> ModelReport:
+    """Check one Keras model with the engines `config.mode` asks for.
+
+    Args:
+        data: probe data for the dynamic engine (an npz mapping, a dict of
+            arrays, an (x, y) pair or x alone); None synthesizes probes, or
+            loads `config.data` when that names an .npz file.
+
+    Raises:
+        CheckError: the model cannot be checked (no graph for a static-only
+            run, a forward pass that raises, no padded input for a
+            dynamic-only run).
+    """
     from maskcheck.keras_adapter import adapt_model
 
     rules = selected_rules(config.select, config.ignore)
-    started = time.perf_counter()
-    try:
-        graph = adapt_model(model)
-    except ValueError as exc:
-        raise CheckError("NoGraph", str(exc)) from None
-    findings = run_rules(graph, rules)
-    stats = {"layers": len(model.layers) if hasattr(model, "layers") else len(graph.nodes),
-             "static_ms": round((time.perf_counter() - started) * 1000, 1)}
+    stats: dict[str, Any] = {}
+    findings: tuple[Finding, ...] = ()
+    graph = None
+    no_graph = None
+    if config.mode in ("static", "all"):
+        started = time.perf_counter()
+        try:
+            graph = adapt_model(model)
+        except ValueError as exc:
+            if config.mode == "static":
+                raise CheckError("NoGraph", str(exc)) from None
+            no_graph = str(exc)
+        if graph is not None:
+            findings = run_rules(graph, rules)
+        stats["static_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    stats["layers"] = len(model.layers) if hasattr(model, "layers") else len(graph.nodes)
+    dynamic = [r for r in rules if r.engine == "dynamic"]
+    if config.mode in ("dynamic", "all") and dynamic:
+        started = time.perf_counter()
+        findings = _check_dynamic(model, config, data, dynamic, findings, stats)
+        stats["dynamic_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    if no_graph is not None and (not dynamic or "dynamic" in stats):  # neither engine could look
+        reason = f"; dynamic checks {stats['dynamic']}" if "dynamic" in stats else ""
+        raise CheckError("NoGraph", no_graph + reason)
     return ModelReport(target=target, model=model.name, findings=findings, stats=stats)
+
+
+#: Static codes that a dynamic result at the same layer confirms.
+CONFIRMS = {"MC301": ("MC101", "MC102", "MC105"), "MC304": ("MC102", "MC105"),
+            "MC302": ("MC106",), "MC303": ("MC201",), "MC203": ("MC201",)}
+#: Static suspicions that probes can refute (the layer is an unknown custom layer).
+REFUTABLE = ("MC102", "MC105", "MC106")
+
+
+def _check_dynamic(model: Any, config: Config, data: Any, rules: list[type[Rule]],
+                   static: tuple[Finding, ...], stats: dict[str, Any]) -> tuple[Finding, ...]:
+    """Run the dynamic rules and merge their results with the static findings.
+
+    Merging: a static finding (MC101/MC102/MC105/MC106/MC201) at the layer
+    (same path) where a probe localized a leak keeps its static code,
+    message and fix (the static engine says *why*, the code users already
+    know), becomes kind ("static", "dynamic"), takes the worse of the two
+    severities (a confirmed info-level suspicion about a custom layer becomes
+    an error) and gains the probe's evidence plus ``confirmed_by`` (the
+    dynamic code); the dynamic finding is then not reported separately. A
+    static MC102/MC105/MC106 at an unknown custom layer whose valid outputs
+    no probe could change is downgraded to info, says so, and gains
+    ``refuted_by``. MC101 is never refuted that way: a dropped mask hurts
+    the layers after the one that drops it.
+    """
+    from maskcheck.probe import ProbeError
+    from maskcheck.probe_engine import NoPadding, NotProbeable, run_dynamic, to_finding
+
+    if config.data:  # --data names the user's own batch; it wins over a factory's data
+        data = _load_npz(config.data)
+    codes = {r.code for r in rules}
+    by_code = {r.code: r for r in rules}
+    try:
+        results, info = run_dynamic(model, data, config, codes)
+    except NotProbeable as exc:
+        if config.mode == "dynamic":
+            raise CheckError("NoPaddedInput" if isinstance(exc, NoPadding) else "NotProbeable",
+                             str(exc)) from None
+        stats["dynamic"] = f"skipped: {exc}"
+        return static
+    except ProbeError as exc:
+        if config.mode == "all" and static:  # keep what the static engine found (and why)
+            stats["dynamic"] = f"failed: {exc}"
+            return static
+        raise CheckError("ProbeError", str(exc)) from None
+    dynamic = [to_finding(by_code[r.code], r) for r in results]
+    merged = list(static)
+    kept = []
+    for finding in dynamic:
+        targets = [i for i, s in enumerate(merged)
+                   if s.rule in CONFIRMS.get(finding.rule, ()) and s.layer == finding.layer
+                   and s.path == finding.path]
+        for i in targets:
+            s = merged[i]
+            if "confirmed_by" in s.evidence:
+                continue  # the first (strongest) confirmation keeps its evidence
+            worse = max(s.severity, finding.severity, key=lambda sev: sev.rank)
+            merged[i] = replace(s, kind=("static", "dynamic"), severity=worse,
+                                evidence={**s.evidence, **finding.evidence, "confirmed_by": finding.rule})
+        if not targets:
+            kept.append(finding)
+    if "MC301" in codes:
+        merged = [_refute(s, info["records"], dynamic) for s in merged]
+    return tuple(merged) + tuple(kept)
+
+
+def _refute(finding: Finding, diverging: set[str], dynamic: list[Finding]) -> Finding:
+    from maskcheck.finding import Severity
+    from maskcheck.semantics import is_known
+
+    if (finding.rule not in REFUTABLE or "dynamic" in finding.kind or not finding.layer_class
+            or is_known(finding.layer_class) or finding.layer in diverging
+            or any(d.layer == finding.layer for d in dynamic)):
+        return finding
+    return replace(finding, severity=Severity.INFO, kind=("static", "dynamic"),
+                   message=finding.message + " Probes could not make padding change this layer's "
+                   "valid outputs, so this suspicion is downgraded to info.",
+                   evidence={**finding.evidence, "refuted_by": "MC301"})
+
+
+def _load_npz(path: str) -> Any:
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (OSError, ValueError) as exc:
+        raise CheckError("DataError", f"--data {path}: cannot read the .npz file: {exc}") from None
 
 
 def check_targets(raw_targets: tuple[str, ...], config: Config,
@@ -75,12 +191,12 @@ def _check_one(target: Target, config: Config, import_error: LoadError | None,
         if import_error is not None:
             raise import_error
         step("loading")
-        model, _data = load_target(target, unsafe=config.unsafe)
+        model, data = load_target(target, unsafe=config.unsafe)
     except LoadError as exc:
         return ModelReport(target.label, None, error=TargetError(exc.type, exc.message))
     step("checking")
     try:
-        return check_model(model, target=target.label, config=config)
+        return check_model(model, target=target.label, config=config, data=data)
     except CheckError as exc:
         return ModelReport(target.label, model.name, error=TargetError(exc.type, exc.message))
     except Exception as exc:  # an analysis bug must not hide the other targets

@@ -65,6 +65,9 @@ class Node:
     #: Config entries that decide semantics (padding, go_backwards, mask_zero, ...).
     config: Mapping[str, Any] = field(default_factory=dict)
     call_index: int = 0
+    #: Names of the Keras classes it derives from, nearest first (a custom
+    #: subclass of Conv1D keeps Conv1D's semantics).
+    bases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,11 +128,44 @@ def _config(op: Any, knode: Any) -> dict[str, object]:
             break
     if attrs.get("backward_layer") is not None:
         config["bidirectional"] = True
+    if type(op).__name__ == "GetItem" and len(knode.arguments.args) > 1:
+        config.update(_index_config(knode.arguments.args[1]))
     for key, value in knode.arguments.kwargs.items():  # use_causal_mask=True, training=...
         plain = _plain(value)
         if plain is not None and not isinstance(plain, tuple):
             config["call:" + key] = plain
     return config
+
+
+_GENERIC_BASES = frozenset({"Layer", "Operation", "Model", "Functional", "Sequential", "object",
+                            "Trainer", "TFLayer", "TorchLayer", "JaxLayer", "KerasSaveable",
+                            "TensorFlowTrainer", "BaseConv", "BasePooling", "Wrapper"})
+
+
+def _bases(cls: type) -> tuple[str, ...]:
+    return tuple(c.__name__ for c in cls.__mro__[1:]
+                 if c.__module__.startswith(("keras.", "keras_hub.", "keras_nlp."))
+                 and c.__name__ not in _GENERIC_BASES)
+
+
+def _index_config(key: Any) -> dict[str, tuple[int, ...]]:
+    """Which axes `x[key]` reads at a fixed position counted from the start or the end,
+    and which it slices; empty when the key is not understood (Ellipsis, tensors)."""
+    key = tuple(key) if isinstance(key, (list, tuple)) else (key,)
+    if any(k is Ellipsis or k is None for k in key):
+        return {}
+    start, end, sliced = [], [], []
+    for axis, k in enumerate(key):
+        if isinstance(k, bool) or not isinstance(k, (int, slice)):
+            if not isinstance(k, slice):
+                return {}
+        if isinstance(k, int):
+            (start if k >= 0 else end).append(axis)
+        elif isinstance(k, slice) and (k.start not in (None, 0) or k.stop is not None
+                                       or k.step not in (None, 1)):
+            sliced.append(axis)
+    return {"index_from_start": tuple(start), "index_from_end": tuple(end),
+            "sliced": tuple(sliced)}
 
 
 def _flat_tensors(structure: Any) -> list[Any]:
@@ -166,10 +199,14 @@ def _walk(builder: _Builder, functional: Any, path: tuple[str, ...],
         masks: list[tuple[str, Any]] = []
         for key, value in knode.arguments.kwargs.items():
             tensors = _flat_tensors(value)
-            if _is_mask_keyword(key):
-                masks.extend((key, t) for t in tensors)
-            else:
+            if not _is_mask_keyword(key):
                 data.extend(tensors)
+        # Keras records the masks it passes implicitly (the inputs' _keras_mask)
+        # as `mask=` arguments too; only other tensors are explicit masks.
+        implicit = {id(getattr(kt, "_keras_mask", None)) for kt in data}
+        for key, value in knode.arguments.kwargs.items():
+            if _is_mask_keyword(key):
+                masks.extend((key, t) for t in _flat_tensors(value) if id(t) not in implicit)
         in_ids = tuple(builder.tensor_id(kt, alias, top_level) for kt in data)
         mask_ids = tuple((k, builder.tensor_id(kt, alias, top_level)) for k, kt in masks)
         nested = _functional_of(op) if hasattr(op, "layers") else None
@@ -204,6 +241,7 @@ def _walk(builder: _Builder, functional: Any, path: tuple[str, ...],
             mask_inputs=mask_ids,
             config=_config(op, knode),
             call_index=_call_index(knode),
+            bases=_bases(type(op)),
         ))
         for tid in out_ids:
             builder.set_producer(tid, index)

@@ -3,19 +3,26 @@
 For every tensor it tracks which axes hold padding (and from which side),
 whether a mask for them travels with it, and whether its valid positions
 already depend on padding values ("tainted"). The analysis runs once per
-graph in topological order and records events that the rules turn into
-findings, so each rule stays a small filter over the same facts.
+graph in topological order (plus one reverse pass for "is a mask needed
+later"), in time linear in the size of the graph, and records events that
+the rules turn into findings, so each rule stays a small filter over the
+same facts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 from maskcheck.graph import MaskGraph, Node
-from maskcheck.semantics import CAUSAL, MIXING, POINTWISE, REDUCING, semantics_for
+from maskcheck.semantics import (CAUSAL, MIXING, POINTWISE, REDUCING, LayerSemantics,
+                                 acted_axes, effect_on_axis, semantics_for)
 
 #: Padding sides. A None-length input axis can be padded either way.
 POST, PRE, BOTH = "post", "pre", "both"
+
+#: SPEC section 4: integer or boolean inputs with these names are explicit masks.
+_MASK_INPUT = re.compile(r"^(padding_mask|attention_mask|mask|.+_mask)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,17 +30,33 @@ class PaddedAxis:
     axis: int
     side: str
     source: str  # the input or mask generator the padding comes from
+    origin: str = ""  # the model input (or generator on a fixed input) it traces back to
+
+
+@dataclass(frozen=True, slots=True)
+class MaskInfo:
+    source: str  # the layer (or explicit mask input) that created the mask
+    axes: tuple[int, ...] = (1,)  # the data axes the mask covers
 
 
 @dataclass(frozen=True, slots=True)
 class TensorState:
     padded: tuple[PaddedAxis, ...] = ()
-    mask_source: str | None = None  # the layer that generated the attached mask
+    mask: MaskInfo | None = None
     tainted: bool = False
+    #: padded positions hold a masked RNN's carried state: they depend on the
+    #: amount of padding, not on the padding values
+    carried: bool = False
+    #: the tensor is itself a mask (boolean, or an explicit mask input)
+    is_mask: bool = False
 
     @property
     def is_padded(self) -> bool:
         return bool(self.padded)
+
+    @property
+    def mask_source(self) -> str | None:
+        return self.mask.source if self.mask else None
 
 
 CLEAN = TensorState()
@@ -47,6 +70,8 @@ class MixingEvent:
     axis: PaddedAxis
     mask_arrived: str | None  # mask generator whose mask reached the layer unused
     causal: bool = False  # the layer only looks backwards along the axis
+    carried: bool = False  # padded values were a masked RNN's carried state
+    axes: tuple[int, ...] = ()  # every padded axis it mixes along (images: 1 and 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,115 +83,387 @@ class DropEvent:
     axis: PaddedAxis
 
 
+@dataclass(frozen=True, slots=True)
+class PropagationEvent:
+    """A layer passed a mask on unchanged although it mixes along the padded axis."""
+
+    node: Node
+    mask_source: str
+    axis: PaddedAxis
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatsEvent:
+    """A layer computes statistics over padded positions (batch or per sample)."""
+
+    node: Node
+    axis: PaddedAxis
+    scope: str  # "batch" or "sample"
+    mask_arrived: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MismatchEvent:
+    """A mask does not line up with the padded axes of its tensor."""
+
+    node: Node
+    mask_source: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class AssumedEvent:
+    """An unknown layer class received padding; its semantics were assumed."""
+
+    node: Node
+    axis: PaddedAxis
+    assumption: str
+
+
 @dataclass(frozen=True)
 class MaskFlow:
     states: dict[int, TensorState] = field(default_factory=dict)
     mixing: tuple[MixingEvent, ...] = ()
     drops: tuple[DropEvent, ...] = ()
+    propagations: tuple[PropagationEvent, ...] = ()
+    stats: tuple[StatsEvent, ...] = ()
+    mismatches: tuple[MismatchEvent, ...] = ()
+    assumed: tuple[AssumedEvent, ...] = ()
+    #: mask sources that some layer consumed or that reach a model output
+    used_masks: frozenset[str] = frozenset()
+    #: tensors whose padding some later layer, output, loss or metric cares about
+    needs_mask: frozenset[int] = frozenset()
+    #: nodes that themselves need a mask for the padding they receive
+    needs_self: frozenset[int] = frozenset()
     #: tensor id -> the nodes that read it, in topological order
     consumers: dict[int, tuple[Node, ...]] = field(default_factory=dict)
 
 
-def _input_state(graph: MaskGraph, node: Node) -> TensorState:
+def is_mask_input(name: str, dtype: str) -> bool:
+    """SPEC 4: an integer or boolean input named padding_mask, mask, <name>_mask, ..."""
+    return bool(_MASK_INPUT.match(name)) and ("int" in dtype or "bool" in dtype)
+
+
+def _input_state(graph: MaskGraph, node: Node, side: str) -> TensorState:
     tensor = graph.tensors[node.outputs[0]]
-    if "bool" in tensor.dtype:
-        return CLEAN
+    if tensor.is_boolean_like or is_mask_input(node.name, tensor.dtype):
+        return TensorState(is_mask=True, mask=MaskInfo(node.name))
     spatial = tensor.shape[1:]
     if len(tensor.shape) == 4:  # images (B, H, W, C): both spatial axes may be padded
         axes = [i + 1 for i, size in enumerate(spatial[:2]) if size is None]
     else:
-        axes = [1] if spatial and spatial[0] is None and len(tensor.shape) >= 2 else []
-    return TensorState(tuple(PaddedAxis(a, BOTH, node.name) for a in axes))
+        axes = [1] if spatial and spatial[0] is None else []
+    return TensorState(tuple(PaddedAxis(a, side, node.name, node.name) for a in axes))
 
 
-def _is_data(graph: MaskGraph, tid: int) -> bool:
-    return "bool" not in graph.tensors[tid].dtype
+def analyze(graph: MaskGraph, *, side: str = BOTH) -> MaskFlow:
+    """Run the padded-axis dataflow over `graph` in topological order.
 
-
-def analyze(graph: MaskGraph) -> MaskFlow:
-    """Run the padded-axis dataflow over `graph` in topological order."""
-    states: dict[int, TensorState] = {}
-    mixing: list[MixingEvent] = []
-    drops: list[DropEvent] = []
+    Args:
+        graph: the model.
+        side: how variable-length inputs are padded (``post``, ``pre`` or
+            ``both`` when unknown); causal layers are safe under ``post``.
+    """
+    a = _Analysis(graph, side)
     for node in graph.nodes:
+        a.visit(node)
+    return a.finish()
+
+
+class _Analysis:
+    def __init__(self, graph: MaskGraph, side: str) -> None:
+        self.graph = graph
+        self.side = side
+        self.states: dict[int, TensorState] = {}
+        self.mixing: list[MixingEvent] = []
+        self.drops: list[DropEvent] = []
+        self.propagations: list[PropagationEvent] = []
+        self.stats: list[StatsEvent] = []
+        self.mismatches: list[MismatchEvent] = []
+        self.assumed: list[AssumedEvent] = []
+        self.used: set[str] = set()
+        self.needs_self: set[int] = set()
+        self.generates: set[int] = set()
+
+    def rank(self, tid: int) -> int:
+        return len(self.graph.tensors[tid].shape)
+
+    def visit(self, node: Node) -> None:
+        graph = self.graph
         if node.is_input:
-            states[node.outputs[0]] = _input_state(graph, node)
-            continue
-        ins = [states.get(t, CLEAN) for t in node.inputs if _is_data(graph, t)]
-        first = ins[0] if ins else CLEAN
-        explicit_mask = any(not _is_data(graph, t) for t in node.inputs) and node.takes_mask
-        sem = semantics_for(node.class_name, node.config)
-        padded = tuple({a.axis: a for s in ins for a in s.padded}.values())
-        tainted = any(s.tainted for s in ins)
-        mask = first.mask_source
-        consumes = node.takes_mask and (mask is not None or explicit_mask)
-
-        if sem.along_padded in (MIXING, CAUSAL, REDUCING) and padded and not tainted and not consumes:
-            for axis in padded:
-                if sem.along_padded == CAUSAL and axis.side == POST:
-                    continue
-                mixing.append(MixingEvent(node, axis, mask, sem.along_padded == CAUSAL))
-                tainted = True
-                break
-
-        out_mask = _output_mask(node, sem.generates, mask)
-        if mask is not None and out_mask is None and not consumes and padded:
-            drops.append(DropEvent(node, mask, padded[0]))
-
-        out_rank = len(graph.tensors[node.outputs[0]].shape) if node.outputs else 0
+            for tid in node.outputs:
+                self.states[tid] = _input_state(graph, node, self.side)
+            return
+        ins = [self.states.get(t, CLEAN) for t in node.inputs]
+        data = [(t, s) for t, s in zip(node.inputs, ins) if not s.is_mask]
+        mask_like = [s for s in ins if s.is_mask]
+        sem = semantics_for(node.class_name, node.config, is_op=node.is_op, bases=node.bases)
+        in_rank = self.rank(data[0][0]) if data else 0
+        padded = tuple({p.axis: p for _, s in data for p in s.padded}.values())
+        tainted = any(s.tainted for _, s in data)
+        carried = any(s.carried for _, s in data)
+        arrived = next((s.mask for _, s in data if s.mask is not None), None)
+        explicit = bool(node.mask_inputs) and not node.is_op
+        consumes = not node.is_op and (explicit or (arrived is not None and node.takes_mask))
+        if explicit:
+            for _, tid in node.mask_inputs:
+                state = self.states.get(tid)
+                if state is not None and state.mask is not None:
+                    self.used.add(state.mask.source)
+        if consumes and arrived is not None:
+            # Keras records the mask it hands over as a `mask=` argument too, so an
+            # explicit-looking mask next to an arriving one is usually that same mask.
+            self.used.add(arrived.source)
         if sem.generates:
-            source = PaddedAxis(1, padded[0].side if padded else BOTH, node.name)
-            out_padded: tuple[PaddedAxis, ...] = (source,)
-            out_mask = node.name
-        elif sem.along_padded == REDUCING:
-            out_padded = ()
-        else:
-            out_padded = tuple(a for a in padded if a.axis < out_rank)
-        state = TensorState(out_padded, out_mask if out_padded else None, tainted)
+            self.generates.add(node.index)
+
+        # Is the mask this node would need there? (for MC101 / MC104)
+        effects = {p.axis: (_effect(node, sem, p.axis, in_rank) if sem.known else POINTWISE)
+                   for p in padded}
+        mixes = [p for p in padded if effects[p.axis] in (MIXING, REDUCING)
+                 or (effects[p.axis] == CAUSAL and p.side != POST)]
+        explicit_axes = set(range(1, max(in_rank - 1, 2))) if explicit else set()
+        if padded and (any(p.axis not in explicit_axes for p in mixes)
+                       or ((sem.batch_stats or sem.sample_stats) and not explicit)
+                       or (node.takes_mask and not explicit) or not sem.known):
+            self.needs_self.add(node.index)
+
+        out_mask = self._output_mask(node, sem, arrived, in_rank)
+        covered = set(arrived.axes) if (consumes and arrived) else set()
+        covered |= explicit_axes
+
+        node_tainted = False
+        if padded and not sem.known:
+            self._assume(node, padded[0], consumes, out_mask is not None)
+        leaking = [] if tainted else [p for p in mixes if p.axis not in covered]
+        if leaking:
+            p = leaking[0]
+            if out_mask is not None and arrived is not None and out_mask.source == arrived.source:
+                self.propagations.append(PropagationEvent(
+                    node, arrived.source, p, f"mixes values along axis {p.axis}"))
+            else:
+                self.mixing.append(MixingEvent(node, p, arrived.source if arrived else None,
+                                               effects[p.axis] == CAUSAL, carried,
+                                               tuple(q.axis for q in leaking)))
+            node_tainted = True
+        stats_axes = [p for p in padded if p.axis in range(1, max(in_rank - 1, 2))]
+        if sem.batch_stats and stats_axes and not (set(p.axis for p in stats_axes) <= covered):
+            self.stats.append(StatsEvent(node, stats_axes[0], "batch",
+                                         arrived.source if arrived else None))
+            node_tainted = True
+        if sem.sample_stats and stats_axes and not covered:
+            p = stats_axes[0]
+            if out_mask is not None and arrived is not None and out_mask.source == arrived.source:
+                self.propagations.append(PropagationEvent(
+                    node, arrived.source, p, f"normalizes with statistics over axis {p.axis}"))
+            else:
+                self.stats.append(StatsEvent(node, p, "sample", arrived.source if arrived else None))
+            node_tainted = True
+
+        if arrived is not None and out_mask is None and not consumes and padded:
+            self.drops.append(DropEvent(node, arrived.source, padded[0]))
+
+        out_padded = self._out_padded(node, sem, padded, effects, data, in_rank)
+        self._check_mismatch(node, sem, data, arrived, out_mask, consumes, in_rank, padded,
+                             out_padded)
+
+        rnn_carry = (consumes and sem.along in (CAUSAL, MIXING) and sem.uses_mask
+                     and sem.acts_on == "time" and out_mask is not None)
         for tid in node.outputs:
-            states[tid] = state if _is_data(graph, tid) else CLEAN
-    consumers: dict[int, list[Node]] = {}
-    for n in graph.nodes:
-        for t in n.inputs:
-            consumers.setdefault(t, []).append(n)
-    return MaskFlow(states, tuple(mixing), tuple(drops),
-                    {t: tuple(ns) for t, ns in consumers.items()})
+            tensor = self.graph.tensors[tid]
+            if tensor.is_boolean_like or (mask_like and not data):
+                source = mask_like[0].mask.source if mask_like and mask_like[0].mask else node.name
+                self.states[tid] = TensorState(is_mask=True, mask=MaskInfo(source))
+                continue
+            axes = tuple(p for p in out_padded if p.axis < tensor.rank)
+            mask = out_mask if axes else None
+            self.states[tid] = TensorState(axes, mask, tainted or node_tainted,
+                                           (carried or rnn_carry) and bool(axes))
+
+    def _output_mask(self, node: Node, sem: LayerSemantics, arrived: MaskInfo | None,
+                     in_rank: int) -> MaskInfo | None:
+        if node.is_op:
+            return None
+        if sem.generates:
+            if node.class_name == "Masking" or "Masking" in node.bases:
+                return MaskInfo(node.name, tuple(range(1, max(in_rank - 1, 2))))
+            return MaskInfo(node.name)
+        if node.keras_output_masks is not None:  # what Keras itself attached
+            if not any(node.keras_output_masks):
+                return None
+            return arrived if arrived is not None else MaskInfo(node.name)
+        propagates = sem.propagates if sem.known else node.supports_masking
+        return arrived if (propagates and arrived is not None) else None
+
+    def _assume(self, node: Node, axis: PaddedAxis, consumes: bool, propagates: bool) -> None:
+        if consumes:
+            text = "to apply the mask it receives"
+        elif propagates:
+            text = "to be position-wise, since it passes the mask on (supports_masking)"
+        else:
+            text = "to keep positions apart; if it mixes along the padded axis, padding leaks"
+        self.assumed.append(AssumedEvent(node, axis, text))
+
+    def _out_padded(self, node: Node, sem: LayerSemantics, padded: tuple[PaddedAxis, ...],
+                    effects: dict[int, str], data: list, in_rank: int) -> tuple[PaddedAxis, ...]:
+        if not node.outputs:
+            return ()
+        out = self.graph.tensors[node.outputs[0]]
+        if sem.generates and not padded:
+            return (PaddedAxis(1, BOTH, node.name, node.name),) if out.rank >= 2 else ()
+        if node.class_name == "TextVectorization":
+            return (PaddedAxis(1, POST, node.name, node.name),) if out.rank >= 2 else ()
+        if not padded:
+            return ()
+        in_shape = self.graph.tensors[data[0][0]].shape if data else ()
+        if node.class_name in ("Permute", "Transpose"):
+            return self._permuted(node, padded, in_rank)
+        if node.class_name == "Reshape":
+            if _time_preserved(in_shape, out.shape):
+                return tuple(p for p in padded if p.axis == 1)
+            return ()
+        kept = []
+        for p in padded:
+            if effects.get(p.axis) == REDUCING:
+                continue
+            if p.axis >= out.rank:
+                continue
+            if out.rank != in_rank or (sem.along == REDUCING and p.axis in acted_axes(
+                    sem, node.config, in_rank)):
+                if out.shape[p.axis] != in_shape[p.axis]:
+                    continue
+            kept.append(p)
+        return tuple(kept)
+
+    def _permuted(self, node: Node, padded: tuple[PaddedAxis, ...], in_rank: int):
+        dims = node.config.get("dims") if node.class_name == "Permute" else node.config.get("axes")
+        if not isinstance(dims, tuple):
+            if node.class_name == "Transpose" and dims is None:
+                order = tuple(reversed(range(in_rank)))
+            else:
+                return padded
+        else:
+            order = (0,) + dims if node.class_name == "Permute" else dims
+        moved = []
+        for p in padded:
+            if p.axis in order:
+                moved.append(replace(p, axis=order.index(p.axis)))
+        return tuple(moved)
+
+    def _check_mismatch(self, node, sem, data, arrived, out_mask, consumes, in_rank,
+                        padded, out_padded) -> None:
+        if arrived is not None and consumes and sem.broadcasts_mask and in_rank > len(arrived.axes) + 1:
+            self.mismatches.append(MismatchEvent(
+                node, arrived.source,
+                f"a mask of rank {len(arrived.axes) + 1} is broadcast against a rank-{in_rank} "
+                "input, so it lines up with the last axes instead of the time axis"))
+            return
+        if out_mask is not None and arrived is not None and out_mask.source == arrived.source and node.outputs:
+            in_shape = self.graph.tensors[data[0][0]].shape
+            out_shape = self.graph.tensors[node.outputs[0]].shape
+            for axis in arrived.axes:
+                changed = (axis >= len(out_shape) or axis >= len(in_shape)
+                           or in_shape[axis] != out_shape[axis]
+                           or (sem.changes_length and axis in acted_axes(sem, node.config, in_rank)))
+                if changed:
+                    self.mismatches.append(MismatchEvent(
+                        node, arrived.source,
+                        f"it changes the length of axis {axis} ({_dim(in_shape, axis)} -> "
+                        f"{_dim(out_shape, axis)}) but passes the mask through unchanged"))
+                    return
+        masked = [s for _, s in data if s.mask is not None and s.padded]
+        if len(masked) > 1 and len({s.mask.source for s in masked}) > 1:
+            origins = {p.origin for s in masked for p in s.padded if p.axis == 1}
+            if len(origins) > 1:
+                self.mismatches.append(MismatchEvent(
+                    node, masked[0].mask.source,
+                    "it merges tensors padded independently (from "
+                    + ", ".join(repr(o) for o in sorted(origins))
+                    + "), so their masks disagree position by position"))
+                return
+        for tid in node.outputs:
+            tensor = self.graph.tensors[tid]
+            shape = tensor.keras_mask_shape
+            if shape is None:
+                continue
+            bad = len(shape) > tensor.rank or any(
+                m is not None and t is not None and m != t for m, t in zip(shape, tensor.shape))
+            if bad:
+                self.mismatches.append(MismatchEvent(
+                    node, arrived.source if arrived else node.name,
+                    f"Keras attached a mask of shape {shape} to an output of shape {tensor.shape}"))
+                return
+
+    def finish(self) -> MaskFlow:
+        graph = self.graph
+        consumers: dict[int, list[Node]] = {}
+        for n in graph.nodes:
+            for t in dict.fromkeys(n.inputs):
+                consumers.setdefault(t, []).append(n)
+        outputs = set(graph.outputs)
+        for tid in graph.outputs:
+            state = self.states.get(tid)
+            if state is not None and state.mask is not None:
+                self.used.add(state.mask.source)
+        needs: set[int] = set()
+        for node in reversed(graph.nodes):
+            for tid in node.outputs:
+                if not self.states.get(tid, CLEAN).is_padded:
+                    continue
+                if tid in outputs:
+                    needs.add(tid)
+                    continue
+                for nxt in consumers.get(tid, ()):
+                    if nxt.index in self.needs_self or (
+                            nxt.index not in self.generates
+                            and any(o in needs for o in nxt.outputs)):
+                        needs.add(tid)
+                        break
+        return MaskFlow(self.states, tuple(self.mixing), tuple(self.drops),
+                        tuple(self.propagations), tuple(self.stats), tuple(self.mismatches),
+                        tuple(self.assumed), frozenset(self.used), frozenset(needs),
+                        frozenset(self.needs_self),
+                        {t: tuple(ns) for t, ns in consumers.items()})
 
 
-def _output_mask(node: Node, generates: bool, mask: str | None) -> str | None:
-    """The mask source attached to the node's outputs."""
-    if generates:
-        return node.name
-    if mask is None:
-        return None
-    if node.keras_output_masks is not None:  # what Keras itself attached
-        return mask if any(node.keras_output_masks) else None
-    return mask if node.supports_masking else None
+def _effect(node: Node, sem: LayerSemantics, axis: int, rank: int) -> str:
+    """Like `effect_on_axis`, plus indexing: `x[:, 0]` reads a fixed position, which
+    is valid under post-padding only; `x[:, -1]` under pre-padding only."""
+    if node.is_op and node.class_name == "GetItem":
+        if axis in node.config.get("index_from_start", ()):
+            return CAUSAL
+        if axis in node.config.get("index_from_end", ()):
+            return MIXING
+        return POINTWISE  # slices move positions but mix nothing
+    return effect_on_axis(sem, node.config, axis, rank)
+
+
+def _dim(shape: tuple, axis: int) -> str:
+    if axis >= len(shape):
+        return "gone"
+    return "None" if shape[axis] is None else str(shape[axis])
+
+
+def _time_preserved(in_shape: tuple, out_shape: tuple) -> bool:
+    """Reshape keeps axis 1 when it only regroups the features of each step."""
+    if len(in_shape) < 2 or len(out_shape) < 2 or in_shape[1] != out_shape[1]:
+        return False
+    rest_in, rest_out = in_shape[2:], out_shape[2:]
+    if None in rest_in or None in rest_out:
+        return False
+    prod_in = 1
+    for d in rest_in:
+        prod_in *= d
+    prod_out = 1
+    for d in rest_out:
+        prod_out *= d
+    return prod_in == prod_out
 
 
 def mask_needed_after(graph: MaskGraph, flow: MaskFlow, node: Node) -> bool:
-    """Whether padding leaving `node` later meets mixing, an output, or a loss.
-
-    Follows the padded tensors downstream; a layer that generates a fresh
-    mask ends the search along its branch.
-    """
-    frontier = [t for t in node.outputs if flow.states.get(t, CLEAN).is_padded]
-    if node.index in {e.node.index for e in flow.mixing}:
+    """Whether the padding leaving `node` later meets mixing, statistics, a
+    mask consumer, an output, a loss or a metric (or `node` itself mixes)."""
+    if node.index in flow.needs_self:
         return True
-    seen: set[int] = set()
-    while frontier:
-        tid = frontier.pop()
-        if tid in seen:
-            continue
-        seen.add(tid)
-        if tid in graph.outputs:
-            return True
-        for nxt in flow.consumers.get(tid, ()):
-            sem = semantics_for(nxt.class_name, nxt.config)
-            if sem.generates:
-                continue
-            if sem.along_padded != POINTWISE:
-                return True
-            frontier.extend(t for t in nxt.outputs if flow.states.get(t, CLEAN).is_padded)
-    return False
-
+    return any(t in flow.needs_mask for t in node.outputs)

@@ -102,10 +102,16 @@ def _model_input_names(model: Any) -> list[str] | None:
     inputs = getattr(model, "inputs", None)
     try:
         if inputs:
-            return [t.name for t in inputs]
+            return [_input_layer_name(t) for t in inputs]
     except (AttributeError, ValueError):
         pass
     return None
+
+
+def _input_layer_name(tensor: Any) -> str:
+    history = getattr(tensor, "_keras_history", None)
+    operation = getattr(history, "operation", None)
+    return str(getattr(operation, "name", None) or tensor.name)
 
 
 def flatten_x(model: Any, x: Any) -> tuple[list[Any], list[str], Any]:
@@ -147,15 +153,28 @@ def mask_generators(model: Any) -> dict[str, Any]:
     except Exception:
         graph = None
     if graph is not None:
+        # the first generator downstream of each input: its mask derives from the
+        # input's values even through lookups or casts, so probes perturb after it
         layers = {layer.name: layer for layer in sublayers(model)}
-        by_tensor = {n.outputs[0]: n.name for n in graph.nodes if n.is_input}
+        consumers: dict[int, list[Any]] = {}
         for node in graph.nodes:
-            layer = layers.get(node.name)
-            if layer is None or not is_generator(layer):
-                continue
             for tid in node.inputs:
-                if tid in by_tensor:
-                    found.setdefault(by_tensor[tid], layer)
+                consumers.setdefault(tid, []).append(node)
+        for node in graph.nodes:
+            if not node.is_input:
+                continue
+            frontier, seen = list(node.outputs), set()
+            while frontier and node.name not in found:
+                tid = frontier.pop(0)
+                for nxt in consumers.get(tid, []):
+                    if nxt.index in seen:
+                        continue
+                    seen.add(nxt.index)
+                    layer = layers.get(nxt.name)
+                    if layer is not None and is_generator(layer):
+                        found[node.name] = layer
+                        break
+                    frontier.extend(nxt.outputs)
         return found
     generators = [layer for layer in sublayers(model) if is_generator(layer)]
     if len(generators) == 1:
@@ -340,7 +359,7 @@ class Prober:
 
         return hook
 
-    def _fn(self, training: bool) -> Any:
+    def _fn(self, training: bool, inputs: Any = None, rows: Rows | None = None) -> Any:
         if training in self._fns:
             return self._fns[training]
         import keras
@@ -362,32 +381,87 @@ class Prober:
             self._meta[training] = (list(tracer.records), names, masked)
             return flat, list(tracer.tensors)
 
-        self._fns[training] = tf.function(forward, autograph=False, reduce_retracing=False)
+        signature = None
+        if inputs is not None and rows is not None:
+            signature = _signature(inputs, rows)
+        self._fns[training] = tf.function(forward, autograph=False, input_signature=signature)
         return self._fns[training]
+
+    def _eager_error(self, inputs: Any, training: bool) -> BaseException | None:
+        """The same call run eagerly, for a readable error (static shapes) and the failing layer."""
+        import keras
+
+        try:
+            with self.tracer:
+                self.tracer.start_hooks()
+                try:
+                    self.model(inputs, training=training)
+                finally:
+                    self.tracer.stop()
+        except Exception as exc:  # the user's model may raise anything
+            return exc
+        return None
 
     def run(self, inputs: Any, rows: Rows, *, training: bool = False, hooks: bool = True) -> Run:
         """One pass over the stacked `inputs`; perturbs generator outputs per `rows`."""
         import numpy as np
         import tensorflow as tf
 
-        fn = self._fn(training)
+        fn = self._fn(training, inputs, rows)
         draw = rows.draw if hooks else np.zeros_like(rows.draw)
         snapshot = _snapshot(self.model) if training else None
         try:
-            with self.tracer, tf.device(self.device):
+            with self.tracer, tf.device(self.device), _quiet_tf():
                 flat, tensors = fn(inputs, tf.constant(rows.mask), tf.constant(rows.scale),
                                    tf.constant(rows.shuffle), tf.constant(draw))
         except ProbeError:
             raise
         except Exception as exc:
+            eager = self._eager_error(inputs, training) if self.tracer.failed is None else None
             failed = self.tracer.failed
             where = f" in layer {failed.name!r} ({failed.class_name})" if failed else ""
-            raise ForwardError(f"the forward pass raises{where}: {_one_line(exc)}", failed) from None
+            raise ForwardError(f"the forward pass raises{where}: {_one_line(eager or exc)}",
+                               failed) from None
         finally:
             if snapshot is not None:
                 _restore(self.model, snapshot)
         records, names, masked = self._meta[training]
         return Run([_np(t) for t in flat], names, masked, records, [_np(t) for t in tensors])
+
+
+class _quiet_tf:
+    """Silence TensorFlow's Python logger (retracing notes) for the duration."""
+
+    def __enter__(self) -> None:
+        import tensorflow as tf
+
+        self.logger = tf.get_logger()
+        self.level = self.logger.level
+        self.logger.setLevel("ERROR")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.logger.setLevel(self.level)
+
+
+
+def _signature(inputs: Any, rows: Rows) -> Any:
+    """TensorSpecs with the batch and padded axes left open, so one trace serves
+    the stacked batch, the grown batch (MC304) and training batches alike."""
+    import keras
+    import tensorflow as tf
+
+    padded = rows.mask.shape[1:]
+
+    def spec(array: Any) -> Any:
+        shape = [None] + list(array.shape[1:])
+        if tuple(array.shape[1:1 + len(padded)]) == tuple(padded):
+            shape[1:1 + len(padded)] = [None] * len(padded)
+        return tf.TensorSpec(shape, tf.as_dtype(array.dtype))
+
+    k = len(padded)
+    return [keras.tree.map_structure(spec, inputs), tf.TensorSpec([None] * (k + 1), tf.bool),
+            tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.bool),
+            tf.TensorSpec([None], tf.as_dtype(rows.draw.dtype))]
 
 
 class ForwardError(ProbeError):
@@ -405,9 +479,19 @@ def _np(t: Any) -> Any:
     return value
 
 
+_NOISE = ("Exception encountered when calling", "Arguments received by", "•", "Detected at node",
+          "File ", "Graph execution error", "[[", "defined at (most recent call last)")
+
+
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(f"{type(exc).__name__}: {exc}".split())
-    return text[:240]
+    """The exception as one readable line: ANSI codes, Keras call context and TF node traces dropped."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [line.strip() for line in text.splitlines()]
+    kept = [line for line in lines if line and not line.startswith(_NOISE)]
+    body = " ".join(" ".join(kept[:2]).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {body}"[:300]
 
 
 def _snapshot(model: Any) -> list[tuple[Any, Any]]:
@@ -549,7 +633,8 @@ class _Prepared:
     generators: list[Any] = field(default_factory=list)
 
 
-def _prepare(model: Any, x: Any, mask: Any, lengths: Any, padding: str) -> _Prepared:
+def _prepare(model: Any, x: Any, mask: Any, lengths: Any, padding: str,
+             extra_masks: tuple[str, ...] = ()) -> _Prepared:
     import numpy as np
 
     if padding not in ("post", "pre"):
@@ -567,7 +652,7 @@ def _prepare(model: Any, x: Any, mask: Any, lengths: Any, padding: str) -> _Prep
         spec.vocab = vocab.get(spec.name, vocab.get("*"))
         if spec.generator is not None and type(spec.generator).__name__ == "Masking":
             spec.pad_value = float(spec.generator.mask_value)
-    explicit = [i for i, n in enumerate(names) if is_mask_name(n)]
+    explicit = [i for i, n in enumerate(names) if is_mask_name(n) or n in extra_masks]
     if mask is None and lengths is not None:
         t = _time_length(flat, explicit)
         mask = mask_from_lengths(list(lengths), (t,), padding)
@@ -705,8 +790,9 @@ def _output_leak(run: Run, ref: Run | None, rows: Rows, compare: Any, base_index
         div = diverge(out, ref_out[ref_index], valid, atol, rtol)
         if div.rows.any():
             r = int(np.argmax(np.where(div.rows, div.diff, -1.0)))
+            timed = out.ndim >= 2 and out.shape[1] == rows.mask.shape[1]
             if best is None or div.diff[r] > best[0]:
-                best = (float(div.diff[r]), r, int(div.position[r]), name, div.rows)
+                best = (float(div.diff[r]), r, int(div.position[r]) if timed else -1, name, div.rows)
     if best is None:
         return None
     diff, r, position, name, leaking = best

@@ -104,6 +104,17 @@ def pytest_configure(config: pytest.Config) -> None:
         base_config(config)  # a bad setting is a usage error before anything runs
 
 
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if not config.getoption("maskcheck"):
+        return None
+    c = base_config(config)
+    select = ",".join(sorted(c.select)) if c.select is not None else "all"
+    ignore = ",".join(sorted(c.ignore)) or "none"
+    source = f", pyproject {c.source}" if c.source else ""
+    return (f"maskcheck: collecting *.keras files; mode={c.mode} fail_on={c.fail_on} padding={c.padding} "
+            f"select={select} ignore={ignore}{source}")
+
+
 def _raw_settings(config: pytest.Config) -> dict[str, Any]:
     """ini values under command-line values; unset ones left out."""
     values: dict[str, Any] = {}
@@ -131,10 +142,10 @@ def base_config(config: pytest.Config) -> Any:
 
 
 def _marker_values(node: pytest.Item) -> dict[str, Any]:
-    """Marker keyword arguments, farthest first so the closest marker wins."""
+    """Marker keyword arguments, farthest first so the closest marker wins (None: unset)."""
     values: dict[str, Any] = {}
     for mark in reversed(list(node.iter_markers("maskcheck"))):
-        values.update(mark.kwargs)
+        values.update({key: value for key, value in mark.kwargs.items() if value is not None})
     return values
 
 
@@ -162,7 +173,7 @@ def item_config(node: pytest.Item) -> Any:
         validated = Config.from_values(**values)
     except ValueError as exc:
         pytest.fail(f"@pytest.mark.maskcheck: {exc}", pytrace=False)
-    return dataclasses.replace(base, **{key: getattr(validated, key) for key in values if values[key] is not None})
+    return dataclasses.replace(base, **{key: getattr(validated, key) for key in values})
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -194,19 +205,31 @@ class MaskChecker:
         return dataclasses.replace(self.config, **{k: getattr(validated, k) for k in overrides
                                                    if overrides[k] is not None})
 
-    def check(self, model: Any, **overrides: Any) -> Any:
-        """Check an in-memory model; returns a `maskcheck.Report` with one model.
+    def check(self, model: Any, data: Any = None, **overrides: Any) -> Any:
+        """Check an in-memory model, like `maskcheck.check`; returns a `maskcheck.Report`.
 
         Args:
             model: a built Keras model.
+            data: probe data for the dynamic engine (x, an (x, y) pair, or a dict
+                with inputs and optional "y", "mask", "lengths"); None synthesizes
+                probe batches.
             **overrides: settings for this call only (select=, ignore=, padding=, ...).
+
+        Returns:
+            A Report with one ModelReport; a model that cannot be checked gives a
+            report whose `errors` name why (and which is never `ok`).
         """
-        from maskcheck.engine import check_model
-        from maskcheck.finding import Report
+        from maskcheck.engine import CheckError, check_model
+        from maskcheck.finding import ModelReport, Report, TargetError
 
         config = self._with(overrides)
         target = getattr(model, "name", type(model).__name__)
-        return Report((check_model(model, target=target, config=config),), fail_on=config.fail_on)
+        extra = {"data": data} if data is not None else {}
+        try:
+            result = check_model(model, target=target, config=config, **extra)
+        except CheckError as exc:
+            result = ModelReport(target, target, error=TargetError(exc.type, exc.message))
+        return Report((result,), fail_on=config.fail_on)
 
     __call__ = check
 
@@ -229,19 +252,27 @@ class MaskChecker:
         return report
 
     def _probe_settings(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        settings = {"atol": self.config.atol, "rtol": self.config.rtol, "seed": self.config.seed}
+        c = self.config
+        settings: dict[str, Any] = {"atol": c.atol, "rtol": c.rtol, "seed": c.seed, "device": c.device}
+        if c.padding in ("post", "pre"):  # "both" (the default) leaves the assertion's "post"
+            settings["padding"] = c.padding
         settings.update(kwargs)
         return settings
 
     def assert_padding_invariant(self, model: Any, x: Any, **kwargs: Any) -> None:
-        """`maskcheck.assert_padding_invariant` with atol, rtol and seed from the settings."""
+        """`maskcheck.assert_padding_invariant` with this test's settings.
+
+        atol, rtol, seed and device come from the settings, and so does the
+        padding side of `x` when the settings name one ("post" or "pre");
+        keyword arguments win.
+        """
         __tracebackhide__ = True
         from maskcheck.assertions import assert_padding_invariant
 
         assert_padding_invariant(model, x, **self._probe_settings(kwargs))
 
     def assert_loss_ignores_padding(self, model: Any, x: Any, y: Any, **kwargs: Any) -> None:
-        """`maskcheck.assert_loss_ignores_padding` with atol, rtol and seed from the settings."""
+        """`maskcheck.assert_loss_ignores_padding` with this test's settings (as above)."""
         __tracebackhide__ = True
         from maskcheck.assertions import assert_loss_ignores_padding
 

@@ -101,18 +101,24 @@ class Rule:
         return iter(())
 
     def finding(self, node: "Node", *, evidence: dict | None = None,
-                kind: tuple[str, ...] = ("static",), **fields: object) -> Finding:
-        """Build a finding at `node`, filling the message and fix templates."""
+                kind: tuple[str, ...] = ("static",), severity: Severity | None = None,
+                message: str | None = None, fix: str | None = None,
+                **fields: object) -> Finding:
+        """Build a finding at `node`, filling the message and fix templates.
+
+        `severity`, `message` and `fix` override the rule's defaults for one
+        finding (e.g. an info-level note where semantics were assumed).
+        """
         values = {"layer": node.name, "layer_class": node.class_name, **fields}
         return Finding(
             rule=self.code,
             name=self.name,
-            severity=self.severity,
+            severity=severity or self.severity,
             kind=kind,
             layer=node.name,
             layer_class=node.class_name,
             path=node.path,
-            message=self.message.format(**values),
-            fix=self.fix.format(**values),
+            message=(message or self.message).format(**values),
+            fix=(fix or self.fix).format(**values),
             evidence=evidence or {},
         )

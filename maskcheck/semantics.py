@@ -1,110 +1,304 @@
-"""What each Keras layer class does along padded axes, as a table.
+"""What each Keras layer class (and keras.ops operation) does to padded axes.
 
-`along_padded` says how a layer treats the axes that hold padding:
+`along` says how a layer treats the axes it acts on (`acts_on`):
 
-* ``pointwise``: each position is computed from the same position only
-  (Dense, activations, LayerNormalization over features, elementwise ops);
+* ``pointwise``: each position is computed from the same position only;
 * ``causal``: a position sees itself and earlier positions only (forward
-  RNNs, ``Conv1D(padding="causal")``): safe under post-padding, a leak
-  under pre-padding;
+  RNNs, ``Conv1D(padding="causal")``, ``ops.cumsum``): safe under
+  post-padding, a leak under pre-padding;
 * ``mixing``: a position sees its neighbours on both sides (convolutions,
-  pooling, attention, backward and bidirectional RNNs);
-* ``reducing``: the padded axis disappears into the result (global pooling,
-  Flatten, Reshape, RNNs with ``return_sequences=False``).
+  pooling, attention, backward and bidirectional RNNs, resizing);
+* ``reducing``: the axis disappears into the result (global pooling,
+  Flatten, RNNs with ``return_sequences=False``).
 
-`generates` marks mask generators. A layer missing from the table is
-treated as ``pointwise`` by this release; `is_known` says so.
+`acts_on` names the axes: ``spatial`` (all axes between batch and channels,
+channels-last), ``time`` (axis 1 only), ``axis`` (the layer's ``axis``
+config), ``all`` (every non-batch axis), ``none``. Layers with
+``mixes_features`` also combine values along the last axis (Dense), which
+matters once a padded axis has been moved last (Permute).
+
+The mask columns say what Keras does with a mask: `uses_mask` (the layer
+applies it), `propagates` (its output carries it), `generates`. Statistics
+columns: `batch_stats` (across the batch, in training) and `sample_stats`
+(within a sample, over the padded axis). `TABLE` covers every class that
+`keras.layers` exports (``NOT_APPLICABLE`` lists those that never see a
+padded tensor); `tests/test_semantics.py` measures it against Keras.
+A class missing from both is handled by `semantics_for` as unknown.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Mapping
+from dataclasses import dataclass, replace
+from typing import Iterable, Mapping
 
 POINTWISE, CAUSAL, MIXING, REDUCING = "pointwise", "causal", "mixing", "reducing"
+SPATIAL, TIME, AXIS, ALL, NONE, LAST = "spatial", "time", "axis", "all", "none", "last"
 
 
 @dataclass(frozen=True, slots=True)
 class LayerSemantics:
-    along_padded: str
+    along: str = POINTWISE
+    acts_on: str = SPATIAL
+    mixes_features: bool = False
+    uses_mask: bool = False
+    propagates: bool = False
     generates: bool = False
+    batch_stats: bool = False
+    sample_stats: bool = False
+    #: the time length of the output may differ from the input's
+    changes_length: bool = False
+    #: the layer broadcasts a (batch, time) mask against its whole input (Softmax)
+    broadcasts_mask: bool = False
+    #: its call takes a mask (mask=, padding_mask=, ...) and drops it afterwards
+    known: bool = True
+
+    @property
+    def is_pointwise(self) -> bool:
+        return self.along == POINTWISE and not self.mixes_features
 
 
-def _table(kind: str, *names: str) -> dict[str, LayerSemantics]:
-    return {name: LayerSemantics(kind) for name in names}
+def _rows(semantics: LayerSemantics, *names: str) -> dict[str, LayerSemantics]:
+    return {name: semantics for name in names}
 
 
+_ELEMENTWISE = LayerSemantics(POINTWISE, NONE, propagates=True)
+_DENSE = LayerSemantics(POINTWISE, NONE, mixes_features=True, propagates=True)
+_CONV = LayerSemantics(MIXING, SPATIAL, mixes_features=True)
+_POOL = LayerSemantics(MIXING, SPATIAL, changes_length=True)
+_GLOBAL_POOL = LayerSemantics(REDUCING, SPATIAL)
+_RNN = LayerSemantics(CAUSAL, TIME, mixes_features=True, uses_mask=True, propagates=True)
+_ATTENTION = LayerSemantics(MIXING, TIME, mixes_features=True, uses_mask=True, propagates=True)
+_MERGE = LayerSemantics(POINTWISE, NONE, propagates=True)
+_IMAGE_GEOMETRY = LayerSemantics(MIXING, SPATIAL, changes_length=True)
+_IMAGE_STATS = LayerSemantics(POINTWISE, SPATIAL, sample_stats=True)
+_IMAGE_PIXEL = LayerSemantics(POINTWISE, NONE)
+_LOOKUP = LayerSemantics(POINTWISE, NONE)
+
+#: Built-in layer classes, keyed by class name (aliases such as Conv1D /
+#: Convolution1D share a class). Mask columns were measured on Keras 3.15.
 TABLE: Mapping[str, LayerSemantics] = {
-    **_table(
-        POINTWISE,
-        "Activation", "ActivityRegularization", "AlphaDropout", "Dense", "Dropout",
-        "EinsumDense", "ELU", "GaussianDropout", "GaussianNoise", "Identity",
-        "LayerNormalization", "LeakyReLU", "Normalization", "PReLU", "ReLU",
-        "Rescaling", "RMSNormalization", "Softmax", "SpatialDropout1D",
-        "SpatialDropout2D", "TimeDistributed", "UnitNormalization", "InputLayer",
-        "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
-        # Python operators and keras.ops elementwise calls on symbolic tensors.
-        "Absolute", "Cast", "Divide", "Exp", "Log", "Negative", "Power", "Sigmoid",
-        "Sqrt", "Square", "Tanh", "TrueDivide", "ExpandDims", "Where",
-    ),
-    **_table(
-        MIXING,
-        "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
-        "Conv3DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
-        "SeparableConv2D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
-        "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "UpSampling1D",
-        "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
-        "Cropping2D", "Attention", "AdditiveAttention", "MultiHeadAttention",
-        "GroupQueryAttention", "Bidirectional", "Cumsum", "Cumprod", "Flip",
-    ),
-    **_table(CAUSAL, "RNN", "LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D"),
-    **_table(
-        REDUCING,
-        "Flatten", "Reshape", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
-        "GlobalMaxPooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
-        "GlobalAveragePooling3D", "Sum", "Mean", "Max", "Min",
-    ),
-    "Embedding": LayerSemantics(POINTWISE, generates=True),
-    "Masking": LayerSemantics(POINTWISE, generates=True),
-    "BatchNormalization": LayerSemantics(POINTWISE),
-    "GroupNormalization": LayerSemantics(POINTWISE),
+    **_rows(_ELEMENTWISE, "Activation", "ActivityRegularization", "AlphaDropout", "Dropout",
+            "ELU", "GaussianDropout", "GaussianNoise", "Identity", "LeakyReLU", "PReLU",
+            "ReLU", "Rescaling", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+            "Normalization"),
+    **_rows(_DENSE, "Dense", "LayerNormalization", "UnitNormalization"),
+    "EinsumDense": LayerSemantics(POINTWISE, NONE, mixes_features=True),
+    "RMSNormalization": LayerSemantics(POINTWISE, NONE, mixes_features=True),
+    "Softmax": LayerSemantics(MIXING, AXIS, uses_mask=True, propagates=True,
+                              broadcasts_mask=True),
+    **_rows(_CONV, "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+            "Conv3DTranspose", "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+            "SeparableConv2D"),
+    **_rows(_POOL, "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D",
+            "AveragePooling2D", "AveragePooling3D", "AdaptiveAveragePooling1D",
+            "AdaptiveAveragePooling2D", "AdaptiveAveragePooling3D", "AdaptiveMaxPooling1D",
+            "AdaptiveMaxPooling2D", "AdaptiveMaxPooling3D"),
+    # Move or repeat positions without mixing values, but the mask no longer fits.
+    **_rows(LayerSemantics(POINTWISE, SPATIAL, changes_length=True), "UpSampling1D",
+            "UpSampling2D", "UpSampling3D", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
+            "Cropping1D", "Cropping2D", "Cropping3D"),
+    **_rows(_GLOBAL_POOL, "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+            "GlobalAveragePooling2D", "GlobalAveragePooling3D"),
+    "GlobalAveragePooling1D": LayerSemantics(REDUCING, SPATIAL, uses_mask=True),
+    "Flatten": LayerSemantics(REDUCING, ALL),
+    "Reshape": LayerSemantics(REDUCING, ALL),
+    "Permute": LayerSemantics(POINTWISE, NONE),
+    "RepeatVector": LayerSemantics(POINTWISE, NONE),
+    **_rows(_RNN, "RNN", "LSTM", "GRU", "SimpleRNN"),
+    **_rows(LayerSemantics(CAUSAL, TIME, mixes_features=True, uses_mask=True, propagates=True),
+            "ConvLSTM1D", "ConvLSTM2D", "ConvLSTM3D"),
+    "Bidirectional": LayerSemantics(MIXING, TIME, mixes_features=True, uses_mask=True,
+                                    propagates=True),
+    "TimeDistributed": LayerSemantics(POINTWISE, NONE, mixes_features=True, uses_mask=True,
+                                      propagates=True),
+    **_rows(_ATTENTION, "Attention", "AdditiveAttention", "MultiHeadAttention",
+            "GroupedQueryAttention"),
+    **_rows(_MERGE, "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+            "Concatenate"),
+    "Dot": LayerSemantics(MIXING, AXIS),
+    "Embedding": LayerSemantics(POINTWISE, NONE, generates=True),
+    "ReversibleEmbedding": LayerSemantics(POINTWISE, NONE, generates=True),
+    "Masking": LayerSemantics(POINTWISE, NONE, generates=True, propagates=True),
+    "BatchNormalization": LayerSemantics(POINTWISE, NONE, uses_mask=True, propagates=True,
+                                         batch_stats=True),
+    "GroupNormalization": LayerSemantics(POINTWISE, NONE, mixes_features=True, propagates=True,
+                                         sample_stats=True),
+    "SpectralNormalization": LayerSemantics(POINTWISE, NONE, mixes_features=True),
+    # Preprocessing on ids and values: position-wise, no mask.
+    **_rows(_LOOKUP, "IntegerLookup", "StringLookup", "Hashing", "HashedCrossing",
+            "Discretization", "CategoryEncoding"),
+    "TextVectorization": LayerSemantics(POINTWISE, NONE),
+    # Audio front ends frame the time axis.
+    **_rows(LayerSemantics(MIXING, TIME, mixes_features=True, changes_length=True),
+            "MelSpectrogram", "STFTSpectrogram"),
+    # Image preprocessing and augmentation on padded images.
+    **_rows(_IMAGE_GEOMETRY, "CenterCrop", "RandomCrop", "Resizing", "RandomFlip",
+            "RandomRotation", "RandomZoom", "RandomTranslation", "RandomShear",
+            "RandomPerspective", "RandomElasticTransform", "RandomGaussianBlur",
+            "RandomSharpness", "RandAugment", "AugMix", "CutMix", "MixUp", "RandomErasing"),
+    **_rows(_IMAGE_STATS, "AutoContrast", "Equalization",
+            "ContrastLimitedAdaptiveHistogramEqualization", "RandomContrast",
+            "RandomColorJitter"),
+    **_rows(_IMAGE_PIXEL, "RandomBrightness", "RandomColorDegeneration", "RandomGrayscale",
+            "RandomHue", "RandomInvert", "RandomPosterization", "RandomSaturation",
+            "Solarization"),
+    # keras-hub layers that Transformer models use.
+    **_rows(LayerSemantics(MIXING, TIME, mixes_features=True, uses_mask=True, propagates=True),
+            "TransformerEncoder", "TransformerDecoder", "CachedMultiHeadAttention"),
+    "FNetEncoder": LayerSemantics(MIXING, TIME, mixes_features=True),
+    **_rows(LayerSemantics(POINTWISE, NONE, propagates=True), "PositionEmbedding",
+            "SinePositionEncoding", "RotaryEmbedding"),
+    "TokenAndPositionEmbedding": LayerSemantics(POINTWISE, NONE, generates=True),
 }
 
-_RNN_CLASSES = frozenset({"RNN", "LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D"})
+#: Exported classes that never run on a padded tensor themselves: bases,
+#: cells used inside RNN, wrappers of foreign frameworks, bounding-box tools.
+NOT_APPLICABLE: Mapping[str, str] = {
+    "InputLayer": "graph input, handled by the walker",
+    "InputSpec": "not a layer",
+    "Layer": "abstract base class; subclasses are looked up by their own class",
+    "Wrapper": "abstract base of Bidirectional and TimeDistributed",
+    "GRUCell": "a single step inside RNN; the RNN row applies",
+    "LSTMCell": "a single step inside RNN; the RNN row applies",
+    "SimpleRNNCell": "a single step inside RNN; the RNN row applies",
+    "StackedRNNCells": "a single step inside RNN; the RNN row applies",
+    "Pipeline": "a preprocessing pipeline; its layers are looked up one by one",
+    "MaxNumBoundingBoxes": "bounding-box preprocessing, no padded sequence or image",
+    "Lambda": "user code: handled as an unknown layer",
+    "TFSMLayer": "a foreign SavedModel: handled as an unknown layer",
+    "JaxLayer": "foreign JAX code: handled as an unknown layer",
+    "FlaxLayer": "foreign Flax code: handled as an unknown layer",
+    "TorchModuleWrapper": "foreign PyTorch code: handled as an unknown layer",
+}
+
+_EW = LayerSemantics(POINTWISE, NONE)
+#: keras.ops Operations (and Python operators) that appear as graph nodes.
+#: They never carry a mask: Keras attaches none to their outputs.
+OPS_TABLE: Mapping[str, LayerSemantics] = {
+    **_rows(_EW, "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "FloorDivide", "Mod",
+            "Power", "Negative", "Absolute", "Abs", "Exp", "Expm1", "Log", "Log1p", "Log2",
+            "Log10", "Sqrt", "Rsqrt", "Square", "Reciprocal", "Sign", "Floor", "Ceil",
+            "Round", "Clip", "Tanh", "Sigmoid", "Relu", "Relu6", "Gelu", "Silu", "Swish",
+            "Softplus", "Softsign", "Elu", "Selu", "LeakyRelu", "HardSigmoid", "HardSilu",
+            "Erf", "Cos", "Sin", "Cast", "Where", "Maximum", "Minimum", "Equal", "NotEqual",
+            "Greater", "GreaterEqual", "Less", "LessEqual", "LogicalAnd", "LogicalOr",
+            "LogicalNot", "LogicalXor", "StopGradient", "ConvertToTensor", "Copy", "OnesLike",
+            "ZerosLike", "FullLike", "ExpandDims", "Squeeze", "Concatenate", "Stack",
+            "OneHot", "BroadcastTo", "GetItem", "Identity", "IsNan", "IsInf", "IsFinite",
+            "NanToNum", "Clip", "Real", "Imag"),
+    **_rows(LayerSemantics(POINTWISE, NONE, mixes_features=True), "Matmul", "Dot",
+            "Tensordot"),
+    **_rows(LayerSemantics(MIXING, AXIS), "Softmax", "LogSoftmax", "Normalize",
+            "L2Normalize"),
+    **_rows(LayerSemantics(CAUSAL, AXIS), "Cumsum", "Cumprod"),
+    **_rows(LayerSemantics(MIXING, AXIS), "Flip", "Roll", "Sort", "Argsort", "TopK"),
+    **_rows(LayerSemantics(REDUCING, AXIS), "Sum", "Mean", "Max", "Min", "Prod", "Any",
+            "All", "Std", "Var", "Argmax", "Argmin", "Logsumexp", "Norm", "Amax", "Amin",
+            "Average", "Median"),
+    "Transpose": LayerSemantics(POINTWISE, NONE),
+    "Reshape": LayerSemantics(REDUCING, ALL),
+    **_rows(LayerSemantics(MIXING, SPATIAL, mixes_features=True), "Conv", "DepthwiseConv",
+            "SeparableConv", "ConvTranspose"),
+    **_rows(LayerSemantics(MIXING, SPATIAL, changes_length=True), "MaxPool", "AveragePool",
+            "Pad", "Tile", "Repeat", "Slice", "Take", "TakeAlongAxis"),
+    "Einsum": LayerSemantics(MIXING, ALL),
+}
+
+_UNKNOWN = LayerSemantics(POINTWISE, NONE, known=False)
+_RNN_CLASSES = frozenset({"RNN", "LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D",
+                          "ConvLSTM3D"})
+_STRIDED = frozenset({"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D",
+                      "SeparableConv1D", "SeparableConv2D"})
 
 
-def is_known(class_name: str) -> bool:
-    return class_name in TABLE
+def is_known(class_name: str, *, is_op: bool = False) -> bool:
+    return class_name in (OPS_TABLE if is_op else TABLE)
 
 
-def semantics_for(class_name: str, config: Mapping[str, object]) -> LayerSemantics:
+def lookup(class_name: str, bases: Iterable[str] = (), *, is_op: bool = False) -> LayerSemantics:
+    """The table row for a class, else for its nearest known base, else unknown."""
+    table = OPS_TABLE if is_op else TABLE
+    for name in (class_name, *bases):
+        if name in table:
+            return table[name]
+    return _UNKNOWN
+
+
+def semantics_for(class_name: str, config: Mapping[str, object], *, is_op: bool = False,
+                  bases: Iterable[str] = ()) -> LayerSemantics:
     """The semantics of one call, refined by the layer's config."""
-    base = TABLE.get(class_name, LayerSemantics(POINTWISE))
-    if class_name in ("Embedding",):
-        return LayerSemantics(POINTWISE, generates=bool(config.get("mask_zero")))
-    if class_name in ("Conv1D", "SeparableConv1D", "DepthwiseConv1D") and config.get("padding") == "causal":
-        return LayerSemantics(CAUSAL)
-    if class_name in ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D",
-                      "SeparableConv1D", "SeparableConv2D") and _is_pointwise_kernel(config):
-        return LayerSemantics(POINTWISE)
-    if class_name in _RNN_CLASSES:
+    base = lookup(class_name, bases, is_op=is_op)
+    if is_op or not base.known:
+        return base
+    name = class_name if class_name in TABLE else next((b for b in bases if b in TABLE), class_name)
+    if name in ("Embedding", "ReversibleEmbedding", "TokenAndPositionEmbedding"):
+        return replace(base, generates=bool(config.get("mask_zero")))
+    if name in _STRIDED:
+        if config.get("padding") == "causal":
+            return replace(base, along=CAUSAL)
+        if _is_pointwise_kernel(config):
+            return replace(base, along=POINTWISE)
+        if config.get("padding") == "valid" or _any_above_one(config.get("strides")):
+            return replace(base, changes_length=True)
+    if name in _RNN_CLASSES:
         if not config.get("return_sequences", False):
-            return LayerSemantics(REDUCING)
+            return replace(base, along=REDUCING, propagates=False)
         if config.get("go_backwards", False):
-            return LayerSemantics(MIXING)
-    if class_name == "Bidirectional" and not _inner_returns_sequences(config):
-        return LayerSemantics(REDUCING)
+            return replace(base, along=MIXING)
+    if name == "Bidirectional" and not config.get("return_sequences", False):
+        return replace(base, along=REDUCING, propagates=False)
+    if name == "TimeDistributed" and config.get("inner") in ("Embedding", "ReversibleEmbedding"):
+        return replace(base, propagates=False)  # Keras 3.15 attaches no mask here
+    if name in ("MultiHeadAttention", "GroupedQueryAttention", "CachedMultiHeadAttention",
+                "TransformerDecoder") and config.get("call:use_causal_mask"):
+        return replace(base, along=CAUSAL)
     return base
+
+
+def _any_above_one(value: object) -> bool:
+    values = value if isinstance(value, (list, tuple)) else (value,)
+    return any(isinstance(v, int) and v > 1 for v in values)
 
 
 def _is_pointwise_kernel(config: Mapping[str, object]) -> bool:
     """A 1x1 convolution with stride 1 mixes nothing along its spatial axes."""
     kernel = config.get("kernel_size")
-    strides = config.get("strides", 1)
+    if kernel is None:
+        return False
     kernels = kernel if isinstance(kernel, (list, tuple)) else (kernel,)
-    stride_list = strides if isinstance(strides, (list, tuple)) else (strides,)
-    return all(k == 1 for k in kernels) and all(s == 1 for s in stride_list)
+    return all(k == 1 for k in kernels) and not _any_above_one(config.get("strides", 1))
 
 
-def _inner_returns_sequences(config: Mapping[str, object]) -> bool:
-    return bool(config.get("return_sequences", False))
+def acted_axes(sem: LayerSemantics, config: Mapping[str, object], rank: int) -> frozenset[int]:
+    """The axes (of an input of `rank`) along which `sem.along` applies."""
+    if sem.acts_on == NONE or rank < 2:
+        axes: set[int] = set()
+    elif sem.acts_on == TIME:
+        axes = {1}
+    elif sem.acts_on == ALL:
+        axes = set(range(1, rank))
+    elif sem.acts_on == SPATIAL:
+        axes = set(range(1, max(rank - 1, 2)))
+    else:  # AXIS
+        raw = config.get("axis", config.get("axes", -1))
+        if raw is None:
+            axes = set(range(1, rank))
+        else:
+            values = raw if isinstance(raw, (list, tuple)) else (raw,)
+            axes = {v % rank for v in values if isinstance(v, int) and rank}
+    if sem.mixes_features and rank >= 2:
+        axes.add(rank - 1)
+    return frozenset(axes)
+
+
+def effect_on_axis(sem: LayerSemantics, config: Mapping[str, object], axis: int,
+                   rank: int) -> str:
+    """What the layer does along one padded `axis` of an input of `rank`."""
+    axes = acted_axes(sem, config, rank)
+    if axis not in axes:
+        return POINTWISE
+    if sem.mixes_features and axis == rank - 1 and not (
+            sem.acts_on in (SPATIAL, ALL, TIME) and axis in acted_axes(
+                replace(sem, mixes_features=False), config, rank)):
+        return MIXING  # a padded axis that became the feature axis is mixed
+    return sem.along

@@ -14,9 +14,15 @@ from maskcheck.rule import Invalid, Rule, Valid
 
 
 def build_case(case: Valid | Invalid) -> Any:
-    """Run a snippet and return its model (`model`, or `keras.Model(x, y)`)."""
+    """Run a snippet and return its model (`model`, or `keras.Model(x, y)`).
+
+    Keras's name counters restart first, so auto-generated names (``multiply``,
+    ``cumsum``) in `Invalid.at` do not depend on what ran before.
+    """
     import keras
     import numpy as np
+
+    keras.backend.clear_session()
 
     namespace: dict[str, Any] = {"keras": keras, "np": np}
     exec(compile(case.code, "<maskcheck example>", "exec"), namespace)  # our own source strings

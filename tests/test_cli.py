@@ -155,9 +155,12 @@ def bad_targets(tmp_path_factory: pytest.TempPathFactory) -> Path:
         keras.Model(x, mylayers.Doubler()(x)).save(folder / "custom.keras")
         x = keras.Input((None, 4))
         keras.Model(x, keras.layers.Lambda(lambda t: t * 2.0)(x)).save(folder / "lambda.keras")
+        keras.Model(x, keras.layers.Lambda(lambda t: t * 2.0)(x)).save(folder / "lambda.h5")
     finally:
         sys.path.remove(str(folder))
         sys.modules.pop("mylayers", None)
+    x = keras.Input((None, 4))
+    keras.Model(x, keras.layers.Conv1D(2, 3, name="conv")(x), name="legacy").save(folder / "legacy.h5")
     (folder / "empty.keras").write_bytes(b"")
     (folder / "random.keras").write_bytes(np.random.default_rng(0).bytes(4096))
     whole = LEAKY.read_bytes()
@@ -178,13 +181,14 @@ BAD = {  # target -> (error type, words the one-line reason must contain)
     "weights_only.h5": ("NotAModel", "holds no Keras model"),
     "custom.keras": ("UnknownCustomObject", "--import"),
     "lambda.keras": ("UnsafeModel", "--unsafe"),
+    "lambda.h5": ("UnsafeModel", "--unsafe"),  # legacy files get the same protection
     "factories:raises": ("FactoryError", "database unavailable"),
     "factories:not_a_model": ("FactoryError", "expected a keras.Model"),
 }
 
 
 def test_every_bad_target_gets_one_line_and_the_others_are_still_checked(bad_targets: Path) -> None:
-    good = ["factories:tagger", str(LEAKY)]
+    good = ["factories:tagger", "legacy.h5", str(LEAKY)]
     result = run_cli(*BAD, *good, "--mode", "static", "--format", "json", cwd=bad_targets)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
@@ -198,6 +202,8 @@ def test_every_bad_target_gets_one_line_and_the_others_are_still_checked(bad_tar
         # machine formats also get one line per failed target on stderr
         assert f"maskcheck: {target}: {entry['error']['message']}" in result.stderr
     assert models["factories:tagger"]["status"] == "findings"
+    assert models["legacy.h5"]["model"] == "legacy"
+    assert [f["layer"] for f in models["legacy.h5"]["findings"] if f["rule"] == "MC102"] == ["conv"]
     assert models[str(LEAKY)]["status"] == "findings"
 
 

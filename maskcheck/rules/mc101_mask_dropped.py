@@ -6,6 +6,26 @@ from maskcheck.finding import Finding, Severity
 from maskcheck.maskflow import mask_needed_after
 from maskcheck.rule import Invalid, Rule, Valid
 
+_CONV = ("{cls} cannot carry a mask: multiply its input by the mask, use padding='causal' "
+         "with post-padding, and pass the mask explicitly (mask=...) to the next mask-aware layer")
+_FIXES = {
+    "Conv1D": _CONV, "SeparableConv1D": _CONV, "DepthwiseConv1D": _CONV, "Conv1DTranspose": _CONV,
+    "Flatten": "pool over time with GlobalAveragePooling1D, which consumes the mask, instead of flattening",
+    "Reshape": "pool over time with GlobalAveragePooling1D, which consumes the mask, instead of reshaping",
+    "GlobalMaxPooling1D": "use GlobalAveragePooling1D, which consumes the mask",
+    "EinsumDense": ("EinsumDense does not pass masks on in Keras 3.15: use Dense, or pass the "
+                    "mask explicitly (mask=...) to the next mask-aware layer"),
+    "RMSNormalization": ("RMSNormalization does not pass masks on in Keras 3.15: use "
+                         "LayerNormalization, or pass the mask explicitly to the next layer"),
+    "Lambda": "give the Lambda layer mask=lambda inputs, mask: mask, or write a layer with compute_mask",
+    "TimeDistributed": "apply the inner layer directly, or pass the mask explicitly to the next layer",
+}
+_OP_FIX = ("keras.ops calls and Python operators never carry a mask: do this inside a layer "
+           "with supports_masking=True, or pass the mask explicitly (mask=...) to the next "
+           "mask-aware layer")
+_DEFAULT_FIX = ("consume the mask before {layer!r} (e.g. with GlobalAveragePooling1D or a "
+                "masked RNN), or replace {layer!r} by a layer that supports masking")
+
 
 class MaskDropped(Rule):
     """A layer receives a mask and neither uses nor passes it on, though later layers need it.
@@ -20,17 +40,31 @@ class MaskDropped(Rule):
     name = "mask-dropped"
     severity = Severity.WARNING
     message = ("Layer {layer!r} ({layer_class}) receives the mask created by {source!r} "
-               "but neither consumes nor propagates it; later layers see padding as data.")
-    fix = ("Consume the mask before {layer!r} (e.g. with GlobalAveragePooling1D or a "
-           "masked RNN), or replace {layer!r} by a layer that supports masking.")
+               "for padded axis {axis} but neither consumes nor propagates it; later layers "
+               "see padding as data.")
+    fix = "In {layer!r}: {hint}."
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
         h = keras.layers.LSTM(8, return_sequences=True)(h)
         y = keras.layers.Dense(3)(h)
-    """),)
+    """), Valid("""
+        tokens = keras.Input((None,), dtype="int32", name="tokens")
+        padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(tokens) * 2.0
+        y = keras.layers.GlobalAveragePooling1D()(h, mask=padding_mask)
+        model = keras.Model([tokens, padding_mask], y)
+    """))
     INVALID = (Invalid("""
+        x = keras.Input((10,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.Flatten(name="flat")(h)
+    """, at="flat"), Invalid("""
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.GRU(8)(h * 2.0)
+    """, at="multiply"), Invalid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
         h = keras.layers.Conv1D(8, 3, padding="same", name="conv")(h)
@@ -41,6 +75,11 @@ class MaskDropped(Rule):
     def check(self, graph, flow) -> Iterator[Finding]:
         for event in flow.drops:
             if mask_needed_after(graph, flow, event.node):
-                yield self.finding(event.node, source=event.mask_source,
+                node = event.node
+                cls = node.class_name if node.class_name in _FIXES else next(
+                    (b for b in node.bases if b in _FIXES), node.class_name)
+                template = _OP_FIX if node.is_op else _FIXES.get(cls, _DEFAULT_FIX)
+                yield self.finding(node, source=event.mask_source, axis=event.axis.axis,
+                                   hint=template.format(layer=node.name, cls=cls),
                                    evidence={"mask_source": event.mask_source,
                                              "axis": event.axis.axis})

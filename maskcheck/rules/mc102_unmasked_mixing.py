@@ -5,22 +5,52 @@ from typing import Iterator
 from maskcheck.finding import Finding, Severity
 from maskcheck.rule import Invalid, Rule, Valid
 
+_CONV_FIX = ("use {cls}(padding='causal') with post-padding, or multiply the input by the "
+             "mask and pool afterwards with a masked pooling layer")
+_IMAGE_FIX = ("resize or crop images to one size, or multiply by a padding mask before "
+              "{layer!r} and pool only over valid pixels")
+_RNN_FIX = "keep the mask attached to its input (e.g. Embedding(mask_zero=True) or Masking before it)"
 _FIXES = {
-    "Conv1D": ("use Conv1D(padding='causal') with post-padding, or multiply the input by "
-               "the mask and pool with a masked pooling layer"),
-    "Conv2D": ("crop or resize images to one size, or multiply by a padding mask before "
-               "{layer!r} and pool only over valid pixels"),
+    "Conv1D": _CONV_FIX, "SeparableConv1D": _CONV_FIX, "DepthwiseConv1D": _CONV_FIX,
+    "Conv1DTranspose": _CONV_FIX,
+    "Conv2D": _IMAGE_FIX, "SeparableConv2D": _IMAGE_FIX, "DepthwiseConv2D": _IMAGE_FIX,
+    "Conv2DTranspose": _IMAGE_FIX, "MaxPooling2D": _IMAGE_FIX, "AveragePooling2D": _IMAGE_FIX,
+    "GlobalAveragePooling2D": "average only over valid pixels: multiply by the padding mask and divide by its sum",
+    "GlobalMaxPooling2D": "set padded pixels to a large negative value before pooling, or crop images to one size",
+    "MaxPooling1D": "multiply by the mask before pooling and recompute the mask for the shorter output",
+    "AveragePooling1D": "multiply by the mask before pooling and recompute the mask for the shorter output",
     "GlobalMaxPooling1D": ("use GlobalAveragePooling1D, which consumes the mask, or set "
                            "padded steps to a large negative value before pooling"),
     "GlobalAveragePooling1D": "keep a mask attached to its input so it averages valid steps only",
-    "Flatten": "pool over time with a masked pooling layer instead of flattening padded steps",
+    "Flatten": "pool over time with a masked pooling layer (GlobalAveragePooling1D) instead of flattening padded steps",
+    "Reshape": "pool over time with a masked pooling layer instead of folding padded steps into features",
     "MultiHeadAttention": ("pass attention_mask (or keep the Embedding mask attached to "
                            "query and value) so attention skips padded keys"),
+    "GroupedQueryAttention": "pass attention_mask, or keep the mask attached to query and value",
+    "Attention": "pass mask=[query_mask, value_mask], or keep the mask attached to query and value",
+    "AdditiveAttention": "pass mask=[query_mask, value_mask], or keep the mask attached to query and value",
+    "TransformerEncoder": "pass padding_mask=<the padding_mask input> to every encoder call",
+    "TransformerDecoder": "pass decoder_padding_mask (and encoder_padding_mask) to every decoder call",
+    "Bidirectional": "keep the mask attached to its input: the backward direction starts inside the padding",
+    "LSTM": _RNN_FIX, "GRU": _RNN_FIX, "SimpleRNN": _RNN_FIX, "RNN": _RNN_FIX,
+    "Dense": "do not move the padded axis last (Permute) before Dense; pool over time with a mask instead",
+    "Cumsum": "multiply by the mask before the cumulative op and pad at the end (post-padding)",
+    "Cumprod": "set padded steps to 1 before the cumulative op and pad at the end (post-padding)",
+    "Mean": "compute a masked mean: sum(x * mask) / sum(mask) over the padded axis",
+    "Sum": "multiply by the mask before summing over the padded axis",
+    "Max": "set padded steps to a large negative value before the max",
+    "GetItem": ("reading a fixed position is right only where that position is never padding: "
+                "x[:, 0] needs post-padding, x[:, -1] pre-padding; or pool with the mask instead"),
+    "Min": "set padded steps to a large positive value before the min",
 }
 _DEFAULT_FIX = "keep a mask attached to {layer!r}'s input, or use a mask-aware layer there"
 _CAUSAL_FIX = ("it only looks backwards, which is safe under post-padding alone: pad "
-               "sequences at the end, or pass a mask")
+               "sequences at the end (padding='post'), or pass a mask")
 _SIDES = {"post": "post-padding", "pre": "pre-padding", "both": "post- or pre-padding"}
+_ASSUMED_MESSAGE = ("maskcheck does not know layer {layer!r} ({layer_class}), which receives "
+                    "padding along {axis} (from {source!r}); it assumed the layer {assumption}.")
+_ASSUMED_FIX = ("If {layer!r} mixes positions, give its call a `mask` argument and apply it; "
+                "if it is position-wise, set supports_masking = True.")
 
 
 class UnmaskedMixing(Rule):
@@ -37,7 +67,7 @@ class UnmaskedMixing(Rule):
     code = "MC102"
     name = "unmasked-mixing"
     severity = Severity.ERROR
-    message = ("Layer {layer!r} ({layer_class}) mixes values along padded axis {axis} "
+    message = ("Layer {layer!r} ({layer_class}) mixes values along padded {axis} "
                "(padding from {source!r}, {side}) {mask_clause}, so valid positions depend "
                "on padding.")
     fix = "In {layer!r}: {hint}."
@@ -72,10 +102,32 @@ class UnmaskedMixing(Rule):
             node = event.node
             mask_clause = (f"and ignores the mask from {event.mask_arrived!r} that reaches it"
                            if event.mask_arrived else "with no mask")
-            template = _CAUSAL_FIX if event.causal else _FIXES.get(node.class_name, _DEFAULT_FIX)
-            yield self.finding(node, axis=event.axis.axis, source=event.axis.source,
+            if event.carried:
+                mask_clause += (" (padded steps hold a masked RNN's carried state, so the "
+                                "amount of padding leaks)")
+            cls = _fix_class(node)
+            template = (_CAUSAL_FIX if event.causal and cls != "GetItem"
+                        else _FIXES.get(cls, _DEFAULT_FIX))
+            axes = event.axes or (event.axis.axis,)
+            axis_text = ("axes " + " and ".join(str(a) for a in axes) if len(axes) > 1
+                         else f"axis {axes[0]}")
+            yield self.finding(node, axis=axis_text, source=event.axis.source,
                                side=_SIDES[event.axis.side], mask_clause=mask_clause,
-                               hint=template.format(layer=node.name),
-                               evidence={"axis": event.axis.axis,
+                               hint=template.format(layer=node.name, cls=cls),
+                               evidence={"axis": event.axis.axis, "axes": tuple(axes),
                                          "padding_source": event.axis.source,
-                                         "padding": event.axis.side})
+                                         "padding": event.axis.side,
+                                         "mask_source": event.mask_arrived})
+        for event in flow.assumed:
+            yield self.finding(event.node, severity=Severity.INFO, message=_ASSUMED_MESSAGE,
+                               fix=_ASSUMED_FIX, axis=f"axis {event.axis.axis}", source=event.axis.source,
+                               assumption=event.assumption,
+                               evidence={"axis": event.axis.axis, "assumed": True,
+                                         "padding_source": event.axis.source})
+
+
+def _fix_class(node) -> str:
+    """The class whose fix applies: the node's own, else its nearest known base."""
+    if node.class_name in _FIXES:
+        return node.class_name
+    return next((b for b in node.bases if b in _FIXES), node.class_name)

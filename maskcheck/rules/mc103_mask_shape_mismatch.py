@@ -1,7 +1,19 @@
 from __future__ import annotations
 
-from maskcheck.finding import Severity
+from typing import Iterator
+
+from maskcheck.finding import Finding, Severity
 from maskcheck.rule import Invalid, Rule, Valid
+
+_FIXES = {
+    "Softmax": ("use Dense(..., activation='softmax') or keras.ops.softmax on the features: the "
+                "Softmax layer broadcasts a (batch, time) mask against the last axes"),
+    "MaxPooling1D": "recompute the mask for the pooled length (e.g. a Masking layer after pooling)",
+    "AveragePooling1D": "recompute the mask for the pooled length (e.g. a Masking layer after pooling)",
+    "Conv1D": "use padding='same' and strides=1 so the time length is unchanged, or recompute the mask",
+}
+_DEFAULT_FIX = ("recompute the mask after {layer!r} (override compute_mask, or a Masking layer) "
+                "so it has the shape of the padded axes, or keep the time length unchanged")
 
 
 class MaskShapeMismatch(Rule):
@@ -9,25 +21,51 @@ class MaskShapeMismatch(Rule):
 
     Why is this bad?
         A layer that changes the time length but passes the mask through, a
-        Softmax over axis 1 receiving a (batch, time) mask for a (batch, time,
-        features) tensor, or merged tensors whose masks disagree: Keras either
-        broadcasts the mask onto the wrong positions or fails only at run time.
+        Softmax receiving a (batch, time) mask for a (batch, time, features)
+        tensor, or merged tensors whose masks disagree: Keras then masks the
+        wrong positions, silently when the lengths happen to be equal and with
+        a run-time error otherwise.
     """
 
     code = "MC103"
     name = "mask-shape-mismatch"
     severity = Severity.ERROR
-    message = ("The mask reaching {layer!r} ({layer_class}) has shape {mask_shape} but its "
-               "input has padded axes {axes}; masked positions no longer match padding.")
-    fix = "Recompute the mask after {layer!r} (e.g. with a Masking layer) or keep the time length unchanged."
+    message = ("The mask from {source!r} does not line up with the padded axes at {layer!r} "
+               "({layer_class}): {detail}.")
+    fix = "In {layer!r}: {hint}."
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
-        y = keras.layers.Softmax(axis=-1)(h)
-    """),)
+        y = keras.layers.Dense(5, activation="softmax")(h)
+    """), Valid("""
+        scores = keras.Input((None,))
+        mask = keras.Input((None,), dtype="bool", name="mask")
+        y = keras.layers.Softmax()(scores, mask=mask)
+        model = keras.Model([scores, mask], y)
+    """))
     INVALID = (Invalid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
         y = keras.layers.Softmax(axis=1, name="softmax_time")(h)
-    """, at="softmax_time"),)
+    """, at="softmax_time"), Invalid("""
+        class Downsample(keras.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.supports_masking = True
+            def call(self, x):
+                return x[:, ::2]
+        x = keras.Input((20,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        h = Downsample(name="downsample")(h)
+        y = keras.layers.LSTM(4)(h)
+    """, at="downsample"))
+
+    def check(self, graph, flow) -> Iterator[Finding]:
+        for event in flow.mismatches:
+            node = event.node
+            cls = node.class_name if node.class_name in _FIXES else next(
+                (b for b in node.bases if b in _FIXES), node.class_name)
+            hint = _FIXES.get(cls, _DEFAULT_FIX).format(layer=node.name)
+            yield self.finding(node, source=event.mask_source, detail=event.detail, hint=hint,
+                               evidence={"mask_source": event.mask_source})

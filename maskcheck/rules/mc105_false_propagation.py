@@ -1,33 +1,65 @@
 from __future__ import annotations
 
-from maskcheck.finding import Severity
+from typing import Iterator
+
+from maskcheck.finding import Finding, Severity
 from maskcheck.rule import Invalid, Rule, Valid
+
+_FIXES = {
+    "GroupNormalization": ("use LayerNormalization (statistics per position), or GroupNormalization "
+                           "on inputs multiplied by the mask with statistics over valid steps only"),
+}
+_DEFAULT_FIX = ("apply the mask inside {layer!r}.call (take a `mask` argument), or set "
+                "supports_masking = False so Keras stops passing the mask on")
 
 
 class FalsePropagation(Rule):
     """A layer passes the mask through unchanged yet mixes values along the padded axis.
 
     Why is this bad?
-        `supports_masking = True` tells Keras the layer is position-wise. A
-        custom layer that also smooths or attends over time then hands a mask
-        downstream that claims padded positions are untouched while valid
-        positions already hold padding values.
+        `supports_masking = True` tells Keras the layer is position-wise.
+        GroupNormalization claims it but computes its statistics over padded
+        steps, and a custom Conv1D subclass that sets it smooths padding into
+        valid steps. Layers downstream trust the mask and look clean, while
+        valid positions already hold padding values.
     """
 
     code = "MC105"
     name = "false-propagation"
     severity = Severity.ERROR
     message = ("Layer {layer!r} ({layer_class}) propagates the mask from {source!r} unchanged "
-               "but mixes values along padded axis {axis}.")
-    fix = "Apply the mask inside {layer!r}.call (take a `mask` argument) or stop claiming supports_masking."
+               "but {reason}, so valid positions depend on padding.")
+    fix = "In {layer!r}: {hint}."
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
-        y = keras.layers.GroupNormalization(groups=1, axis=-1)(keras.layers.Dense(8)(h))
-    """),)
+        y = keras.layers.LayerNormalization()(keras.layers.Dense(8)(h))
+    """), Valid("""
+        x = keras.Input((12, 8))
+        y = keras.layers.GroupNormalization(groups=2)(x)
+    """))
     INVALID = (Invalid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
-        y = keras.layers.GroupNormalization(groups=1, axis=1, name="groupnorm_time")(h)
-    """, at="groupnorm_time"),)
+        y = keras.layers.GroupNormalization(groups=2, name="groupnorm")(h)
+    """, at="groupnorm"), Invalid("""
+        class MaskedConv1D(keras.layers.Conv1D):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.supports_masking = True
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        h = MaskedConv1D(8, 3, padding="same", name="smooth")(h)
+        y = keras.layers.LSTM(4)(h)
+    """, at="smooth"))
+
+    def check(self, graph, flow) -> Iterator[Finding]:
+        for event in flow.propagations:
+            node = event.node
+            cls = node.class_name if node.class_name in _FIXES else next(
+                (b for b in node.bases if b in _FIXES), node.class_name)
+            yield self.finding(node, source=event.mask_source, reason=event.reason,
+                               hint=_FIXES.get(cls, _DEFAULT_FIX).format(layer=node.name),
+                               evidence={"mask_source": event.mask_source,
+                                         "axis": event.axis.axis})

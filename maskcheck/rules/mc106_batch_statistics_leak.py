@@ -1,7 +1,18 @@
 from __future__ import annotations
 
-from maskcheck.finding import Severity
+from typing import Iterator
+
+from maskcheck.finding import Finding, Severity
 from maskcheck.rule import Invalid, Rule, Valid
+
+_SCOPES = {"batch": "across the batch and padded axis {axis}",
+           "sample": "within each sample over padded axis {axis}"}
+_FIXES = {
+    "BatchNormalization": ("keep the mask attached to its input (Keras 3 BatchNormalization "
+                           "then leaves padded steps out of its statistics), or use LayerNormalization"),
+    "GroupNormalization": "use LayerNormalization, which normalizes each position on its own",
+}
+_DEFAULT_FIX = "compute the statistics over valid positions only (weight them by the mask)"
 
 
 class BatchStatisticsLeak(Rule):
@@ -10,22 +21,49 @@ class BatchStatisticsLeak(Rule):
     Why is this bad?
         BatchNormalization without a mask averages padded steps into its mean
         and variance, so the amount of padding in a batch shifts every valid
-        output during training and the moving statistics used at inference.
+        output during training (one sample's padding changes another sample's
+        outputs) and skews the moving statistics used at inference.
+        GroupNormalization and per-image contrast layers do the same within a
+        sample.
     """
 
     code = "MC106"
     name = "batch-statistics-leak"
     severity = Severity.ERROR
-    message = ("Layer {layer!r} ({layer_class}) computes statistics over padded axis {axis} "
-               "(padding from {source!r}) during training.")
-    fix = "Keep the mask attached to {layer!r}'s input (BatchNormalization then skips padded steps) or use LayerNormalization."
+    message = ("Layer {layer!r} ({layer_class}) computes statistics {scope} (padding from "
+               "{source!r}){mask_clause}, so padded positions shift valid outputs in training.")
+    fix = "In {layer!r}: {hint}."
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
         y = keras.layers.BatchNormalization()(h)
-    """),)
+    """), Valid("""
+        x = keras.Input((12, 4))
+        y = keras.layers.BatchNormalization()(x)
+    """))
     INVALID = (Invalid("""
         x = keras.Input((None, 4))
         y = keras.layers.BatchNormalization(name="bn")(x)
-    """, at="bn"),)
+    """, at="bn"), Invalid("""
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        h = keras.layers.Conv1D(8, 1)(h)
+        y = keras.layers.BatchNormalization(name="bn_after_conv")(h)
+    """, at="bn_after_conv"), Invalid("""
+        x = keras.Input((None, None, 3))
+        y = keras.layers.GroupNormalization(groups=1, name="gn")(x)
+    """, at="gn"))
+
+    def check(self, graph, flow) -> Iterator[Finding]:
+        for event in flow.stats:
+            node = event.node
+            cls = node.class_name if node.class_name in _FIXES else next(
+                (b for b in node.bases if b in _FIXES), node.class_name)
+            mask_clause = (f" and ignores the mask from {event.mask_arrived!r}"
+                           if event.mask_arrived else " with no mask")
+            yield self.finding(node, scope=_SCOPES[event.scope].format(axis=event.axis.axis),
+                               source=event.axis.source, mask_clause=mask_clause,
+                               hint=_FIXES.get(cls, _DEFAULT_FIX),
+                               evidence={"axis": event.axis.axis, "scope": event.scope,
+                                         "padding_source": event.axis.source})

@@ -1,7 +1,19 @@
 from __future__ import annotations
 
-from maskcheck.finding import Severity
+from typing import Iterator
+
+from maskcheck.finding import Finding, Severity
 from maskcheck.rule import Invalid, Rule, Valid
+
+
+def padded_outputs(graph, flow):
+    """(output index, producer node, padded axis, state) for outputs that keep a padded axis."""
+    for index, tid in enumerate(graph.outputs):
+        state = flow.states.get(tid)
+        producer = graph.tensors[tid].producer
+        if state is None or not state.is_padded or producer is None:
+            continue
+        yield index, graph.nodes[producer], state.padded[0], state
 
 
 class LossIgnoresPadding(Rule):
@@ -10,14 +22,18 @@ class LossIgnoresPadding(Rule):
     Why is this bad?
         Padded label positions are counted in the loss: the model learns to
         predict padding, and sequences with more padding weigh differently.
+        Keras applies an output's mask to its loss, so a mask that survives to
+        the output (or `ignore_class=<pad label>`) is enough; a mask dropped
+        on the way is not.
     """
 
     code = "MC201"
     name = "loss-ignores-padding"
     severity = Severity.ERROR
-    message = ("Loss {loss!r} on output {layer!r} averages over padded axis {axis} "
-               "without a mask, ignore_class or sample weights.")
-    fix = "Keep the mask attached to output {layer!r}, pass ignore_class=<pad label>, or pass sample_weight that zeroes padded steps."
+    message = ("Loss {loss!r} on output {output!r} (layer {layer!r}) averages over padded axis "
+               "{axis} (padding from {source!r}) without a mask or ignore_class{dropped}.")
+    fix = ("Keep the mask attached up to output {layer!r}, pass ignore_class=<pad label> to "
+           "the loss, or pass sample_weight that zeroes padded steps.")
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
@@ -25,7 +41,13 @@ class LossIgnoresPadding(Rule):
         y = keras.layers.Dense(5)(keras.layers.LSTM(8, return_sequences=True)(h))
         model = keras.Model(x, y)
         model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    """),)
+    """), Valid("""
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8)(x)
+        y = keras.layers.Dense(5)(h)
+        model = keras.Model(x, y)
+        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=0))
+    """))
     INVALID = (Invalid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
@@ -33,4 +55,31 @@ class LossIgnoresPadding(Rule):
         y = keras.layers.Dense(5, name="tags")(h)
         model = keras.Model(x, y)
         model.compile(loss="sparse_categorical_crossentropy")
-    """, at="tags"),)
+    """, at="tags"), Invalid("""
+        x = keras.Input((None, 4), name="frames")
+        tags = keras.layers.Dense(3, name="tags")(x)
+        score = keras.layers.Dense(1, name="score")(keras.layers.GlobalAveragePooling1D()(
+            keras.layers.Masking()(x)))
+        model = keras.Model(x, {"tags": tags, "score": score})
+        model.compile(loss={"tags": "sparse_categorical_crossentropy", "score": "mse"})
+    """, at="tags"))
+
+    def check(self, graph, flow) -> Iterator[Finding]:
+        for index, node, axis, state in padded_outputs(graph, flow):
+            if state.mask is not None:
+                continue  # Keras applies the output mask to the loss
+            for loss in graph.losses.get(index, ()):
+                if loss.get("ignore_class") is not None or loss.get("weight") == 0:
+                    continue
+                dropped = _dropped_clause(flow, axis)
+                yield self.finding(node, loss=loss["name"], output=graph.output_names[index],
+                                   axis=axis.axis, source=axis.source, dropped=dropped,
+                                   evidence={"output": graph.output_names[index],
+                                             "loss": loss["name"], "axis": axis.axis})
+
+
+def _dropped_clause(flow, axis) -> str:
+    drops = [e for e in flow.drops]
+    if drops:
+        return f" (the mask from {drops[0].mask_source!r} is dropped at {drops[0].node.name!r})"
+    return ""

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
-from maskcheck.finding import Severity
+from typing import Iterator
+
+from maskcheck.finding import Finding, Severity
 from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rules.mc201_loss_ignores_padding import padded_outputs
 
 
 class MetricIgnoresPadding(Rule):
@@ -9,14 +12,18 @@ class MetricIgnoresPadding(Rule):
 
     Why is this bad?
         Accuracy over padded positions rewards predicting the pad label: a
-        tagger that is right on padding looks better than it is.
+        tagger that is right on padding looks better than it is. Keras applies
+        the output mask only in mean-style metrics (accuracy, crossentropy,
+        mae, ...); stateful metrics such as Precision, Recall, AUC or F1Score
+        count padded positions even when the output is masked.
     """
 
     code = "MC202"
     name = "metric-ignores-padding"
     severity = Severity.WARNING
-    message = "Metric {metric!r} on output {layer!r} counts padded positions along axis {axis}."
-    fix = "Use weighted_metrics with sample weights that zero padded steps, or keep the mask attached to {layer!r}."
+    message = ("Metric {metric!r} on output {output!r} (layer {layer!r}) counts padded positions "
+               "along axis {axis} (padding from {source!r}){why}.")
+    fix = ("Pass it as weighted_metrics with sample weights that zero padded steps{extra}.")
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
@@ -24,10 +31,40 @@ class MetricIgnoresPadding(Rule):
         y = keras.layers.Dense(5)(h)
         model = keras.Model(x, y)
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    """),)
+    """), Valid("""
+        x = keras.Input((None, 4))
+        y = keras.layers.Dense(5)(x)
+        model = keras.Model(x, y)
+        model.compile(loss="sparse_categorical_crossentropy",
+                      weighted_metrics=["sparse_categorical_accuracy"])
+    """))
     INVALID = (Invalid("""
         x = keras.Input((None, 4))
         y = keras.layers.Dense(5, name="tags")(x)
         model = keras.Model(x, y)
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    """, at="tags"),)
+    """, at="tags"), Invalid("""
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.Dense(1, activation="sigmoid", name="tags")(h)
+        model = keras.Model(x, y)
+        model.compile(loss="binary_crossentropy", metrics=[keras.metrics.Precision()])
+    """, at="tags"))
+
+    def check(self, graph, flow) -> Iterator[Finding]:
+        for index, node, axis, state in padded_outputs(graph, flow):
+            for metric in graph.metrics.get(index, ()):
+                if metric.get("weighted"):
+                    continue
+                if state.mask is not None and metric.get("applies_mask"):
+                    continue
+                if state.mask is not None:
+                    why = f": it ignores the output mask from {state.mask.source!r}"
+                    extra = ", or use a mean-style metric that applies the mask"
+                else:
+                    why = " and the output carries no mask"
+                    extra = f", or keep the mask attached to {node.name!r}"
+                yield self.finding(node, metric=metric["name"], output=graph.output_names[index],
+                                   axis=axis.axis, source=axis.source, why=why, extra=extra,
+                                   evidence={"output": graph.output_names[index],
+                                             "metric": metric["name"], "axis": axis.axis})

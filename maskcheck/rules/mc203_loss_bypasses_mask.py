@@ -21,6 +21,10 @@ class LossBypassesMask(Rule):
                "the output carries a mask: {loss!r} bypasses it.")
     fix = "Implement Loss.call (not __call__) so Keras applies the mask, or multiply per-position losses by the mask yourself."
 
+    @classmethod
+    def implemented(cls) -> bool:
+        return True  # checked by the dynamic engine (maskcheck.probe_engine)
+
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)

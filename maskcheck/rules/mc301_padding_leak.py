@@ -20,6 +20,10 @@ class PaddingLeak(Rule):
                "the leak starts at {layer!r} ({layer_class}).")
     fix = "Make {layer!r} mask-aware or keep the mask attached up to it (see MC101/MC102 for the cause)."
 
+    @classmethod
+    def implemented(cls) -> bool:
+        return True  # checked by the dynamic engine (maskcheck.probe_engine)
+
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)

@@ -20,6 +20,10 @@ class CrossSampleLeak(Rule):
                "sample {other}'s padding changes, starting at {layer!r} ({layer_class}).")
     fix = "Keep the mask attached to {layer!r} or normalize per sample (LayerNormalization)."
 
+    @classmethod
+    def implemented(cls) -> bool:
+        return True  # checked by the dynamic engine (maskcheck.probe_engine)
+
     VALID = (Valid("""
         x = keras.Input((None, 4))
         y = keras.layers.LayerNormalization()(keras.layers.Masking()(x))

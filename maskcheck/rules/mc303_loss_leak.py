@@ -19,6 +19,10 @@ class LossLeak(Rule):
     message = ("The loss changes by {loss_diff:.3g} when only padded {what} change, at output {layer!r}.")
     fix = "Keep the mask attached to output {layer!r}, or pass sample weights or ignore_class for padded steps."
 
+    @classmethod
+    def implemented(cls) -> bool:
+        return True  # checked by the dynamic engine (maskcheck.probe_engine)
+
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)

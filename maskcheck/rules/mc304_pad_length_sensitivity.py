@@ -21,6 +21,10 @@ class PadLengthSensitivity(Rule):
                "steps are added ({padding}-padding), starting at {layer!r} ({layer_class}).")
     fix = "Use post-padding, positions relative to the first valid step, or keep the mask up to {layer!r}."
 
+    @classmethod
+    def implemented(cls) -> bool:
+        return True  # checked by the dynamic engine (maskcheck.probe_engine)
+
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
@@ -28,6 +32,8 @@ class PadLengthSensitivity(Rule):
     """),)
     INVALID = (Invalid("""
         x = keras.Input((None, 4))
-        h = keras.layers.LSTM(8, return_sequences=True, name="lstm")(x)
+        # trained biases: the state drifts over zero-padded steps
+        h = keras.layers.LSTM(8, return_sequences=True, bias_initializer="random_normal",
+                              name="lstm")(x)
         y = keras.layers.Dense(1)(h)
     """, at="lstm"),)

@@ -21,6 +21,10 @@ class EmptySequenceNonfinite(Rule):
     message = "A fully padded sample gives {what} at {layer!r} ({layer_class})."
     fix = "Guard the reduction in {layer!r} against zero valid steps (e.g. divide by max(count, 1)) or drop empty samples."
 
+    @classmethod
+    def implemented(cls) -> bool:
+        return True  # checked by the dynamic engine (maskcheck.probe_engine)
+
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
