@@ -3,6 +3,20 @@
 `check_model` checks one in-memory model; `check_targets` loads and checks
 each command-line target in turn, turning every failure into an error entry
 so one bad target never stops the others.
+
+Static and dynamic results merge into one list (SPEC 2). Decision: a static
+finding (MC101, MC102, MC105, MC106, MC201) confirmed by a probe at the same
+layer keeps its static code, message and fix (the static engine says why,
+and users already filter on that code), becomes kind ("static", "dynamic"),
+takes the worse of the two severities and gains the probe's evidence
+(padding, max_abs_diff, sample, position, output) plus ``confirmed_by``; the
+dynamic finding is not reported again. A static mixing/statistics suspicion
+(MC102, MC105, MC106) at an unknown custom layer that no probe could make
+leak is downgraded to info, says so, and gains ``refuted_by``. In mode
+"all", a model the probes cannot run (no padded input, odd dtypes, a
+forward pass that raises while static findings exist) keeps its static
+findings and records why in ``stats["dynamic"]``; in mode "dynamic" that is
+the target's error.
 """
 
 from __future__ import annotations
@@ -27,11 +41,18 @@ class CheckError(Exception):
         self.message = message
 
 
-def run_rules(graph: Any, rules: tuple[type[Rule], ...]) -> tuple[Finding, ...]:
-    """Run static rules over a MaskGraph, sharing one dataflow analysis."""
+def run_rules(graph: Any, rules: tuple[type[Rule], ...], *, side: str = "both",
+              mask_inputs: tuple[tuple[str, str], ...] = (),
+              padded: tuple[tuple[str, int], ...] = ()) -> tuple[Finding, ...]:
+    """Run static rules over a MaskGraph, sharing one dataflow analysis.
+
+    `side` is how variable-length inputs are padded ("post", "pre", or "both"
+    when unknown; causal layers are safe under "post" only); `mask_inputs` and
+    `padded` are the user's --mask-input and --padded declarations.
+    """
     from maskcheck.maskflow import analyze
 
-    flow = analyze(graph)
+    flow = analyze(graph, side=side, mask_inputs=mask_inputs, padded=padded)
     return tuple(f for rule in rules if rule.engine == "static" for f in rule().check(graph, flow))
 
 

@@ -107,6 +107,7 @@ def _plain(value: Any) -> Any:
 
 
 def _config(op: Any, knode: Any) -> dict[str, object]:
+    """The plain attributes and call arguments that `semantics_for` reads."""
     config: dict[str, object] = {}
     attrs = vars(op) if hasattr(op, "__dict__") else {}
     for attr in _CONFIG_ATTRS:
@@ -116,7 +117,8 @@ def _config(op: Any, knode: Any) -> dict[str, object]:
         plain = _plain(value)
         if plain is not None:
             config[attr] = plain
-    for wrapped_attr in ("forward_layer", "layer", "cell"):  # Bidirectional, TimeDistributed, RNN
+    # Bidirectional, TimeDistributed, RNN, keras-hub TokenAndPositionEmbedding
+    for wrapped_attr in ("forward_layer", "layer", "cell", "token_embedding"):
         inner = attrs.get(wrapped_attr)
         if inner is not None and hasattr(inner, "name"):
             config["inner"] = type(inner).__name__
@@ -156,14 +158,13 @@ def _index_config(key: Any) -> dict[str, tuple[int, ...]]:
         return {}
     start, end, sliced = [], [], []
     for axis, k in enumerate(key):
-        if isinstance(k, bool) or not isinstance(k, (int, slice)):
-            if not isinstance(k, slice):
-                return {}
-        if isinstance(k, int):
+        if isinstance(k, int) and not isinstance(k, bool):
             (start if k >= 0 else end).append(axis)
-        elif isinstance(k, slice) and (k.start not in (None, 0) or k.stop is not None
-                                       or k.step not in (None, 1)):
-            sliced.append(axis)
+        elif isinstance(k, slice):
+            if k.start not in (None, 0) or k.stop is not None or k.step not in (None, 1):
+                sliced.append(axis)
+        else:  # a tensor, a bool, a list: not understood
+            return {}
     return {"index_from_start": tuple(start), "index_from_end": tuple(end),
             "sliced": tuple(sliced)}
 

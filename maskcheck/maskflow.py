@@ -21,6 +21,9 @@ from maskcheck.semantics import (CAUSAL, MIXING, POINTWISE, REDUCING, LayerSeman
 #: Padding sides. A None-length input axis can be padded either way.
 POST, PRE, BOTH = "post", "pre", "both"
 
+_SWAPPED = {POST: PRE, PRE: POST, BOTH: BOTH}
+_MERGES = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
+
 #: SPEC section 4: integer or boolean inputs with these names are explicit masks.
 _MASK_INPUT = re.compile(r"^(padding_mask|attention_mask|mask|.+_mask)$")
 
@@ -37,6 +40,11 @@ class PaddedAxis:
 class MaskInfo:
     source: str  # the layer (or explicit mask input) that created the mask
     axes: tuple[int, ...] = (1,)  # the data axes the mask covers
+    also: tuple[str, ...] = ()  # other generators merged into it (Add of two masked inputs)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.source, *self.also)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +84,13 @@ class MixingEvent:
 
 @dataclass(frozen=True, slots=True)
 class DropEvent:
-    """A layer received a mask and neither consumed nor propagated it."""
+    """A layer received a mask and neither consumed nor propagated it (or, with
+    `not_created`, was configured to create one and Keras attached none)."""
 
     node: Node
     mask_source: str
     axis: PaddedAxis
+    not_created: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,27 +155,39 @@ def is_mask_input(name: str, dtype: str) -> bool:
     return bool(_MASK_INPUT.match(name)) and ("int" in dtype or "bool" in dtype)
 
 
-def _input_state(graph: MaskGraph, node: Node, side: str) -> TensorState:
+def _input_state(graph: MaskGraph, node: Node, side: str, declared_masks: frozenset[str],
+                 declared_axes: tuple[int, ...]) -> TensorState:
     tensor = graph.tensors[node.outputs[0]]
-    if tensor.is_boolean_like or is_mask_input(node.name, tensor.dtype):
+    if (tensor.is_boolean_like or node.name in declared_masks
+            or is_mask_input(node.name, tensor.dtype)):
         return TensorState(is_mask=True, mask=MaskInfo(node.name))
     spatial = tensor.shape[1:]
     if len(tensor.shape) == 4:  # images (B, H, W, C): both spatial axes may be padded
         axes = [i + 1 for i, size in enumerate(spatial[:2]) if size is None]
     else:
         axes = [1] if spatial and spatial[0] is None else []
+    axes = sorted(set(axes) | {a for a in declared_axes if 0 < a < len(tensor.shape)})
     return TensorState(tuple(PaddedAxis(a, side, node.name, node.name) for a in axes))
 
 
-def analyze(graph: MaskGraph, *, side: str = BOTH) -> MaskFlow:
+def analyze(graph: MaskGraph, *, side: str = BOTH,
+            mask_inputs: tuple[tuple[str, str], ...] = (),
+            padded: tuple[tuple[str, int], ...] = ()) -> MaskFlow:
     """Run the padded-axis dataflow over `graph` in topological order.
 
     Args:
         graph: the model.
         side: how variable-length inputs are padded (``post``, ``pre`` or
             ``both`` when unknown); causal layers are safe under ``post``.
+        mask_inputs: ``(input, mask input)`` pairs declared by the user
+            (``--mask-input``): the mask input is a mask whatever its name.
+        padded: ``(input, axis)`` pairs declared by the user (``--padded``).
     """
     a = _Analysis(graph, side)
+    a.declared_masks = frozenset(m for _, m in mask_inputs)
+    a.declared_axes = {}
+    for name, axis in padded:
+        a.declared_axes.setdefault(name, []).append(int(axis))
     for node in graph.nodes:
         a.visit(node)
     return a.finish()
@@ -185,6 +207,8 @@ class _Analysis:
         self.used: set[str] = set()
         self.needs_self: set[int] = set()
         self.generates: set[int] = set()
+        self.declared_masks: frozenset[str] = frozenset()
+        self.declared_axes: dict[str, list[int]] = {}
 
     def rank(self, tid: int) -> int:
         return len(self.graph.tensors[tid].shape)
@@ -193,30 +217,44 @@ class _Analysis:
         graph = self.graph
         if node.is_input:
             for tid in node.outputs:
-                self.states[tid] = _input_state(graph, node, self.side)
+                self.states[tid] = _input_state(graph, node, self.side, self.declared_masks,
+                                                tuple(self.declared_axes.get(node.name, ())))
             return
         ins = [self.states.get(t, CLEAN) for t in node.inputs]
         data = [(t, s) for t, s in zip(node.inputs, ins) if not s.is_mask]
         mask_like = [s for s in ins if s.is_mask]
         sem = semantics_for(node.class_name, node.config, is_op=node.is_op, bases=node.bases)
         in_rank = self.rank(data[0][0]) if data else 0
-        padded = tuple({p.axis: p for _, s in data for p in s.padded}.values())
+        first_by_axis: dict[int, PaddedAxis] = {}
+        for _, state in data:
+            for p in state.padded:
+                first_by_axis.setdefault(p.axis, p)
+        padded = tuple(first_by_axis.values())
         tainted = any(s.tainted for _, s in data)
         carried = any(s.carried for _, s in data)
         arrived = next((s.mask for _, s in data if s.mask is not None), None)
+        if arrived is not None and len(data) > 1:  # merges combine every input's mask
+            others = tuple(dict.fromkeys(src for _, s in data if s.mask is not None
+                                         for src in s.mask.sources if src != arrived.source))
+            if others:
+                arrived = replace(arrived, also=others)
         explicit = bool(node.mask_inputs) and not node.is_op
         consumes = not node.is_op and (explicit or (arrived is not None and node.takes_mask))
         if explicit:
             for _, tid in node.mask_inputs:
                 state = self.states.get(tid)
                 if state is not None and state.mask is not None:
-                    self.used.add(state.mask.source)
+                    self.used.update(state.mask.sources)
         if consumes and arrived is not None:
             # Keras records the mask it hands over as a `mask=` argument too, so an
             # explicit-looking mask next to an arriving one is usually that same mask.
-            self.used.add(arrived.source)
+            self.used.update(arrived.sources)
         if sem.generates:
             self.generates.add(node.index)
+        if data and mask_like:  # e.g. x * cast(padding_mask): the mask is applied by hand
+            for state in mask_like:
+                if state.mask is not None:
+                    self.used.update(state.mask.sources)
 
         # Is the mask this node would need there? (for MC101 / MC104)
         effects = {p.axis: (_effect(node, sem, p.axis, in_rank) if sem.known else POINTWISE)
@@ -263,6 +301,9 @@ class _Analysis:
 
         if arrived is not None and out_mask is None and not consumes and padded:
             self.drops.append(DropEvent(node, arrived.source, padded[0]))
+        elif sem.generates and out_mask is None and node.outputs:
+            axis = padded[0] if padded else PaddedAxis(1, BOTH, node.name, node.name)
+            self.drops.append(DropEvent(node, node.name, axis, not_created=True))
 
         out_padded = self._out_padded(node, sem, padded, effects, data, in_rank)
         self._check_mismatch(node, sem, data, arrived, out_mask, consumes, in_rank, padded,
@@ -285,6 +326,8 @@ class _Analysis:
                      in_rank: int) -> MaskInfo | None:
         if node.is_op:
             return None
+        if sem.generates and node.keras_output_masks is not None and not any(node.keras_output_masks):
+            return None  # configured to generate, but Keras attached nothing (keras-hub 0.32)
         if sem.generates:
             if node.class_name == "Masking" or "Masking" in node.bases:
                 return MaskInfo(node.name, tuple(range(1, max(in_rank - 1, 2))))
@@ -294,6 +337,11 @@ class _Analysis:
                 return None
             return arrived if arrived is not None else MaskInfo(node.name)
         propagates = sem.propagates if sem.known else node.supports_masking
+        if propagates and arrived is not None and node.class_name in _MERGES:
+            # Keras 3.15 merges drop the mask unless every input carries one.
+            states = [self.states.get(t, CLEAN) for t in node.inputs]
+            if any(s.mask is None for s in states if not s.is_mask):
+                return None
         return arrived if (propagates and arrived is not None) else None
 
     def _assume(self, node: Node, axis: PaddedAxis, consumes: bool, propagates: bool) -> None:
@@ -319,6 +367,10 @@ class _Analysis:
         in_shape = self.graph.tensors[data[0][0]].shape if data else ()
         if node.class_name in ("Permute", "Transpose"):
             return self._permuted(node, padded, in_rank)
+        if node.is_op and node.class_name == "Flip":  # reversing time swaps the padding side
+            axes = acted_axes(sem, node.config, in_rank)
+            return tuple(replace(p, side=_SWAPPED[p.side]) if p.axis in axes else p
+                         for p in padded)
         if node.class_name == "Reshape":
             if _time_preserved(in_shape, out.shape):
                 return tuple(p for p in padded if p.axis == 1)
@@ -405,7 +457,7 @@ class _Analysis:
         for tid in graph.outputs:
             state = self.states.get(tid)
             if state is not None and state.mask is not None:
-                self.used.add(state.mask.source)
+                self.used.update(state.mask.sources)
         needs: set[int] = set()
         for node in reversed(graph.nodes):
             for tid in node.outputs:

@@ -133,9 +133,11 @@ def flatten_x(model: Any, x: Any) -> tuple[list[Any], list[str], Any]:
 
 
 def mask_generators(model: Any) -> dict[str, Any]:
-    """Model input name -> the Embedding(mask_zero)/Masking layer reading it directly.
+    """Model input name -> the first Embedding(mask_zero)/Masking layer downstream of it.
 
-    For subclassed models (no graph) the only generator is matched to every
+    Downstream through any layers (a lookup, a cast): the mask then derives
+    from the input's values, so probes perturb after the generator. For
+    subclassed models (no graph) the only generator is matched to every
     input, which is right for the usual one-input case.
     """
     from maskcheck.probe_trace import sublayers
@@ -310,7 +312,11 @@ class Run:
     output_names: list[str]
     output_masked: list[bool]
     records: list[Any]
-    tensors: list[Any]  # per record: n_inputs then n_outputs arrays, in order
+    tensors: list[Any]  # unique traced tensors; records index into them
+
+    def io(self, record: Any) -> tuple[list[Any], list[Any]]:
+        """A record's input and output arrays."""
+        return [self.tensors[i] for i in record.inputs], [self.tensors[i] for i in record.outputs]
 
 
 class Prober:
@@ -593,14 +599,12 @@ def localize(run: Run, ref: Run | None, rows: Any, base_index: Any, mask: Any,
 
     ref = ref or run
     ref_index = base_index if ref_index is None else ref_index
-    cursor = 0
     first_any = None
-    for record in run.records:
-        ins = run.tensors[cursor:cursor + record.n_inputs]
-        ins_ref = ref.tensors[cursor:cursor + record.n_inputs]
-        outs = run.tensors[cursor + record.n_inputs:cursor + record.n_inputs + record.n_outputs]
-        outs_ref = ref.tensors[cursor + record.n_inputs:cursor + record.n_inputs + record.n_outputs]
-        cursor += record.n_inputs + record.n_outputs
+    if len(ref.records) != len(run.records):
+        return None
+    for record, ref_record in zip(run.records, ref.records):
+        ins, outs = run.io(record)
+        ins_ref, outs_ref = ref.io(ref_record)
 
         def any_div(arrays: list[Any], refs: list[Any]) -> bool:
             for a, r in zip(arrays, refs):
@@ -670,8 +674,9 @@ def _prepare(model: Any, x: Any, mask: Any, lengths: Any, padding: str,
                 mask = array != 0
             break
     if mask is None:
-        raise ProbeError("no mask: pass mask= or lengths=, or give the model a padding mask input "
-                         "or a mask generator (Embedding(mask_zero=True), Masking)")
+        raise ProbeError("no mask for the probe batch: give a mask or lengths (mask=/lengths=, or "
+                         "'mask'/'lengths' arrays in the --data file), or a model with a padding "
+                         "mask input or a mask generator (Embedding(mask_zero=True), Masking)")
     mask = np.asarray(mask).astype(bool)
     if mask.ndim < 2 or mask.shape[0] != flat[0].shape[0]:
         raise ProbeError(f"mask must have shape (batch, time), got {mask.shape}")

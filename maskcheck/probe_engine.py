@@ -25,7 +25,7 @@ from typing import Any
 from maskcheck.finding import Finding
 from maskcheck.probe import (Leak, ProbeError, Prober, Rows, _expand, _output_leak, _prepare,
                              _Prepared, _stacked_inputs, _subset, _take, diverge, is_mask_name,
-                             localize, round_sig, stack_draws, valid_region)
+                             round_sig, stack_draws, valid_region)
 
 DYNAMIC_CODES = ("MC203", "MC301", "MC302", "MC303", "MC304", "MC305")
 #: Layer classes whose training-mode output can depend on other samples.
@@ -264,15 +264,13 @@ def run_dynamic(model: Any, data: Any, config: Any, codes: set[str],
     info["run"], info["rows"] = run, rows
 
     if "MC301" in codes:
-        by_layer: dict[tuple, Leak] = {}
+        found = []
         for side in dict.fromkeys(rows.side):
             compare = (rows.draw > 0) & np.array([s == side for s in rows.side])
             leak = _output_leak(run, None, rows, compare, rows.base_row, None, None, atol, rtol)
             if leak is not None:
-                key = (leak.layer, leak.path)
-                if key not in by_layer or leak.max_abs_diff > by_layer[key].max_abs_diff:
-                    by_layer[key] = leak
-        results.extend(DynamicFinding("MC301", leak, {}) for leak in by_layer.values())
+                found.append(DynamicFinding("MC301", leak, {}))
+        results.extend(_by_layer(found))
 
     if "MC305" in codes and not any(r.code == "MC305" for r in results):
         found = _nonfinite(run, rows, model)
@@ -287,6 +285,8 @@ def run_dynamic(model: Any, data: Any, config: Any, codes: set[str],
 
     if codes & {"MC303", "MC203"}:
         results.extend(_loss_checks(model, prep, probe, prober, run, rows, sides, config, codes))
+    if "MC305" in codes and not any(r.code == "MC305" for r in results):
+        results.extend(_empty_loss(model, prep, probe, prober, run, rows, config))
     info["records"] = _diverging_layers(run, rows, atol, rtol)
     return results, info
 
@@ -329,11 +329,8 @@ def _first_nonfinite_record(run: Any, rows_sel: Any, _others: Any) -> Any:
                     return True
         return False
 
-    cursor = 0
     for record in run.records:
-        ins = run.tensors[cursor:cursor + record.n_inputs]
-        outs = run.tensors[cursor + record.n_inputs:cursor + record.n_inputs + record.n_outputs]
-        cursor += record.n_inputs + record.n_outputs
+        ins, outs = run.io(record)
         if bad(outs) and not bad(ins):
             return record
     return None
@@ -353,7 +350,7 @@ def _pad_amount(prober: Prober, prep: _Prepared, run: Any, rows: Rows, config: A
     extra = max(2, t // 2)
     sides = [rows.side[i] for i in base]
     pre = np.array([s == "pre" for s in sides])
-    flat_stacked = [a for a in _flat(_take_prepared(prep, rows, base))]
+    flat_stacked = [a[rows.sample[base]] for a in prep.flat]
     grown = []
     for spec, array in zip(prep.specs, flat_stacked):
         if spec.role == "static" or array.ndim < 2 or array.shape[1] != t:
@@ -398,27 +395,7 @@ def _pad_amount(prober: Prober, prep: _Prepared, run: Any, rows: Rows, config: A
                             config.atol, config.rtol)
         if leak is not None:
             results.append(DynamicFinding("MC304", leak, {"extra": extra}))
-    merged: dict[tuple, DynamicFinding] = {}
-    for r in results:
-        key = (r.leak.layer, r.leak.path)
-        if key not in merged or r.leak.max_abs_diff > merged[key].leak.max_abs_diff:
-            merged[key] = r
-    return list(merged.values())
-
-
-def _flat(inputs: Any) -> list[Any]:
-    import keras
-
-    return keras.tree.flatten(inputs) if not isinstance(inputs, dict) else list(inputs.values())
-
-
-def _take_prepared(prep: _Prepared, rows: Rows, idx: Any) -> Any:
-    """The unperturbed inputs of base rows `idx` (their order in prep.flat)."""
-    import numpy as np
-
-    sample = rows.sample[idx]
-    del np
-    return prep.pack([a[sample] for a in prep.flat])
+    return _by_layer(results)
 
 
 def _needs_training_probe(prober: Prober) -> bool:
@@ -437,7 +414,7 @@ def _cross_sample(prober: Prober, inputs: Any, rows: Rows, config: Any) -> list[
     """MC302: in training mode, perturb one sample's padding, compare the others."""
     import numpy as np
 
-    results: dict[tuple, DynamicFinding] = {}
+    results: list[DynamicFinding] = []
     for side in dict.fromkeys(rows.side):
         base = np.nonzero((rows.draw == 0) & np.array([s == side for s in rows.side]))[0]
         if len(base) < 2:
@@ -463,10 +440,24 @@ def _cross_sample(prober: Prober, inputs: Any, rows: Rows, config: Any) -> list[
         leak = _output_leak(new, ref, new_rows, compare, np.arange(len(idx)), None, side,
                             config.atol, config.rtol)
         if leak is not None:
-            key = (leak.layer, leak.path)
-            if key not in results or leak.max_abs_diff > results[key].leak.max_abs_diff:
-                results[key] = DynamicFinding("MC302", leak, {"other": int(rows.sample[other])})
-    return list(results.values())
+            results.append(DynamicFinding("MC302", leak, {"other": int(rows.sample[other])}))
+    return _by_layer(results)
+
+
+def _by_layer(results: list[DynamicFinding]) -> list[DynamicFinding]:
+    """One result per (rule, layer): the largest change, with every side that leaked in `sides`."""
+    merged: dict[tuple, DynamicFinding] = {}
+    sides: dict[tuple, list[str]] = {}
+    for r in results:
+        key = (r.code, r.leak.layer, r.leak.path)
+        sides.setdefault(key, [])
+        if r.leak.padding not in sides[key]:
+            sides[key].append(r.leak.padding)
+        if key not in merged or r.leak.max_abs_diff > merged[key].leak.max_abs_diff:
+            merged[key] = r
+    for key, r in merged.items():
+        r.fields = {**r.fields, "sides": sorted(sides[key])}
+    return list(merged.values())
 
 
 def _loss_checks(model: Any, prep: _Prepared, probe: Probe, prober: Prober, run: Any, rows: Rows,
@@ -513,6 +504,46 @@ def _loss_checks(model: Any, prep: _Prepared, probe: Probe, prober: Prober, run:
     return found
 
 
+def _empty_loss(model: Any, prep: _Prepared, probe: Probe, prober: Prober, run: Any, rows: Rows,
+                config: Any) -> list[DynamicFinding]:
+    """MC305 for the loss: finite without the fully padded samples, NaN/Inf with them."""
+    import numpy as np
+
+    from maskcheck.probe_loss import LossProber, _output_layer, has_loss
+
+    base = np.nonzero(rows.draw == 0)[0]
+    if not has_loss(model) or not (rows.lengths[base] == 0).any() or not (rows.lengths[base] > 0).any():
+        return []
+    samples = rows.sample[base]
+    lprober = LossProber(model, prober)
+    candidates = ([probe.y] if probe.y is not None else
+                  _label_candidates(model, run, base, prep.mask[samples], config.seed))
+    for y in candidates:
+        ys = y if probe.y is None else _select(y, samples)
+        try:
+            def loss_on(keep: Any) -> float:
+                sub_rows = stack_draws(prep.mask[samples][keep], [rows.side[i] for i in base[keep]], draws=())
+                xs = prep.pack([a[samples][keep] for a in prep.flat])
+                return lprober.run(xs, _select(ys, np.nonzero(keep)[0]), sub_rows, hooks=False)[0]
+
+            everything = np.ones(len(base), dtype=bool)
+            with_empty = loss_on(everything)
+            if np.isfinite(with_empty):
+                return []
+            if not np.isfinite(loss_on(rows.lengths[base] > 0)):
+                return []  # not the empty samples' doing
+        except ProbeError:
+            continue
+        r = int(base[int(np.argmin(rows.lengths[base]))])
+        layer, cls, path = _output_layer(model, 0, run.output_names[0] if run.output_names else None)
+        return [DynamicFinding("MC305", Leak(layer=layer, layer_class=cls, path=path,
+                                             sample=int(rows.sample[r]), position=-1,
+                                             padding=rows.side[r], max_abs_diff=float("nan"),
+                                             output=run.output_names[0] if run.output_names else None,
+                                             kind="loss"), {"what": "a NaN or Inf loss"})]
+    return []
+
+
 def _select(y: Any, samples: Any) -> Any:
     import keras
     import numpy as np
@@ -538,7 +569,8 @@ def _label_candidates(model: Any, run: Any, idx: Any, mask: Any, seed: int) -> l
     sparse, dense = [], []
     for out in outs:
         c = out.shape[-1] if out.ndim >= 2 else 1
-        ids = rng.integers(0, max(c, 2), size=out.shape[:-1] if out.ndim >= 2 else out.shape)
+        # valid labels avoid 0 where there is room: 0 is the usual pad label
+        ids = rng.integers(1 if c > 2 else 0, max(c, 2), size=out.shape[:-1] if out.ndim >= 2 else out.shape)
         if ids.ndim >= 2 and ids.shape[1] == mask.shape[1]:
             ids = np.where(_expand(mask, ids.ndim), ids, 0)
         sparse.append(ids.astype("int32"))
@@ -556,10 +588,8 @@ def _diverging_layers(run: Any, rows: Rows, atol: float, rtol: float) -> set[str
     compare = (rows.draw > 0) & (rows.lengths > 0)
     if not compare.any():
         return names
-    cursor = 0
     for record in run.records:
-        outs = run.tensors[cursor + record.n_inputs:cursor + record.n_inputs + record.n_outputs]
-        cursor += record.n_inputs + record.n_outputs
+        _, outs = run.io(record)
         for a in outs:
             if a.ndim == 0 or a.shape[0] != rows.n:
                 continue

@@ -25,13 +25,17 @@ RANDOM_LAYERS = frozenset({"Dropout", "SpatialDropout1D", "SpatialDropout2D", "S
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One layer call seen during tracing: where it sits and how many tensors it saw."""
+    """One layer call seen during tracing: where it sits and which traced tensors it read and wrote.
+
+    `inputs` and `outputs` index the tracer's list of unique tensors (a tensor
+    one layer writes and the next reads is returned once).
+    """
 
     name: str
     class_name: str
     path: tuple[str, ...]
-    n_inputs: int
-    n_outputs: int
+    inputs: tuple[int, ...] = ()
+    outputs: tuple[int, ...] = ()
 
 
 def sublayers(model: Any) -> list[Any]:
@@ -105,6 +109,7 @@ class Tracer:
         import tensorflow as tf
 
         self.records, self.tensors, self.failed, self._stack = [], [], None, []
+        self._index: dict[int, int] = {}
         self.graph = tf.compat.v1.get_default_graph()
         self.recording = self.active = True
 
@@ -130,7 +135,7 @@ class Tracer:
                 out = orig(*args, **kwargs)
             except Exception:
                 if self.failed is None:
-                    self.failed = CallRecord(layer.name, type(layer).__name__, path, 0, 0)
+                    self.failed = CallRecord(layer.name, type(layer).__name__, path)
                 raise
             finally:
                 self._stack.pop()
@@ -157,6 +162,13 @@ class Tracer:
         ins, outs = local((args, data_kwargs)), local(out)
         if ins is None or outs is None or not outs:
             return
-        self.records.append(CallRecord(layer.name, type(layer).__name__, path, len(ins), len(outs)))
-        self.tensors.extend(ins)
-        self.tensors.extend(outs)
+        self.records.append(CallRecord(layer.name, type(layer).__name__, path,
+                                       tuple(self._slot(t) for t in ins),
+                                       tuple(self._slot(t) for t in outs)))
+
+    def _slot(self, tensor: Any) -> int:
+        key = id(tensor)
+        if key not in self._index:
+            self._index[key] = len(self.tensors)
+            self.tensors.append(tensor)
+        return self._index[key]

@@ -49,7 +49,7 @@ class LayerSemantics:
     changes_length: bool = False
     #: the layer broadcasts a (batch, time) mask against its whole input (Softmax)
     broadcasts_mask: bool = False
-    #: its call takes a mask (mask=, padding_mask=, ...) and drops it afterwards
+    #: False for classes missing from the table: their semantics are assumed
     known: bool = True
 
     @property
@@ -191,7 +191,8 @@ OPS_TABLE: Mapping[str, LayerSemantics] = {
     **_rows(LayerSemantics(MIXING, AXIS), "Softmax", "LogSoftmax", "Normalize",
             "L2Normalize"),
     **_rows(LayerSemantics(CAUSAL, AXIS), "Cumsum", "Cumprod"),
-    **_rows(LayerSemantics(MIXING, AXIS), "Flip", "Roll", "Sort", "Argsort", "TopK"),
+    "Flip": LayerSemantics(POINTWISE, AXIS),  # moves positions; swaps post and pre padding
+    **_rows(LayerSemantics(MIXING, AXIS), "Roll", "Sort", "Argsort", "TopK"),
     **_rows(LayerSemantics(REDUCING, AXIS), "Sum", "Mean", "Max", "Min", "Prod", "Any",
             "All", "Std", "Var", "Argmax", "Argmin", "Logsumexp", "Norm", "Amax", "Amin",
             "Average", "Median"),
@@ -212,6 +213,7 @@ _STRIDED = frozenset({"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "Depthwis
 
 
 def is_known(class_name: str, *, is_op: bool = False) -> bool:
+    """Whether the table has a row for this class (by its own name)."""
     return class_name in (OPS_TABLE if is_op else TABLE)
 
 

@@ -6,6 +6,12 @@ compare the table with (a) the mask Keras actually attaches and (b) the
 mixing measured by perturbing only the padded positions, with and without
 the mask, under post- and pre-padding. A meta-test keeps the table complete
 for every class that `keras.layers` exports.
+
+Not measured numerically: random augmentation layers (different output on
+every call), audio front ends and text preprocessing (no padded float
+sequence input), 3-D volume layers (same code paths as their 2-D rows), and
+layers that move positions (UpSampling, ZeroPadding, Cropping, Permute), for
+which only the mask column is compared.
 """
 
 from __future__ import annotations
@@ -239,6 +245,53 @@ def test_image_layer_matches_keras(case: str) -> None:
     leaks = float(np.max(np.abs(a - b))) > 1e-5
     expected = any(effect_on_axis(sem, node.config, axis, 4) != POINTWISE for axis in (1, 2))
     assert leaks == expected, f"{case}: measured leak {leaks}, table predicts {expected}"
+
+
+#: Layers that move or resample positions: only the mask column is measured
+#: (their valid positions move, so a perturbation comparison would be meaningless).
+MASK_ONLY = {
+    "UpSampling1D": lambda: layers.UpSampling1D(2),
+    "ZeroPadding1D": lambda: layers.ZeroPadding1D(1),
+    "Cropping1D": lambda: layers.Cropping1D(1),
+    "MaxPooling1D-strided": lambda: layers.MaxPooling1D(2),
+    "Conv1D-strided": lambda: layers.Conv1D(2, 3, strides=2),
+    "Permute": lambda: layers.Permute((2, 1)),
+    "Lambda": lambda: layers.Lambda(lambda t: t * 2.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MASK_ONLY))
+def test_mask_column_of_position_moving_layers(case: str) -> None:
+    layer = MASK_ONLY[case]()
+    x = keras.Input((T, F))
+    out = layer(layers.Masking()(x))
+    node, sem = _semantics(keras.Model(x, out), layer)
+    attached = getattr(out, "_keras_mask", None) is not None
+    predicted = sem.propagates if sem.known else node.supports_masking
+    assert attached == predicted, f"{case}: Keras attaches a mask: {attached}"
+
+
+#: Layers on ids or raw values (batch, time): position-wise, no mask.
+ID_LAYERS = {
+    "Embedding": (lambda: layers.Embedding(20, 3), "int32"),
+    "IntegerLookup": (lambda: layers.IntegerLookup(vocabulary=[1, 2, 3]), "int64"),
+    "Hashing": (lambda: layers.Hashing(8), "int64"),
+    "Discretization": (lambda: layers.Discretization(bin_boundaries=[0.0, 1.0]), "float32"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ID_LAYERS))
+def test_id_layers_are_position_wise(case: str) -> None:
+    factory, dtype = ID_LAYERS[case]
+    layer = factory()
+    x_in = keras.Input((None,), dtype=dtype)
+    _, sem = _semantics(keras.Model(x_in, layer(x_in)), layer)
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 4, size=(2, T)).astype(dtype)
+    perturbed = x.copy()
+    perturbed[0, LENGTH:] = rng.integers(4, 9, size=T - LENGTH).astype(dtype)
+    a, b = np.asarray(layer(x))[0, :LENGTH], np.asarray(layer(perturbed))[0, :LENGTH]
+    assert np.array_equal(a, b) == (effect_on_axis(sem, {}, 1, 2) == POINTWISE)
 
 
 def test_embedding_generates_a_mask_only_with_mask_zero() -> None:

@@ -152,6 +152,38 @@ def test_integer_lookup_without_mask_token_feeding_mask_zero() -> None:
     assert findings(model) == {("MC107", "emb")}
 
 
+def _two_output_tagger():
+    x = keras.Input((None, 4), name="frames")
+    tags = layers.Dense(3, name="tags")(x)
+    phones = layers.Dense(5, name="phones")(x)
+    return keras.Model(x, [tags, phones])
+
+
+def test_compile_lists_apply_per_output() -> None:
+    model = _two_output_tagger()
+    model.compile(loss=["sparse_categorical_crossentropy",
+                        keras.losses.SparseCategoricalCrossentropy(ignore_class=0)])
+    assert findings(model) == {("MC201", "tags")}
+
+
+def test_compile_dicts_loss_weights_and_weighted_metrics() -> None:
+    model = _two_output_tagger()
+    model.compile(loss={"tags": "sparse_categorical_crossentropy",
+                        "phones": "sparse_categorical_crossentropy"},
+                  loss_weights={"tags": 0.0, "phones": 1.0},
+                  metrics={"phones": ["accuracy"]},
+                  weighted_metrics={"tags": ["accuracy"]})
+    assert findings(model) == {("MC201", "phones"), ("MC202", "phones")}
+    graph = adapt_model(model)
+    tags = graph.output_names.index("tags")
+    assert graph.losses[tags][0]["weight"] == 0.0
+    assert graph.metrics[tags][0]["weighted"] is True
+
+
+def test_uncompiled_model_has_no_loss_findings() -> None:
+    assert findings(_two_output_tagger()) == set()
+
+
 # --- Keras 3.15 behaviour the engine must get right ----------------------------------
 
 def test_time_distributed_embedding_attaches_no_mask() -> None:
@@ -279,6 +311,34 @@ def test_causal_conv_safe_under_post_padding_only() -> None:
     assert findings(model) == {("MC102", "causal")}  # side unknown: reported
 
 
+def test_declared_padding_and_mask_inputs() -> None:
+    x = keras.Input((20, 4), name="frames")
+    flags = keras.Input((20,), dtype="int32", name="valid")
+    h = layers.Conv1D(4, 3, padding="same", name="conv")(x)
+    model = keras.Model([x, flags], layers.GlobalAveragePooling1D(name="pool")(h, mask=flags))
+    graph = adapt_model(model)
+    assert analyze(graph).mixing == ()  # fixed length, nothing declared
+    declared = analyze(graph, padded=(("frames", 1),), mask_inputs=(("frames", "valid"),))
+    assert [e.node.name for e in declared.mixing] == ["conv"]
+    assert "valid" in declared.used_masks
+
+
+def test_flip_turns_post_padding_into_pre_padding() -> None:
+    x = keras.Input((None, 4))
+    h = layers.Conv1D(4, 3, padding="causal", name="causal")(keras.ops.flip(x, axis=1))
+    graph = adapt_model(keras.Model(x, h))
+    assert [e.node.name for e in analyze(graph, side=POST).mixing] == ["causal"]
+    assert analyze(graph, side=PRE).mixing == ()
+
+
+def test_mask_applied_by_hand_counts_as_used() -> None:
+    x = tokens("token_ids")
+    mask = keras.Input((None,), dtype="int32", name="padding_mask")
+    h = layers.Embedding(50, 8)(x) * keras.ops.cast(mask, "float32")[:, :, None]
+    model = keras.Model({"token_ids": x, "padding_mask": mask}, layers.Dense(2)(h))
+    assert findings(model) == set()
+
+
 # --- explicit masks and keras-hub style models -----------------------------------------
 
 def test_explicit_padding_mask_input_feeds_attention() -> None:
@@ -321,6 +381,29 @@ def test_keras_hub_transformer_encoder_consumes_padding_mask() -> None:
     assert findings(bad) == {("MC102", "encoder_no_mask")}
 
 
+def test_keras_hub_encoder_uses_the_implicit_embedding_mask() -> None:
+    """keras-hub layers read inputs._keras_mask themselves (their call takes
+    padding_mask, not mask): Keras's warning that they drop it is a false alarm."""
+    keras_hub = pytest.importorskip("keras_hub")
+    x = tokens("token_ids")
+    h = layers.Embedding(50, 16, mask_zero=True)(x)
+    h = keras_hub.layers.TransformerEncoder(16, 2)(h)
+    model = keras.Model(x, layers.GlobalAveragePooling1D()(h))
+    assert findings(model) == set()
+
+
+def test_keras_hub_token_and_position_embedding_creates_no_mask() -> None:
+    """keras-hub 0.32: TokenAndPositionEmbedding(mask_zero=True) attaches no mask."""
+    keras_hub = pytest.importorskip("keras_hub")
+    x = tokens("token_ids")
+    h = keras_hub.layers.TokenAndPositionEmbedding(50, 32, 16, mask_zero=True, name="tpe")(x)
+    h = keras_hub.layers.TransformerEncoder(16, 2, name="encoder")(h)
+    model = keras.Model(x, layers.GlobalAveragePooling1D()(h))
+    found = full(model)
+    assert {(f.rule, f.layer) for f in found} == {("MC101", "tpe"), ("MC102", "encoder")}
+    assert "attaches no mask" in next(f.message for f in found if f.rule == "MC101")
+
+
 # --- unknown layers ------------------------------------------------------------------
 
 class Smoother(layers.Layer):
@@ -339,7 +422,122 @@ def test_unknown_layer_gets_an_info_note_and_no_crash() -> None:
     assert found[0].evidence["assumed"] is True
 
 
+class Encoder(keras.Model):
+    """A subclassed model used as a layer: it has no graph to inline."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = layers.Dense(4)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+def test_subclassed_model_inside_a_functional_one_is_assumed_not_crashed() -> None:
+    x = keras.Input((None, 4))
+    model = keras.Model(x, Encoder(name="encoder")(x))
+    assert [(f.rule, f.layer, f.severity.value) for f in full(model)] == [
+        ("MC102", "encoder", "info")]
+
+
+def test_permute_moves_the_padded_axis_under_dense() -> None:
+    x = keras.Input((12, 4))
+    h = layers.Masking()(x)
+    h = layers.Permute((2, 1), name="permute")(h)
+    model = keras.Model(x, layers.Dense(3, name="dense_over_time")(h))
+    assert ("MC102", "dense_over_time") in findings(model)
+
+
+def test_merging_two_independently_masked_sequences() -> None:
+    a, b = tokens("a"), tokens("b")
+    ea = layers.Embedding(50, 4, mask_zero=True)(a)
+    eb = layers.Embedding(50, 4, mask_zero=True)(b)
+    model = keras.Model([a, b], layers.LSTM(4)(layers.Add(name="add")([ea, eb])))
+    assert findings(model) == {("MC103", "add")}
+
+
+def test_add_drops_the_mask_when_one_input_has_none() -> None:
+    """Keras 3.15 merges return no mask unless every input has one (BERT-style
+    token + segment embeddings lose the token mask); not a shape mismatch."""
+    ids, segments = tokens("token_ids"), tokens("segment_ids")
+    h = layers.Add(name="add")([layers.Embedding(50, 4, mask_zero=True)(ids),
+                                layers.Embedding(2, 4)(segments)])
+    model = keras.Model([ids, segments], layers.LSTM(4, name="lstm")(h))
+    assert findings(model) == {("MC101", "add"), ("MC102", "lstm")}
+
+
+def test_nested_add_drops_the_mask_like_keras() -> None:
+    a, b = keras.Input((None, 4)), keras.Input((None, 4))
+    inner = keras.Model([a, b], layers.Add(name="inner_add")([a, b]), name="inner")
+    x = tokens()
+    masked = layers.Embedding(50, 4, mask_zero=True)(x)
+    plain = layers.Embedding(50, 4)(x)
+    model = keras.Model(x, layers.LSTM(4, name="lstm")(inner([masked, plain])))
+    assert findings(model) == {("MC101", "inner_add"), ("MC102", "lstm")}
+
+
+def test_style_guide_flatten_example() -> None:
+    x = keras.Input((10,), dtype="int32")
+    h = layers.Embedding(100, 8, mask_zero=True)(x)
+    model = keras.Model(x, layers.Flatten(name="flat")(h))
+    assert findings(model) == {("MC101", "flat"), ("MC102", "flat")}
+
+
+def test_graph_consumers_index() -> None:
+    x = keras.Input((None, 4))
+    h = layers.Dense(4, name="a")(x)
+    model = keras.Model(x, [layers.Dense(1, name="b")(h), layers.Dense(1, name="c")(h)])
+    graph = adapt_model(model)
+    producer = next(n for n in graph.nodes if n.name == "a")
+    assert [n.name for n in graph.consumers(producer.outputs[0])] == ["b", "c"]
+    assert graph.consumers(graph.outputs[0]) == ()
+
+
 def test_fixed_length_model_is_clean() -> None:
     x = keras.Input((16,))
     model = keras.Model(x, layers.Dense(1)(layers.Dense(8)(x)))
     assert findings(model) == set()
+
+
+# --- any stack of everyday layers: no crash, deterministic, findings at real layers ----
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_BLOCKS = {
+    "conv": lambda: layers.Conv1D(4, 3, padding="same"),
+    "causal": lambda: layers.Conv1D(4, 3, padding="causal"),
+    "dense": lambda: layers.Dense(4),
+    "lstm": lambda: layers.LSTM(4, return_sequences=True),
+    "bilstm": lambda: layers.Bidirectional(layers.GRU(2, return_sequences=True)),
+    "bn": lambda: layers.BatchNormalization(),
+    "gn": lambda: layers.GroupNormalization(groups=2),
+    "ln": lambda: layers.LayerNormalization(),
+    "pool": lambda: layers.MaxPooling1D(3, strides=1, padding="same"),
+    "masking": lambda: layers.Masking(),
+    "dropout": lambda: layers.Dropout(0.1),
+    "einsum": lambda: layers.EinsumDense("abc,cd->abd", (None, 4)),
+}
+_HEADS = {"gap": layers.GlobalAveragePooling1D, "gmp": layers.GlobalMaxPooling1D,
+          "tags": lambda: layers.Dense(3)}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(masked=st.booleans(), blocks=st.lists(st.sampled_from(sorted(_BLOCKS)), max_size=4),
+       head=st.sampled_from(sorted(_HEADS)))
+def test_any_layer_stack_is_analysed(masked: bool, blocks: list[str], head: str) -> None:
+    keras.backend.clear_session()
+    if masked:
+        x = tokens()
+        h = layers.Embedding(20, 4, mask_zero=True)(x)
+    else:
+        x = h = keras.Input((None, 4))
+    for block in blocks:
+        h = _BLOCKS[block]()(h)
+    model = keras.Model(x, _HEADS[head]()(h))
+    first, second = full(model), full(model)
+    assert first == second
+    names = {layer.name for layer in model.layers} | {op.name for op in model.operations}
+    assert all(f.layer in names for f in first)
+    if not blocks and head == "gap" and masked:
+        assert first == ()

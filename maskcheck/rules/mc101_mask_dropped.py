@@ -20,6 +20,15 @@ _FIXES = {
     "Lambda": "give the Lambda layer mask=lambda inputs, mask: mask, or write a layer with compute_mask",
     "TimeDistributed": "apply the inner layer directly, or pass the mask explicitly to the next layer",
 }
+_NOT_CREATED = ("Layer {layer!r} ({layer_class}) is configured with mask_zero=True, but Keras "
+                "attaches no mask to its output, so later layers see padding along axis {axis} "
+                "as data.")
+_NOT_CREATED_FIX = ("Pass the padding mask explicitly (padding_mask=... / mask=...) to the layers "
+                    "after {layer!r}, or use keras.layers.Embedding(mask_zero=True), which does "
+                    "attach one.")
+_KERNEL_ONE = frozenset({"Conv1D", "SeparableConv1D", "DepthwiseConv1D"})
+_POINTWISE_CONV_FIX = ("a kernel-size-1 {cls} is position-wise: use Dense instead, which "
+                       "passes the mask on")
 _OP_FIX = ("keras.ops calls and Python operators never carry a mask: do this inside a layer "
            "with supports_masking=True, or pass the mask explicitly (mask=...) to the next "
            "mask-aware layer")
@@ -42,7 +51,7 @@ class MaskDropped(Rule):
     message = ("Layer {layer!r} ({layer_class}) receives the mask created by {source!r} "
                "for padded axis {axis} but neither consumes nor propagates it; later layers "
                "see padding as data.")
-    fix = "In {layer!r}: {hint}."
+    fix = "Keep the mask flowing past {layer!r}: {hint}."
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
@@ -78,8 +87,22 @@ class MaskDropped(Rule):
                 node = event.node
                 cls = node.class_name if node.class_name in _FIXES else next(
                     (b for b in node.bases if b in _FIXES), node.class_name)
+                if event.not_created:
+                    yield self.finding(node, message=_NOT_CREATED, fix=_NOT_CREATED_FIX,
+                                       axis=event.axis.axis,
+                                       evidence={"mask_source": None, "axis": event.axis.axis,
+                                                 "not_created": True})
+                    continue
                 template = _OP_FIX if node.is_op else _FIXES.get(cls, _DEFAULT_FIX)
+                if cls in _KERNEL_ONE and _kernel_is_one(node.config):
+                    template = _POINTWISE_CONV_FIX
                 yield self.finding(node, source=event.mask_source, axis=event.axis.axis,
                                    hint=template.format(layer=node.name, cls=cls),
                                    evidence={"mask_source": event.mask_source,
                                              "axis": event.axis.axis})
+
+
+def _kernel_is_one(config) -> bool:
+    kernel = config.get("kernel_size")
+    kernels = kernel if isinstance(kernel, tuple) else (kernel,)
+    return all(k == 1 for k in kernels)

@@ -50,7 +50,8 @@ _SIDES = {"post": "post-padding", "pre": "pre-padding", "both": "post- or pre-pa
 _ASSUMED_MESSAGE = ("maskcheck does not know layer {layer!r} ({layer_class}), which receives "
                     "padding along {axis} (from {source!r}); it assumed the layer {assumption}.")
 _ASSUMED_FIX = ("If {layer!r} mixes positions, give its call a `mask` argument and apply it; "
-                "if it is position-wise, set supports_masking = True.")
+                "if it is position-wise, set supports_masking = True (or register its "
+                "semantics by subclassing the Keras layer it behaves like).")
 
 
 class UnmaskedMixing(Rule):
@@ -67,10 +68,9 @@ class UnmaskedMixing(Rule):
     code = "MC102"
     name = "unmasked-mixing"
     severity = Severity.ERROR
-    message = ("Layer {layer!r} ({layer_class}) mixes values along padded {axis} "
-               "(padding from {source!r}, {side}) {mask_clause}, so valid positions depend "
-               "on padding.")
-    fix = "In {layer!r}: {hint}."
+    message = ("Layer {layer!r} ({layer_class}) {verb} padded {axis} "
+               "(padding from {source!r}, {side}) {mask_clause}, so {consequence}.")
+    fix = "Keep padding out of {layer!r}: {hint}."
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
@@ -111,7 +111,16 @@ class UnmaskedMixing(Rule):
             axes = event.axes or (event.axis.axis,)
             axis_text = ("axes " + " and ".join(str(a) for a in axes) if len(axes) > 1
                          else f"axis {axes[0]}")
-            yield self.finding(node, axis=axis_text, source=event.axis.source,
+            if cls == "GetItem":
+                verb = "reads a fixed position of"
+            elif event.causal:
+                verb = "looks back along"
+            else:
+                verb = "mixes values along"
+            consequence = ("under pre-padding valid positions depend on padding"
+                           if event.causal else "valid positions depend on padding")
+            yield self.finding(node, axis=axis_text, source=event.axis.source, verb=verb,
+                               consequence=consequence,
                                side=_SIDES[event.axis.side], mask_clause=mask_clause,
                                hint=template.format(layer=node.name, cls=cls),
                                evidence={"axis": event.axis.axis, "axes": tuple(axes),

@@ -32,7 +32,7 @@ class MaskShapeMismatch(Rule):
     severity = Severity.ERROR
     message = ("The mask from {source!r} does not line up with the padded axes at {layer!r} "
                "({layer_class}): {detail}.")
-    fix = "In {layer!r}: {hint}."
+    fix = "Make the mask match the padded axes at {layer!r}: {hint}."
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

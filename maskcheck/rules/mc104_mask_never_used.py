@@ -3,8 +3,14 @@ from __future__ import annotations
 from typing import Iterator
 
 from maskcheck.finding import Finding, Severity
-from maskcheck.maskflow import mask_needed_after
+from maskcheck.maskflow import is_mask_input, mask_needed_after
 from maskcheck.rule import Invalid, Rule, Valid
+
+
+_INPUT_MESSAGE = ("The mask input {layer!r} reaches no layer that applies it: attention, "
+                  "pooling and the loss never see it.")
+_INPUT_FIX = ("Pass {layer!r} to the layers that need it (padding_mask=..., attention_mask=..., "
+              "mask=...), or remove the input.")
 
 
 class MaskNeverUsed(Rule):
@@ -40,12 +46,25 @@ class MaskNeverUsed(Rule):
         h = keras.layers.Embedding(100, 8, mask_zero=True, name="emb")(tokens)
         y = keras.layers.GlobalAveragePooling1D()(h * 2.0, mask=padding_mask)
         model = keras.Model([tokens, padding_mask], y)
-    """, at="emb"),)
+    """, at="emb"), Invalid("""
+        tokens = keras.Input((None,), dtype="int32", name="tokens")
+        padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
+        h = keras.layers.Embedding(100, 8)(tokens)
+        h = keras.layers.MultiHeadAttention(2, 4)(h, h)
+        y = keras.layers.Dense(1)(keras.layers.GlobalMaxPooling1D()(h))
+        model = keras.Model({"tokens": tokens, "padding_mask": padding_mask}, y)
+    """, at="padding_mask"))
 
     def check(self, graph, flow) -> Iterator[Finding]:
         reported_drops = {e.mask_source for e in flow.drops if mask_needed_after(graph, flow, e.node)}
         for node in graph.nodes:
-            if node.is_input or not node.outputs:
+            if node.is_input:
+                if _unused_mask_input(graph, flow, node):
+                    yield self.finding(node, axis=1, setting="the unused mask input",
+                                       message=_INPUT_MESSAGE, fix=_INPUT_FIX,
+                                       evidence={"mask_input": node.name})
+                continue
+            if not node.outputs:
                 continue
             state = flow.states.get(node.outputs[0])
             if state is None or state.is_mask or state.mask is None or state.mask.source != node.name:
@@ -56,3 +75,13 @@ class MaskNeverUsed(Rule):
                        else "drop the Masking layer" if node.class_name == "Masking" else "its compute_mask")
             yield self.finding(node, axis=state.mask.axes[0], setting=setting,
                                evidence={"axis": state.mask.axes[0]})
+
+
+def _unused_mask_input(graph, flow, node) -> bool:
+    """An explicit mask input (SPEC 4 names, or a boolean sequence) nothing applies."""
+    state = flow.states.get(node.outputs[0])
+    if state is None or not state.is_mask or node.name in flow.used_masks:
+        return False
+    tensor = graph.tensors[node.outputs[0]]
+    boolean_sequence = tensor.is_boolean_like and tensor.rank >= 2 and tensor.shape[1] is None
+    return is_mask_input(node.name, tensor.dtype) or boolean_sequence

@@ -29,7 +29,7 @@ class FalsePropagation(Rule):
     severity = Severity.ERROR
     message = ("Layer {layer!r} ({layer_class}) propagates the mask from {source!r} unchanged "
                "but {reason}, so valid positions depend on padding.")
-    fix = "In {layer!r}: {hint}."
+    fix = "Stop {layer!r} from passing on a mask it does not honour: {hint}."
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

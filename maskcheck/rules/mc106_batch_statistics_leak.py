@@ -32,7 +32,7 @@ class BatchStatisticsLeak(Rule):
     severity = Severity.ERROR
     message = ("Layer {layer!r} ({layer_class}) computes statistics {scope} (padding from "
                "{source!r}){mask_clause}, so padded positions shift valid outputs in training.")
-    fix = "In {layer!r}: {hint}."
+    fix = "Leave padded positions out of the statistics of {layer!r}: {hint}."
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

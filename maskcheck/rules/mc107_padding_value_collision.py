@@ -30,7 +30,7 @@ class PaddingValueCollision(Rule):
     name = "padding-value-collision"
     severity = Severity.WARNING
     message = "Layer {layer!r} ({layer_class}) treats {value!r} as padding, but {reason}."
-    fix = "{hint}."
+    fix = "Reserve a padding value that real data never take: {hint}."
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int64")
@@ -74,7 +74,7 @@ class PaddingValueCollision(Rule):
                     node, value=value,
                     reason=(f"its input is computed by {source.name!r} ({source.class_name}), "
                             f"whose outputs can equal {value!r} at real positions"),
-                    hint=(f"Apply Masking to the raw padded input instead of after "
+                    hint=(f"apply Masking to the raw padded input instead of after "
                           f"{source.name!r}, or carry an explicit mask"),
                     evidence={"mask_value": value, "input_from": source.name})
 
@@ -115,9 +115,9 @@ def _id_zero_is_real(node) -> str | None:
 
 def _lookup_fix(node) -> str:
     if node.class_name == "StringLookup":
-        return f"Give {node.name!r} mask_token='' so index 0 is reserved for padding"
+        return f"give {node.name!r} mask_token='' so index 0 is reserved for padding"
     if node.class_name == "IntegerLookup":
-        return f"Give {node.name!r} mask_token=0 so index 0 is reserved for padding"
+        return f"give {node.name!r} mask_token=0 so index 0 is reserved for padding"
     if node.class_name == "Hashing":
-        return f"Give {node.name!r} a mask_value so bin 0 is reserved for padding"
-    return f"Shift the ids of {node.name!r} by one so that 0 is reserved for padding"
+        return f"give {node.name!r} a mask_value so bin 0 is reserved for padding"
+    return f"shift the ids of {node.name!r} by one so that 0 is reserved for padding"

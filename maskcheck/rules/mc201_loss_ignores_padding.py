@@ -71,15 +71,17 @@ class LossIgnoresPadding(Rule):
             for loss in graph.losses.get(index, ()):
                 if loss.get("ignore_class") is not None or loss.get("weight") == 0:
                     continue
-                dropped = _dropped_clause(flow, axis)
+                dropped = _dropped_clause(flow, node)
                 yield self.finding(node, loss=loss["name"], output=graph.output_names[index],
                                    axis=axis.axis, source=axis.source, dropped=dropped,
                                    evidence={"output": graph.output_names[index],
                                              "loss": loss["name"], "axis": axis.axis})
 
 
-def _dropped_clause(flow, axis) -> str:
-    drops = [e for e in flow.drops]
+def _dropped_clause(flow, output_node) -> str:
+    """Where the mask was lost on the way to this output, if it was."""
+    drops = [e for e in flow.drops if e.node.index <= output_node.index and not e.not_created]
     if drops:
-        return f" (the mask from {drops[0].mask_source!r} is dropped at {drops[0].node.name!r})"
+        last = drops[-1]
+        return f" (the mask from {last.mask_source!r} is dropped at {last.node.name!r})"
     return ""

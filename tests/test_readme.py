@@ -1,0 +1,34 @@
+"""The README's promises that a test can hold it to."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def python_blocks(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_testing_example_is_the_tested_one() -> None:
+    # tests/test_plugin.py runs the example of docs/testing.md; the README shows the same file.
+    docs = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    example = max(python_blocks(docs), key=len)
+    assert example in python_blocks(README), "README's 'Testing your model' example drifted from docs/testing.md"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    commands = re.findall(r"^(python3 -m venv .*)$", README, flags=re.M)
+    assert len(commands) == 2, commands
+    setup_and_test = commands[1]
+    assert setup_and_test in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_readme_rule_table_lists_every_rule() -> None:
+    from maskcheck.rules import ALL_RULES
+
+    for rule in ALL_RULES:
+        assert f"| {rule.code} | {rule.name} | {rule.severity.value} |" in README
