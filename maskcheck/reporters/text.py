@@ -5,6 +5,21 @@ from __future__ import annotations
 from maskcheck.finding import Report
 
 
+def describe_evidence(evidence) -> str:
+    """The probe's numbers in one phrase: where, on which side, how much."""
+    parts = []
+    if "padding" in evidence:
+        parts.append(f"{evidence['padding']}-padding")
+    where = [f"{key} {evidence[key]}" for key in ("sample", "position") if key in evidence]
+    if "output" in evidence:
+        where.insert(0, f"output {evidence['output']!r}")
+    if where:
+        parts.append(", ".join(where))
+    if "max_abs_diff" in evidence:
+        parts.append(f"max |diff| {evidence['max_abs_diff']:.3g}")
+    return "probe " + "; ".join(parts) if parts else "probe"
+
+
 def render(report: Report) -> str:
     lines: list[str] = []
     for model in report.models:
@@ -16,6 +31,8 @@ def render(report: Report) -> str:
             lines.append(f"{model.target}:{where} ({f.layer_class}): {f.rule} [{f.severity.value}] "
                          f"{f.name} {f.message}")
             lines.append(f"    fix: {f.fix}")
+            if "dynamic" in f.kind:
+                lines.append(f"    evidence: {describe_evidence(f.evidence)}")
     s = report.summary()
     plural = "s" if s["models"] != 1 else ""
     counts = f"{s['errors']} error(s), {s['warnings']} warning(s), {s['infos']} info(s)"
