@@ -8,7 +8,8 @@ Static and dynamic results merge into one list (SPEC 2). Decision: a static
 finding (MC101, MC102, MC105, MC106, MC201) confirmed by a probe at the same
 layer keeps its static code, message and fix (the static engine says why,
 and users already filter on that code), becomes kind ("static", "dynamic"),
-takes the worse of the two severities and gains the probe's evidence
+keeps its severity unless no confirmed finding at that layer is as severe
+as the measured leak (then the first is raised to it), and gains the probe's evidence
 (padding, max_abs_diff, sample, position, output) plus ``confirmed_by``; the
 dynamic finding is not reported again. A static mixing/statistics suspicion
 (MC102, MC105, MC106) at an unknown custom layer that no probe could make
@@ -85,7 +86,8 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None) ->
                 raise CheckError("NoGraph", str(exc)) from None
             no_graph = str(exc)
         if graph is not None:
-            findings = run_rules(graph, rules)
+            findings = run_rules(graph, rules, side=config.padding, mask_inputs=config.mask_inputs,
+                                 padded=config.padded)
         stats["static_ms"] = round((time.perf_counter() - started) * 1000, 1)
     stats["layers"] = len(model.layers) if hasattr(model, "layers") else len(graph.nodes)
     dynamic = [r for r in rules if r.engine == "dynamic"]
@@ -113,8 +115,9 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: list[type[Rule]
     Merging: a static finding (MC101/MC102/MC105/MC106/MC201) at the layer
     (same path) where a probe localized a leak keeps its static code,
     message and fix (the static engine says *why*, the code users already
-    know), becomes kind ("static", "dynamic"), takes the worse of the two
-    severities (a confirmed info-level suspicion about a custom layer becomes
+    know), becomes kind ("static", "dynamic"), keeps its severity unless no
+    confirmed finding at that layer is as severe as the leak (then the first
+    is raised: a confirmed info-level suspicion about a custom layer becomes
     an error) and gains the probe's evidence plus ``confirmed_by`` (the
     dynamic code); the dynamic finding is then not reported separately. A
     static MC102/MC105/MC106 at an unknown custom layer whose valid outputs
@@ -149,12 +152,15 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: list[type[Rule]
         targets = [i for i, s in enumerate(merged)
                    if s.rule in CONFIRMS.get(finding.rule, ()) and s.layer == finding.layer
                    and s.path == finding.path]
-        for i in targets:
+        fresh = [i for i in targets if "confirmed_by" not in merged[i].evidence]
+        # Each code keeps its default severity (so --fail-on means the same with or without
+        # probes), unless none of the confirmed findings is as severe as the measured leak:
+        # then the first one is raised, so a proven leak never reads as a mere warning.
+        carried = any(merged[i].severity.rank >= finding.severity.rank for i in fresh)
+        for n, i in enumerate(fresh):
             s = merged[i]
-            if "confirmed_by" in s.evidence:
-                continue  # the first (strongest) confirmation keeps its evidence
-            worse = max(s.severity, finding.severity, key=lambda sev: sev.rank)
-            merged[i] = replace(s, kind=("static", "dynamic"), severity=worse,
+            severity = finding.severity if (n == 0 and not carried) else s.severity
+            merged[i] = replace(s, kind=("static", "dynamic"), severity=severity,
                                 evidence={**s.evidence, **finding.evidence, "confirmed_by": finding.rule})
         if not targets:
             kept.append(finding)
@@ -165,10 +171,11 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: list[type[Rule]
 
 def _refute(finding: Finding, diverging: set[str], dynamic: list[Finding]) -> Finding:
     from maskcheck.finding import Severity
-    from maskcheck.semantics import is_known
 
+    # Only suspicions whose semantics were assumed (an unknown layer class) are refutable;
+    # keras.ops nodes and subclasses of Keras layers take a known row of the table.
     if (finding.rule not in REFUTABLE or "dynamic" in finding.kind or not finding.layer_class
-            or is_known(finding.layer_class) or finding.layer in diverging
+            or not finding.evidence.get("assumed") or finding.layer in diverging
             or any(d.layer == finding.layer for d in dynamic)):
         return finding
     return replace(finding, severity=Severity.INFO, kind=("static", "dynamic"),

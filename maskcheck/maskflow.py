@@ -332,6 +332,12 @@ class _Analysis:
             if node.class_name == "Masking" or "Masking" in node.bases:
                 return MaskInfo(node.name, tuple(range(1, max(in_rank - 1, 2))))
             return MaskInfo(node.name)
+        if node.class_name == "Concatenate" and arrived is not None:
+            states = [self.states.get(t, CLEAN) for t in node.inputs]
+            if any(s.mask is None for s in states if not s.is_mask):
+                # Keras 3.15 fills a missing input mask with ones and ORs the masks over
+                # the features: the mask it attaches marks every position valid.
+                return None
         if node.keras_output_masks is not None:  # what Keras itself attached
             if not any(node.keras_output_masks):
                 return None

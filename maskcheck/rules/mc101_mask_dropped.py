@@ -19,6 +19,10 @@ _FIXES = {
                          "LayerNormalization, or pass the mask explicitly to the next layer"),
     "Lambda": "give the Lambda layer mask=lambda inputs, mask: mask, or write a layer with compute_mask",
     "TimeDistributed": "apply the inner layer directly, or pass the mask explicitly to the next layer",
+    # Keras 3.15 fills a missing input mask with ones, so the merged mask marks padding valid.
+    "Concatenate": ("give every input of {layer!r} a mask (e.g. keras.layers.Masking on the "
+                    "unmasked features), or pass the mask explicitly (mask=...) to the next layer"),
+    "Add": "give every input of {layer!r} a mask, or pass the mask explicitly to the next layer",
 }
 _NOT_CREATED = ("Layer {layer!r} ({layer_class}) is configured with mask_zero=True, but Keras "
                 "attaches no mask to its output, so later layers see padding along axis {axis} "
@@ -79,7 +83,14 @@ class MaskDropped(Rule):
         h = keras.layers.Conv1D(8, 3, padding="same", name="conv")(h)
         h = keras.layers.LSTM(8, return_sequences=True)(h)
         y = keras.layers.Dense(3)(h)
-    """, at="conv"),)
+    """, at="conv"), Invalid("""
+        tokens = keras.Input((None,), dtype="int32")
+        features = keras.Input((None, 3))
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(tokens)
+        h = keras.layers.Concatenate(name="cat")([h, features])  # features carry no mask
+        y = keras.layers.LSTM(8, return_sequences=True)(h)
+        model = keras.Model([tokens, features], y)
+    """, at="cat"),)
 
     def check(self, graph, flow) -> Iterator[Finding]:
         for event in flow.drops:
