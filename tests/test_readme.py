@@ -32,3 +32,14 @@ def test_readme_rule_table_lists_every_rule() -> None:
 
     for rule in ALL_RULES:
         assert f"| {rule.code} | {rule.name} | {rule.severity.value} |" in README
+
+
+def test_readme_sample_output_is_what_maskcheck_prints() -> None:
+    from click.testing import CliRunner
+
+    from maskcheck.cli import main
+
+    block = README.split("What the first command prints", 1)[1].split("```\n", 2)[1]
+    result = CliRunner().invoke(main, ["fixtures/models/conv_tagger.keras"], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.stdout == block, "README's sample output drifted: paste the current output"
