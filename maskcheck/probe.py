@@ -435,6 +435,35 @@ class Prober:
         return Run([_np(t) for t in flat], names, masked, records, [_np(t) for t in tensors])
 
 
+#: The last few Probers handed out by `cached_prober`, newest last (bounded: it holds models).
+_RECENT_PROBERS: list[tuple[tuple, "Prober"]] = []
+_RECENT_LIMIT = 4
+
+
+def cached_prober(model: Any, device: str, seed: int, generators: list[Any],
+                  inputs: Any, rows: "Rows") -> "Prober":
+    """A Prober for `model`, reused across calls with the same settings.
+
+    Property tests call `find_leak` on one model dozens of times; tracing its
+    compiled function anew each time costs ~0.5 s a call. The cache is keyed
+    on the model's identity (checked with `is`, not only `id`), the device,
+    the seed, the mask generators perturbed and the input signature the
+    function is traced for (dtypes, open axes), and keeps the last few only,
+    so models a test drops are released soon after.
+    """
+    key = (id(model), resolve_device(device), seed, tuple(id(g) for g in generators if g is not None),
+           repr(_signature(inputs, rows)))
+    for i, (cached_key, prober) in enumerate(_RECENT_PROBERS):
+        if cached_key == key and prober.model is model:
+            _RECENT_PROBERS.append(_RECENT_PROBERS.pop(i))
+            return prober
+    prober = Prober(model, device, seed)
+    prober.set_generators(generators)
+    _RECENT_PROBERS.append((key, prober))
+    del _RECENT_PROBERS[:-_RECENT_LIMIT]
+    return prober
+
+
 class _quiet_tf:
     """Silence TensorFlow's Python logger (retracing notes) for the duration."""
 
@@ -742,11 +771,10 @@ def find_leak(model: Any, x: Any, *, mask: Any = None, lengths: Sequence[int] | 
     import numpy as np
 
     prep = _prepare(model, x, mask, lengths, padding)
-    prober = Prober(model, device, seed)
-    prober.set_generators(prep.generators)
     b = prep.mask.shape[0]
     rows = stack_draws(prep.mask, [padding] * b)
     inputs = _stacked_inputs(prep, rows, seed)
+    prober = cached_prober(model, device, seed, prep.generators, inputs, rows)
     if not training:
         run = prober.run(inputs, rows)
         return _output_leak(run, None, rows, np.arange(rows.n) >= b, rows.base_row, None,

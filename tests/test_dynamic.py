@@ -89,6 +89,23 @@ def test_find_leak_api_localizes_and_describes():
     assert "conv" in text and "post-padding" in text and f"sample {leak.sample}" in text
 
 
+def test_repeated_find_leak_reuses_the_trace_and_agrees():
+    from maskcheck import probe
+
+    model = _tagger_conv()
+    first = find_leak(model, _tokens())
+    cached = [prober for _, prober in probe._RECENT_PROBERS if prober.model is model]
+    assert find_leak(model, _tokens()) == first  # same answer from the reused trace
+    assert len([p for _, p in probe._RECENT_PROBERS if p.model is model]) == len(cached) == 1
+    # another model (same architecture, zeroed conv kernel) is traced on its own
+    other = _tagger_conv()
+    conv = other.get_layer("conv")
+    conv.set_weights([np.zeros_like(w) for w in conv.get_weights()])
+    assert find_leak(other, _tokens()) is None
+    # a different input dtype gets its own trace rather than a signature error
+    assert find_leak(model, _tokens().astype("int64")) == first
+
+
 def test_find_leak_none_for_mask_aware_model():
     x = keras.Input((None,), dtype="int32")
     h = keras.layers.Embedding(50, 8, mask_zero=True)(x)
