@@ -43,3 +43,13 @@ def test_readme_sample_output_is_what_maskcheck_prints() -> None:
     result = CliRunner().invoke(main, ["fixtures/models/conv_tagger.keras"], catch_exceptions=False)
     assert result.exit_code == 1
     assert result.stdout == block, "README's sample output drifted: paste the current output"
+
+
+def test_pre_commit_hooks_run_maskcheck_on_model_files() -> None:
+    hooks = (ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8")
+    ids = re.findall(r"^- id: (\S+)$", hooks, flags=re.M)
+    assert ids == ["maskcheck", "maskcheck-static"]
+    assert hooks.count("entry: maskcheck\n") == 2 and hooks.count("language: python\n") == 2
+    [pattern] = set(re.findall(r"^  files: (.+)$", hooks, flags=re.M))
+    assert re.search(pattern, "models/tagger.keras") and re.search(pattern, "old/model.h5")
+    assert not re.search(pattern, "train.py")
