@@ -464,3 +464,16 @@ def test_engine_prints_nothing(capsys):
         maskcheck.check(_tagger_conv(), mode="dynamic", select=["MC301", "MC304"])
     out, err = capsys.readouterr()
     assert out == "" and err == ""
+
+
+@pytest.mark.parametrize("conv", [dict(kernel_size=3), dict(kernel_size=3, strides=2, padding="same")],
+                         ids=["valid", "strided"])
+def test_length_changing_conv_is_checked_not_crashed(conv):
+    # The extra-padding pass (MC304) cannot cut its padding back off a shorter output;
+    # those tensors are skipped instead of compared (this used to raise a broadcast error).
+    x = keras.Input((None, 3))
+    model = keras.Model(x, keras.layers.Conv1D(2, name="conv", **conv)(x))
+    report = check_model(model, target=model.name, config=Config.from_values(mode="all"))
+    assert report.error is None
+    confirmed = [f for f in report.findings if f.rule == "MC102"]
+    assert [f.layer for f in confirmed] == ["conv"] and confirmed[0].kind == ("static", "dynamic")

@@ -258,3 +258,18 @@ def test_junit_clean_run_has_passing_case() -> None:
 def test_junit_survives_control_characters() -> None:
     report = Report((ModelReport("m.keras", None, error=TargetError("E", "bad\x00byte")),))
     assert _suite(junit.render(report)).find("testcase/error").get("message") == "bad\ufffdbyte"
+
+
+def test_text_says_when_probes_could_not_run() -> None:
+    from maskcheck.reporters import text
+
+    skipped = ModelReport("models/mlp.keras", "mlp", stats={"dynamic": "skipped: model 'mlp' has no padded input"})
+    rendered = text.render(Report((skipped,)))
+    assert rendered.splitlines()[0] == "models/mlp.keras: note: dynamic checks skipped: model 'mlp' has no padded input"
+
+
+def test_text_evidence_line_names_side_sample_position_and_size() -> None:
+    from maskcheck.reporters import text
+
+    rendered = text.render(sample_report())
+    assert "    evidence: probe post-padding; sample 2, position 6; max |diff| 0.43" in rendered.splitlines()

@@ -10,8 +10,8 @@ def describe_evidence(evidence) -> str:
     parts = []
     if "padding" in evidence:
         parts.append(f"{evidence['padding']}-padding")
-    where = [f"{key} {evidence[key]}" for key in ("sample", "position") if key in evidence]
-    if "output" in evidence:
+    where = [f"{key} {evidence[key]}" for key in ("sample", "position") if evidence.get(key) is not None]
+    if evidence.get("output") is not None:
         where.insert(0, f"output {evidence['output']!r}")
     if where:
         parts.append(", ".join(where))
@@ -26,6 +26,8 @@ def render(report: Report) -> str:
         if model.error is not None:
             lines.append(f"{model.target}: error: {model.error.message} [{model.error.type}]")
             continue
+        if model.stats.get("dynamic"):  # probes could not run; the static result stands alone
+            lines.append(f"{model.target}: note: dynamic checks {model.stats['dynamic']}")
         for f in model.findings:
             where = "/".join(f.path[1:]) or f.layer or "?"
             lines.append(f"{model.target}:{where} ({f.layer_class}): {f.rule} [{f.severity.value}] "
