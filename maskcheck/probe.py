@@ -388,10 +388,19 @@ class Prober:
             return flat, list(tracer.tensors)
 
         signature = None
-        if inputs is not None and rows is not None:
+        if inputs is not None and rows is not None and not self._needs_static_shapes():
             signature = _signature(inputs, rows)
         self._fns[training] = tf.function(forward, autograph=False, input_signature=signature)
         return self._fns[training]
+
+    def _needs_static_shapes(self) -> bool:
+        """Keras 3.15's TimeDistributed miscounts time steps when the time axis is open
+        in a traced function (it returns batch-size steps), so such models are traced
+        per concrete shape instead of once with open axes."""
+        from maskcheck.probe_trace import OPAQUE_WRAPPERS
+
+        return any(cls.__name__ in OPAQUE_WRAPPERS
+                   for layer in self.tracer.layers for cls in type(layer).__mro__)
 
     def _eager_error(self, inputs: Any, training: bool) -> BaseException | None:
         """The same call run eagerly, for a readable error (static shapes) and the failing layer."""

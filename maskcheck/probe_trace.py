@@ -38,12 +38,19 @@ class CallRecord:
     outputs: tuple[int, ...] = ()
 
 
+#: Wrappers that call their inner layer once per time step inside `vectorized_map`;
+#: tensors recorded in there belong to the loop and cannot be returned from the pass.
+OPAQUE_WRAPPERS = frozenset({"TimeDistributed"})
+
+
 def sublayers(model: Any) -> list[Any]:
     """Every layer and operation below `model`, depth first, each once, deterministic."""
     seen: set[int] = {id(model)}
     found: list[Any] = []
 
     def visit(obj: Any) -> None:
+        if any(cls.__name__ in OPAQUE_WRAPPERS for cls in type(obj).__mro__):
+            return  # its inner layer runs inside a vectorized map: record the wrapper only
         children = []
         operations = getattr(obj, "operations", None) if _is_functional(obj) else None
         if operations:

@@ -477,3 +477,15 @@ def test_length_changing_conv_is_checked_not_crashed(conv):
     assert report.error is None
     confirmed = [f for f in report.findings if f.rule == "MC102"]
     assert [f.layer for f in confirmed] == ["conv"] and confirmed[0].kind == ("static", "dynamic")
+
+
+def test_time_distributed_tagger_is_probed_at_concrete_shapes():
+    # Keras 3.15's TimeDistributed returns batch-size time steps when traced with an open
+    # time axis; the probes must trace such models per shape instead of failing.
+    x = keras.Input((None,), dtype="int32")
+    h = keras.layers.Embedding(50, 8, mask_zero=True)(x)
+    h = keras.layers.LSTM(4, return_sequences=True)(h)
+    model = keras.Model(x, keras.layers.TimeDistributed(keras.layers.Dense(3))(h))
+    report = check_model(model, target=model.name, config=Config.from_values(mode="dynamic"))
+    assert report.error is None and report.findings == ()
+    assert find_leak(model, _tokens()) is None
