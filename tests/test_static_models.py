@@ -363,6 +363,8 @@ def test_explicit_padding_mask_not_passed_to_pooling() -> None:
     assert findings(model) == {("MC102", "pool")}
 
 
+@pytest.mark.kerashub
+@pytest.mark.kerashub
 def test_keras_hub_transformer_encoder_consumes_padding_mask() -> None:
     keras_hub = pytest.importorskip("keras_hub")
     x = tokens("token_ids")
@@ -381,6 +383,8 @@ def test_keras_hub_transformer_encoder_consumes_padding_mask() -> None:
     assert findings(bad) == {("MC102", "encoder_no_mask")}
 
 
+@pytest.mark.kerashub
+@pytest.mark.kerashub
 def test_keras_hub_encoder_uses_the_implicit_embedding_mask() -> None:
     """keras-hub layers read inputs._keras_mask themselves (their call takes
     padding_mask, not mask): Keras's warning that they drop it is a false alarm."""
@@ -392,6 +396,8 @@ def test_keras_hub_encoder_uses_the_implicit_embedding_mask() -> None:
     assert findings(model) == set()
 
 
+@pytest.mark.kerashub
+@pytest.mark.kerashub
 def test_keras_hub_token_and_position_embedding_creates_no_mask() -> None:
     """keras-hub 0.32: TokenAndPositionEmbedding(mask_zero=True) attaches no mask."""
     keras_hub = pytest.importorskip("keras_hub")
