@@ -198,6 +198,10 @@ def main(targets: tuple[str, ...], **options: object) -> None:
         raise MaskcheckError(str(exc)) from None
     if not targets:
         raise click.UsageError("no TARGETS given: name .keras/.h5 files, directories or module:factory")
+    if config.verbose:  # tracebacks behind target errors (the engine logs them)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("maskcheck: %(message)s"))
+        logging.getLogger("maskcheck").addHandler(handler)
     sys.dont_write_bytecode = True  # importing a user's factory module leaves no __pycache__ beside it
     _quiet_libraries(config.verbose)
     from maskcheck.engine import check_targets

@@ -22,6 +22,7 @@ the target's error.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from typing import Any, Callable
@@ -31,6 +32,10 @@ from maskcheck.finding import Finding, ModelReport, Report, TargetError
 from maskcheck.loading import LoadError, Target, expand_targets, import_modules, load_target
 from maskcheck.rule import Rule
 from maskcheck.rules import selected_rules
+
+
+#: Tracebacks behind target errors, logged only under --verbose (the CLI attaches a handler).
+_log = logging.getLogger("maskcheck")
 
 
 class CheckError(Exception):
@@ -221,6 +226,8 @@ def _check_one(target: Target, config: Config, import_error: LoadError | None,
         step("loading")
         model, data = load_target(target, unsafe=config.unsafe)
     except LoadError as exc:
+        if config.verbose and exc.__cause__ is not None:
+            _log.error("%s: %s", target.label, exc.message, exc_info=exc.__cause__)
         return ModelReport(target.label, None, error=TargetError(exc.type, exc.message))
     step("checking")
     try:
@@ -229,7 +236,7 @@ def _check_one(target: Target, config: Config, import_error: LoadError | None,
         return ModelReport(target.label, model.name, error=TargetError(exc.type, exc.message))
     except Exception as exc:  # an analysis bug must not hide the other targets
         if config.verbose:
-            raise
+            _log.error("%s: maskcheck failed on this model", target.label, exc_info=exc)
         message = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         return ModelReport(target.label, model.name,
                            error=TargetError("InternalError", f"maskcheck failed on this model: {message}"

@@ -21,7 +21,10 @@ _FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_][\w.]*$")
 
 
 class LoadError(Exception):
-    """A target could not be loaded; `type` classifies it for the JSON report."""
+    """A target could not be loaded; `type` classifies it for the JSON report.
+
+    `__cause__` keeps the underlying exception, whose traceback --verbose shows.
+    """
 
     def __init__(self, type_: str, message: str) -> None:
         super().__init__(message)
@@ -73,7 +76,7 @@ def import_modules(names: tuple[str, ...]) -> None:
         try:
             importlib.import_module(name)
         except Exception as exc:  # the user's module may raise anything
-            raise LoadError("ImportError", f"--import {name}: {type(exc).__name__}: {exc}") from None
+            raise LoadError("ImportError", f"--import {name}: {type(exc).__name__}: {exc}") from exc
 
 
 def _allow_cwd_imports() -> None:
@@ -103,7 +106,7 @@ def _call_factory(reference: str) -> tuple[Any, Any]:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise LoadError("ImportError", f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
+        raise LoadError("ImportError", f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
     factory: Any = module
     for part in attr.split("."):
         factory = getattr(factory, part, None)
@@ -114,7 +117,7 @@ def _call_factory(reference: str) -> tuple[Any, Any]:
     try:
         result = factory()
     except Exception as exc:
-        raise LoadError("FactoryError", f"factory raised {type(exc).__name__}: {_one_line(exc)}") from None
+        raise LoadError("FactoryError", f"factory raised {type(exc).__name__}: {_one_line(exc)}") from exc
     model, data = (result if isinstance(result, tuple) and len(result) == 2 else (result, None))
     if not isinstance(model, keras.Model):
         raise LoadError("FactoryError", f"factory returned {type(result).__name__}, expected a keras.Model "
@@ -129,7 +132,7 @@ def _load_file(path: Path, *, unsafe: bool) -> Any:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise LoadError("FileNotReadable", exc.strerror or str(exc)) from None
+        raise LoadError("FileNotReadable", exc.strerror or str(exc)) from exc
     if size == 0:
         raise LoadError("EmptyFile", "file is empty")
     if suffix == ".keras":
@@ -143,7 +146,7 @@ def _load_file(path: Path, *, unsafe: bool) -> Any:
     except LoadError:
         raise
     except Exception as exc:
-        raise _classify(exc, unsafe) from None
+        raise _classify(exc, unsafe) from exc
 
 
 def _load_keras(keras: Any, path: Path, *, unsafe: bool) -> Any:
@@ -166,7 +169,7 @@ def _check_keras_archive(path: Path) -> None:
             names = set(archive.namelist())
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-        raise LoadError("CorruptFile", f"damaged .keras archive: {_one_line(exc)}") from None
+        raise LoadError("CorruptFile", f"damaged .keras archive: {_one_line(exc)}") from exc
     if bad is not None:
         raise LoadError("CorruptFile", f"damaged .keras archive: member {bad!r} fails its checksum")
     if "config.json" not in names:
@@ -183,7 +186,7 @@ def _check_h5(path: Path) -> None:
         with h5py.File(path, "r") as handle:
             has_config = "model_config" in handle.attrs
     except OSError as exc:
-        raise LoadError("CorruptFile", f"damaged HDF5 file: {_one_line(exc)}") from None
+        raise LoadError("CorruptFile", f"damaged HDF5 file: {_one_line(exc)}") from exc
     if not has_config:
         raise LoadError("NotAModel", "HDF5 file holds no Keras model (no model_config; weights only?)")
 

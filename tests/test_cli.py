@@ -434,3 +434,11 @@ def test_progress_appears_on_a_terminal_only() -> None:
     terminal = b"".join(chunks).decode()
     assert "[2/2] checking" in terminal and "[1/2] loading" in terminal
     assert b"[1/2]" not in proc.stdout
+
+
+def test_verbose_shows_the_traceback_behind_a_target_error(bad_targets: Path) -> None:
+    result = run_cli("lambda.keras", "random.keras", "--verbose", "--mode", "static", cwd=bad_targets)
+    assert result.returncode == 2
+    assert "maskcheck: lambda.keras: model contains a Lambda layer" in result.stderr
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "lambda.keras: error: " in result.stdout and "random.keras: error: " in result.stdout
