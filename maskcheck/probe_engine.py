@@ -177,7 +177,9 @@ def from_data(model: Any, data: Any, config: Any) -> Probe:
         mask = items.pop("mask", None)
         lengths = items.pop("lengths", None)
         y = items.pop("y", items.pop("labels", None))
-        items.pop("sample_weight", None)
+        weights = items.pop("sample_weight", items.pop("sample_weights", None))
+        if mask is None and lengths is None and weights is not None and weights.ndim == 2:
+            mask = weights > 0  # per-step sample weights: zero weight marks padding (SPEC 4)
         x = items.pop("x", None)
         if x is None:
             x = items if len(items) != 1 else next(iter(items.values()))

@@ -395,6 +395,26 @@ def test_npz_probe_data_with_lengths_and_labels(tmp_path):
         check_model(model, target="t", config=missing)
 
 
+def test_npz_sample_weights_mark_the_padding(tmp_path):
+    # SPEC 4: per-step sample weights of 0 mark padded steps when no mask or lengths are given.
+    features = np.random.default_rng(0).normal(size=(3, 8, 4)).astype("float32")
+    weights = np.array([[1.0] * 8, [1.0] * 5 + [0.0] * 3, [1.0] * 2 + [0.0] * 6], "float32")
+    path = tmp_path / "batch.npz"
+    np.savez(path, features=features, sample_weight=weights)
+
+    def model_with(layer):
+        x = keras.Input((None, 4), name="features")
+        return keras.Model(x, layer(x))
+
+    config = Config.from_values(mode="dynamic", data=str(path), select=["MC301"])
+    conv = model_with(keras.layers.Conv1D(2, 3, padding="same", name="conv"))
+    leaks = check_model(conv, target="t", config=config).findings
+    assert [(f.rule, f.layer) for f in leaks] == [("MC301", "conv")]
+    assert leaks[0].evidence["sample"] in (1, 2)
+    dense = model_with(keras.layers.Dense(2, name="dense"))
+    assert check_model(dense, target="t", config=config).findings == ()
+
+
 class RequiresTokens(keras.layers.Layer):
     """Raises at run time when a sample has no valid step."""
 
