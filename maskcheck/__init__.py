@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+# maskcheck.assertions imports only the standard library and maskcheck.finding at
+# import time, so `import maskcheck` stays free of TensorFlow.
+from maskcheck.assertions import PaddingLeakError, assert_loss_ignores_padding, assert_padding_invariant
 from maskcheck.finding import Finding, ModelReport, Report, Severity, TargetError
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "check", "Finding", "ModelReport", "Report", "Severity", "TargetError"]
+__all__ = ["__version__", "check", "Finding", "ModelReport", "Report", "Severity", "TargetError",
+           "PaddingLeakError", "assert_padding_invariant", "assert_loss_ignores_padding"]
 
 
 def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
@@ -40,9 +44,7 @@ def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
         >>> report.ok
     """
     from maskcheck.config import Config
-    from maskcheck.engine import check_model
-
-    from maskcheck.engine import CheckError
+    from maskcheck.engine import CheckError, check_model
 
     config = Config.from_values(mode=mode, select=select, ignore=ignore, fail_on=fail_on,
                                 padding=padding, seed=seed)
@@ -52,9 +54,3 @@ def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
         result = ModelReport(model.name, model.name, error=TargetError(exc.type, exc.message))
     return Report((result,), fail_on=fail_on)
 
-
-# The assertion API (SPEC 7). maskcheck.assertions imports only the standard library
-# and maskcheck.finding, so `import maskcheck` stays free of TensorFlow.
-from maskcheck.assertions import PaddingLeakError, assert_loss_ignores_padding, assert_padding_invariant  # noqa: E402
-
-__all__ += ["PaddingLeakError", "assert_padding_invariant", "assert_loss_ignores_padding"]
