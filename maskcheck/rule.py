@@ -122,3 +122,14 @@ class Rule:
             fix=(fix or self.fix).format(**values),
             evidence=evidence or {},
         )
+
+
+def fix_class(node: "Node", fixes: "dict[str, str]") -> str:
+    """The class whose fix text applies to `node`: its own, else its nearest Keras base.
+
+    A user's subclass of Conv1D gets Conv1D's advice; a class with no entry
+    keeps its own name (the caller then falls back to a default fix).
+    """
+    if node.class_name in fixes:
+        return node.class_name
+    return next((base for base in node.bases if base in fixes), node.class_name)

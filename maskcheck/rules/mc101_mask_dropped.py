@@ -4,7 +4,7 @@ from typing import Iterator
 
 from maskcheck.finding import Finding, Severity
 from maskcheck.maskflow import mask_needed_after
-from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rule import Invalid, Rule, Valid, fix_class
 
 _CONV = ("{cls} cannot carry a mask: multiply its input by the mask, use padding='causal' "
          "with post-padding, and pass the mask explicitly (mask=...) to the next mask-aware layer")
@@ -96,8 +96,7 @@ class MaskDropped(Rule):
         for event in flow.drops:
             if mask_needed_after(graph, flow, event.node):
                 node = event.node
-                cls = node.class_name if node.class_name in _FIXES else next(
-                    (b for b in node.bases if b in _FIXES), node.class_name)
+                cls = fix_class(node, _FIXES)
                 if event.not_created:
                     yield self.finding(node, message=_NOT_CREATED, fix=_NOT_CREATED_FIX,
                                        axis=event.axis.axis,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from maskcheck.finding import Finding, Severity
-from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rule import Invalid, Rule, Valid, fix_class
 
 _FIXES = {
     "Softmax": ("use Dense(..., activation='softmax') or keras.ops.softmax on the features: the "
@@ -64,8 +64,7 @@ class MaskShapeMismatch(Rule):
     def check(self, graph, flow) -> Iterator[Finding]:
         for event in flow.mismatches:
             node = event.node
-            cls = node.class_name if node.class_name in _FIXES else next(
-                (b for b in node.bases if b in _FIXES), node.class_name)
+            cls = fix_class(node, _FIXES)
             hint = _FIXES.get(cls, _DEFAULT_FIX).format(layer=node.name)
             yield self.finding(node, source=event.mask_source, detail=event.detail, hint=hint,
                                evidence={"mask_source": event.mask_source})

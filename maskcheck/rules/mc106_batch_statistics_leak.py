@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from maskcheck.finding import Finding, Severity
-from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rule import Invalid, Rule, Valid, fix_class
 
 _SCOPES = {"batch": "across the batch and padded axis {axis}",
            "sample": "within each sample over padded axis {axis}"}
@@ -58,8 +58,7 @@ class BatchStatisticsLeak(Rule):
     def check(self, graph, flow) -> Iterator[Finding]:
         for event in flow.stats:
             node = event.node
-            cls = node.class_name if node.class_name in _FIXES else next(
-                (b for b in node.bases if b in _FIXES), node.class_name)
+            cls = fix_class(node, _FIXES)
             mask_clause = (f" and ignores the mask from {event.mask_arrived!r}"
                            if event.mask_arrived else " with no mask")
             yield self.finding(node, scope=_SCOPES[event.scope].format(axis=event.axis.axis),
