@@ -51,6 +51,7 @@ def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
     try:
         result = check_model(model, target=model.name, config=config, data=data)
     except CheckError as exc:
-        result = ModelReport(model.name, model.name, error=TargetError(exc.type, exc.message))
+        result = ModelReport(model.name, model.name, findings=exc.findings,
+                             error=TargetError(exc.type, exc.message))
     return Report((result,), fail_on=fail_on)
 

@@ -41,15 +41,17 @@ _log = logging.getLogger("maskcheck")
 class CheckError(Exception):
     """A loaded model cannot be checked (no graph, a failing analysis)."""
 
-    def __init__(self, type_: str, message: str) -> None:
+    def __init__(self, type_: str, message: str, findings: tuple[Finding, ...] = ()) -> None:
         super().__init__(message)
         self.type = type_
         self.message = message
+        #: what the static engine found before the check stopped (still reported)
+        self.findings = findings
 
 
 def run_rules(graph: Any, rules: tuple[type[Rule], ...], *, side: str = "both",
               mask_inputs: tuple[tuple[str, str], ...] = (),
-              padded: tuple[tuple[str, int], ...] = ()) -> tuple[Finding, ...]:
+              padded: tuple[tuple[str, int], ...] = (), flow: Any = None) -> tuple[Finding, ...]:
     """Run static rules over a MaskGraph, sharing one dataflow analysis.
 
     `side` is how variable-length inputs are padded ("post", "pre", or "both"
@@ -58,7 +60,8 @@ def run_rules(graph: Any, rules: tuple[type[Rule], ...], *, side: str = "both",
     """
     from maskcheck.maskflow import analyze
 
-    flow = analyze(graph, side=side, mask_inputs=mask_inputs, padded=padded)
+    if flow is None:
+        flow = analyze(graph, side=side, mask_inputs=mask_inputs, padded=padded)
     return tuple(f for rule in rules if rule.engine == "static" for f in rule().check(graph, flow))
 
 
@@ -76,84 +79,98 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None) ->
             dynamic-only run).
     """
     from maskcheck.keras_adapter import adapt_model
+    from maskcheck.maskflow import analyze
 
     rules = selected_rules(config.select, config.ignore)
     stats: dict[str, Any] = {}
     findings: tuple[Finding, ...] = ()
-    graph = None
+    graph = flow = None
     no_graph = None
+    started = time.perf_counter()
+    try:
+        graph = adapt_model(model)
+    except ValueError as exc:
+        if config.mode == "static":
+            raise CheckError("NoGraph", str(exc)) from None
+        no_graph = str(exc)
+    if graph is not None:
+        # one dataflow serves the static rules and the probe plan
+        flow = analyze(graph, side=config.padding, mask_inputs=config.mask_inputs,
+                       padded=config.padded)
+        if config.mode in ("static", "all"):
+            findings = run_rules(graph, rules, flow=flow)
     if config.mode in ("static", "all"):
-        started = time.perf_counter()
-        try:
-            graph = adapt_model(model)
-        except ValueError as exc:
-            if config.mode == "static":
-                raise CheckError("NoGraph", str(exc)) from None
-            no_graph = str(exc)
-        if graph is not None:
-            findings = run_rules(graph, rules, side=config.padding, mask_inputs=config.mask_inputs,
-                                 padded=config.padded)
         stats["static_ms"] = round((time.perf_counter() - started) * 1000, 1)
     stats["layers"] = len(model.layers) if hasattr(model, "layers") else len(graph.nodes)
     dynamic = [r for r in rules if r.engine == "dynamic"]
     if config.mode in ("dynamic", "all") and dynamic:
         started = time.perf_counter()
-        findings = _check_dynamic(model, config, data, dynamic, findings, stats)
+        findings = _check_dynamic(model, config, data, rules, findings, stats, graph, flow)
         stats["dynamic_ms"] = round((time.perf_counter() - started) * 1000, 1)
     if no_graph is not None and (not dynamic or "dynamic" in stats):  # neither engine could look
-        reason = f"; dynamic checks {stats['dynamic']}" if "dynamic" in stats else ""
-        raise CheckError("NoGraph", no_graph + reason)
+        raise CheckError("NoGraph", f"{no_graph}; dynamic checks {stats['dynamic']}")
     return ModelReport(target=target, model=model.name, findings=findings, stats=stats)
 
 
 #: Static codes that a dynamic result at the same layer confirms.
-CONFIRMS = {"MC301": ("MC101", "MC102", "MC105"), "MC304": ("MC102", "MC105"),
-            "MC302": ("MC106",), "MC303": ("MC201",), "MC203": ("MC201",)}
+CONFIRMS = {"MC301": ("MC101", "MC102", "MC103", "MC105"), "MC304": ("MC102", "MC105"),
+            "MC302": ("MC106",), "MC303": ("MC201",), "MC203": ("MC201",), "MC103": ("MC103",)}
 #: Static suspicions that probes can refute (the layer is an unknown custom layer).
 REFUTABLE = ("MC102", "MC105", "MC106")
 
 
-def _check_dynamic(model: Any, config: Config, data: Any, rules: list[type[Rule]],
-                   static: tuple[Finding, ...], stats: dict[str, Any]) -> tuple[Finding, ...]:
+def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule], ...],
+                   static: tuple[Finding, ...], stats: dict[str, Any], graph: Any = None,
+                   flow: Any = None) -> tuple[Finding, ...]:
     """Run the dynamic rules and merge their results with the static findings.
 
-    Merging: a static finding (MC101/MC102/MC105/MC106/MC201) at the layer
-    (same path) where a probe localized a leak keeps its static code,
+    Merging: a static finding (MC101/MC102/MC103/MC105/MC106/MC201) at the
+    layer (same path) where a probe localized a leak keeps its static code,
     message and fix (the static engine says *why*, the code users already
     know), becomes kind ("static", "dynamic"), keeps its severity unless no
     confirmed finding at that layer is as severe as the leak (then the first
-    is raised: a confirmed info-level suspicion about a custom layer becomes
-    an error) and gains the probe's evidence plus ``confirmed_by`` (the
-    dynamic code); the dynamic finding is then not reported separately. A
-    static MC102/MC105/MC106 at an unknown custom layer whose valid outputs
-    no probe could change is downgraded to info, says so, and gains
+    is raised) and gains the probe's evidence plus ``confirmed_by``; the
+    dynamic finding is then not reported separately. At an unknown custom
+    layer (whose semantics the static engine assumed) the merged code follows
+    what the static engine knows there: a mask that reached the layer and
+    was passed on makes a measured leak MC105 (the layer mixes positions) or
+    MC103 (it moves or resamples them, as the probe shows); no mask makes it
+    MC102. A static MC102/MC105/MC106 at an unknown custom layer whose valid
+    outputs no probe could change is downgraded to info, says so, and gains
     ``refuted_by``. MC101 is never refuted that way: a dropped mask hurts
     the layers after the one that drops it.
     """
-    from maskcheck.probe import ProbeError
-    from maskcheck.probe_engine import NoPadding, NotProbeable, run_dynamic, to_finding
+    from maskcheck.dynamic.findings import (ModelRaises, NoPadding, NotProbeable, ProbeError,
+                                            run_dynamic, to_finding)
 
     if config.data:  # --data names the user's own batch; it wins over a factory's data
         data = _load_npz(config.data)
     codes = {r.code for r in rules}
     by_code = {r.code: r for r in rules}
     try:
-        results, info = run_dynamic(model, data, config, codes)
+        results, info = run_dynamic(model, data, config, codes, graph, flow)
     except NotProbeable as exc:
         if config.mode == "dynamic":
             raise CheckError("NoPaddedInput" if isinstance(exc, NoPadding) else "NotProbeable",
                              str(exc)) from None
         stats["dynamic"] = f"skipped: {exc}"
         return static
+    except ModelRaises as exc:  # SPEC 9: a bad target whatever else was found
+        raise CheckError("ForwardError", str(exc), static) from None
     except ProbeError as exc:
         if config.mode == "all" and static:  # keep what the static engine found (and why)
             stats["dynamic"] = f"failed: {exc}"
             return static
         raise CheckError("ProbeError", str(exc)) from None
-    dynamic = [to_finding(by_code[r.code], r) for r in results]
+    stats["traces"] = info.get("traces", 0)
+    dynamic = [to_finding(by_code[r.code], r) for r in results if r.code in by_code]
     merged = list(static)
     kept = []
     for finding in dynamic:
+        reclassified = _reclassify(merged, finding, by_code)
+        if reclassified is not None:
+            merged = reclassified
+            continue
         targets = [i for i, s in enumerate(merged)
                    if s.rule in CONFIRMS.get(finding.rule, ()) and s.layer == finding.layer
                    and s.path == finding.path]
@@ -172,6 +189,44 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: list[type[Rule]
     if "MC301" in codes:
         merged = [_refute(s, info["records"], dynamic) for s in merged]
     return tuple(merged) + tuple(kept)
+
+
+def _reclassify(merged: list[Finding], finding: Finding,
+                by_code: dict[str, type[Rule]]) -> list[Finding] | None:
+    """A measured leak at a layer whose semantics the static engine assumed: name the bug
+    by what the static engine knows there (mask arrived? passed on?) and what the probe saw.
+
+    Returns the new list of findings, or None when this rule does not apply."""
+    from maskcheck.rules import ALL_RULES
+
+    if finding.rule not in ("MC301", "MC304"):
+        return None
+    at = [i for i, s in enumerate(merged) if s.layer == finding.layer and s.path == finding.path
+          and s.rule == "MC102" and s.evidence.get("assumed") and "confirmed_by" not in s.evidence]
+    if not at:
+        return None
+    assumed = merged[at[0]]
+    source = assumed.evidence.get("mask_source")
+    if not (source and assumed.evidence.get("passes_mask")):
+        return None  # no mask reached it, or it dropped it: MC102 (mixing without a mask) holds
+    movement = finding.evidence.get("movement")
+    code = "MC103" if movement in ("moves", "resamples") else "MC105"
+    rule = by_code.get(code) or next(r for r in ALL_RULES if r.code == code)
+    layer, cls = finding.layer, finding.layer_class
+    detail = {"moves": "it moves positions along the padded axis (reverses or shifts it) while "
+                       "passing the mask on unchanged, so the mask marks the wrong positions",
+              "resamples": "it changes the length of the padded axis while passing the "
+                           "full-length mask on"}.get(movement, "")
+    values = {"layer": layer, "layer_class": cls, "source": source, "detail": detail,
+              "reason": "mixes values along the padded axis (a probe measured it)",
+              "hint": rule.hint(layer, cls) if hasattr(rule, "hint") else ""}
+    evidence = {k: v for k, v in assumed.evidence.items() if k not in ("assumed", "passes_mask")}
+    new = Finding(rule=rule.code, name=rule.name, severity=max(rule.severity, finding.severity,
+                                                              key=lambda s: s.rank),
+                  kind=("static", "dynamic"), layer=layer, layer_class=cls, path=finding.path,
+                  message=rule.message.format(**values), fix=rule.fix.format(**values),
+                  evidence={**evidence, **finding.evidence, "confirmed_by": finding.rule})
+    return [new if i == at[0] else s for i, s in enumerate(merged)]
 
 
 def _refute(finding: Finding, diverging: set[str], dynamic: list[Finding]) -> Finding:
@@ -233,7 +288,8 @@ def _check_one(target: Target, config: Config, import_error: LoadError | None,
     try:
         return check_model(model, target=target.label, config=config, data=data)
     except CheckError as exc:
-        return ModelReport(target.label, model.name, error=TargetError(exc.type, exc.message))
+        return ModelReport(target.label, model.name, findings=exc.findings,
+                           error=TargetError(exc.type, exc.message))
     except Exception as exc:  # an analysis bug must not hide the other targets
         if config.verbose:
             _log.error("%s: maskcheck failed on this model", target.label, exc_info=exc)

@@ -129,6 +129,8 @@ class AssumedEvent:
     node: Node
     axis: PaddedAxis
     assumption: str
+    mask_arrived: str | None = None  # the mask that reached the layer, if any
+    passes_mask: bool = False  # the layer hands that mask on (supports_masking)
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,8 @@ class _Analysis:
 
         node_tainted = False
         if padded and not sem.known:
-            self._assume(node, padded[0], consumes, out_mask is not None)
+            self._assume(node, padded[0], consumes, out_mask is not None,
+                         arrived.source if arrived else None)
         leaking = [] if tainted else [p for p in mixes if p.axis not in covered]
         if leaking:
             p = leaking[0]
@@ -350,14 +353,16 @@ class _Analysis:
                 return None
         return arrived if (propagates and arrived is not None) else None
 
-    def _assume(self, node: Node, axis: PaddedAxis, consumes: bool, propagates: bool) -> None:
+    def _assume(self, node: Node, axis: PaddedAxis, consumes: bool, propagates: bool,
+                arrived: str | None) -> None:
         if consumes:
             text = "to apply the mask it receives"
         elif propagates:
             text = "to be position-wise, since it passes the mask on (supports_masking)"
         else:
             text = "to keep positions apart; if it mixes along the padded axis, padding leaks"
-        self.assumed.append(AssumedEvent(node, axis, text))
+        self.assumed.append(AssumedEvent(node, axis, text, arrived,
+                                         propagates and arrived is not None))
 
     def _out_padded(self, node: Node, sem: LayerSemantics, padded: tuple[PaddedAxis, ...],
                     effects: dict[int, str], data: list, in_rank: int) -> tuple[PaddedAxis, ...]:

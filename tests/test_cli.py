@@ -265,7 +265,9 @@ def validate_report(report: dict) -> None:
         assert model["status"] in ("ok", "findings", "error")
         assert isinstance(model["findings"], list) and isinstance(model["stats"], dict)
         if model["status"] == "error":
-            assert set(model["error"]) == {"type", "message"} and not model["findings"]
+            # SPEC 9: a model that raises on every batch keeps its static findings
+            assert set(model["error"]) == {"type", "message"}
+            assert all(f["kind"] == ["static"] for f in model["findings"])
         else:
             assert model["error"] is None and isinstance(model["model"], str)
             assert (model["status"] == "findings") == bool(model["findings"])

@@ -90,7 +90,7 @@ def test_find_leak_api_localizes_and_describes():
 
 
 def test_repeated_find_leak_reuses_the_trace_and_agrees():
-    from maskcheck import probe
+    from maskcheck.dynamic import program as probe
 
     model = _tagger_conv()
     first = find_leak(model, _tokens())
@@ -270,7 +270,8 @@ def test_api_check_with_data_and_no_padding_errors():
     assert maskcheck.check(fixed, mode="all").models[0].error is None
 
 
-def test_forward_pass_raising_is_one_line_error():
+def test_forward_pass_raising_on_every_batch_is_one_line_target_error():
+    """SPEC 9: it raises on an unpadded batch too, so the target is bad (exit 2)."""
     class Broken(keras.layers.Layer):
         def call(self, x):
             raise RuntimeError("boom")
@@ -280,9 +281,10 @@ def test_forward_pass_raising_is_one_line_error():
 
     x = keras.Input((None, 3))
     model = keras.Model(x, Broken(name="broken")(x))
-    report = maskcheck.check(model, mode="dynamic")
-    error = report.models[0].error
-    assert error.type == "ProbeError" and "broken" in error.message and "\n" not in error.message
+    for mode in ("dynamic", "all"):
+        error = maskcheck.check(model, mode=mode).models[0].error
+        assert error.type == "ForwardError" and "broken" in error.message and "\n" not in error.message
+        assert "unpadded batch too" in error.message
 
 
 def test_same_seed_gives_byte_identical_json():
@@ -337,16 +339,19 @@ def test_mask_generator_behind_a_lookup_is_not_a_leak():
     assert _dyn(model, "MC301", "MC304", "MC305") == ()
 
 
-def test_mode_all_keeps_static_findings_when_forward_raises():
+def test_raising_only_with_a_mask_is_mc103_at_the_layer_not_a_target_error():
+    """SPEC 9: the model runs unpadded but raises once the (B,T) mask reaches Softmax."""
     x = keras.Input((None,), dtype="int32")
     h = keras.layers.Embedding(50, 8, mask_zero=True)(x)
     h = keras.layers.Dense(5)(keras.layers.LSTM(8, return_sequences=True)(h))
     model = keras.Model(x, keras.layers.Softmax(name="softmax")(h))  # (B,T) mask on (B,T,5)
-    report = maskcheck.check(model, mode="all")
-    assert report.models[0].error is None
-    assert "forward pass raises in layer 'softmax'" in report.models[0].stats["dynamic"]
-    error = maskcheck.check(model, mode="dynamic").models[0].error
-    assert error.type == "ProbeError" and "\n" not in error.message and "Detected at node" not in error.message
+    for mode in ("all", "dynamic"):
+        report = maskcheck.check(model, mode=mode)
+        assert report.models[0].error is None
+        found = [f for f in report.findings if f.rule == "MC103" and f.layer == "softmax"]
+        assert found, report.findings
+        exception = found[0].evidence["exception"]
+        assert "\n" not in exception and "Detected at node" not in exception
 
 
 class UnmaskedTrainStep(keras.Model):

@@ -132,7 +132,9 @@ class UnmaskedMixing(Rule):
                                fix=_ASSUMED_FIX, axis=f"axis {event.axis.axis}", source=event.axis.source,
                                assumption=event.assumption,
                                evidence={"axis": event.axis.axis, "assumed": True,
-                                         "padding_source": event.axis.source})
+                                         "padding_source": event.axis.source,
+                                         "mask_source": event.mask_arrived,
+                                         "passes_mask": event.passes_mask})
 
 
 def _fix_class(node) -> str:

@@ -61,6 +61,12 @@ class MaskShapeMismatch(Rule):
         y = keras.layers.LSTM(4)(h)
     """, at="downsample"))
 
+    @classmethod
+    def hint(cls, layer: str, layer_class: str | None, bases: tuple[str, ...] = ()) -> str:
+        """The fix hint for a layer of that class (used when a probe names the layer)."""
+        name = next((c for c in (layer_class, *bases) if c in _FIXES), None)
+        return (_FIXES[name] if name else _DEFAULT_FIX).format(layer=layer)
+
     def check(self, graph, flow) -> Iterator[Finding]:
         for event in flow.mismatches:
             node = event.node

@@ -1,0 +1,170 @@
+"""The dynamic engine for inline use: `find_leak` and `find_loss_leak` on the user's own batch.
+
+Both build the probe plan from the model (its static graph when it has one),
+take the user's arrays and mask, and run the same programs and comparisons
+as the checker. Public contract (used by the assertions, the pytest plugin
+and users):
+
+* ``find_leak(model, x, *, mask=None, lengths=None, padding="post",
+  training=False, atol=1e-5, rtol=1e-4, seed=0) -> Leak | None``: perturb only
+  the padded positions of ``x`` (natural-scale noise, large values, the
+  batch's own values shuffled) while holding the mask fixed, and return the
+  largest change of a valid output, localized to the first layer whose valid
+  region diverges while its inputs' did not; None when valid outputs stay
+  within ``atol + rtol * |reference|``.
+* ``find_loss_leak(model, x, y, ...) -> Leak | None``: the same for the
+  compiled loss and the gradients of the trainable weights, perturbing padded
+  labels and padded inputs.
+
+Where the mask derives from values (pad token 0, ``mask_value``, a custom
+``compute_mask``), the perturbation is applied after the generating layer, so
+the mask cannot move. Model weights are never changed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from maskcheck.dynamic.batches import prepare, stack_draws, stacked_inputs, subset, take
+from maskcheck.dynamic.compare import Leak, output_leak
+from maskcheck.dynamic.plan import ProbeError, ProbePlan, build_plan
+from maskcheck.dynamic.program import cached_prober, has_loss
+
+#: Plans of the last few models seen (property tests call find_leak many times on one model).
+_RECENT_PLANS: list[tuple[Any, ProbePlan]] = []
+
+
+def _plan(model: Any) -> ProbePlan:
+    """The plan of `model` with default settings, from its graph when it has one."""
+    from maskcheck.config import Config
+    from maskcheck.dynamic.plan import NotProbeable
+
+    for cached, plan in _RECENT_PLANS:
+        if cached is model:
+            return plan
+    graph = flow = None
+    try:
+        from maskcheck.keras_adapter import adapt_model
+        from maskcheck.maskflow import analyze
+
+        graph = adapt_model(model)
+        flow = analyze(graph)
+    except Exception:  # no graph (subclassed): the plan reads the layers
+        graph = flow = None
+    try:
+        plan = build_plan(model, Config(), graph, flow)
+    except NotProbeable:
+        # the user's own batch and mask say where padding is; an empty plan defers to them
+        plan = ProbePlan(model.name, (), (), "single", (), 0, True, 1)
+    _RECENT_PLANS.append((model, plan))
+    del _RECENT_PLANS[:-4]
+    return plan
+
+
+def _generators(model: Any, prep: Any) -> tuple[Any, ...]:
+    from maskcheck.dynamic.plan import sublayers
+
+    names = {s.generator for s in prep.specs if s.role == "data" and s.generator}
+    seen, found = set(), []
+    for layer in sublayers(model):
+        if layer.name in names and layer.name not in seen:
+            seen.add(layer.name)
+            found.append(layer)
+    return tuple(found)
+
+
+def find_leak(model: Any, x: Any, *, mask: Any = None, lengths: Sequence[int] | None = None,
+              padding: str = "post", training: bool = False, atol: float = 1e-5,
+              rtol: float = 1e-4, seed: int = 0, device: str = "auto") -> Leak | None:
+    """The largest change of a valid output when only padded values change, or None.
+
+    Args:
+        model: a Keras model (Functional, Sequential or subclassed).
+        x: the inputs, an array, list or dict of arrays as the model takes them.
+        mask: (batch, time) booleans, True at valid positions.
+        lengths: valid lengths per sample, used when `mask` is None.
+        padding: which side `lengths` pads ("post" or "pre"); reported in the Leak.
+        training: probe in training mode (batch statistics). Each draw then runs
+            as its own batch, since stacking would change the statistics.
+        atol, rtol: a valid output differs when |new - old| > atol + rtol * |old|.
+        seed: the perturbations are deterministic for a seed.
+
+    Returns:
+        A `Leak` localized to the first layer whose valid region diverges while
+        its inputs' do not, or None.
+
+    Raises:
+        ProbeError: the model cannot be probed (one-line reason).
+
+    Example:
+        >>> leak = find_leak(model, tokens)          # mask from Embedding(mask_zero)
+        >>> assert leak is None, leak.describe()
+    """
+    import numpy as np
+
+    plan = _plan(model)
+    prep = prepare(model, plan, x, mask, lengths, padding)
+    b = prep.mask.shape[0]
+    rows = stack_draws(prep.mask, [padding] * b)
+    inputs = stacked_inputs(prep, rows, seed)
+    prober = cached_prober(model, device, seed, _generators(model, prep), inputs, rows)
+    axes = [o.padded_axes for o in plan.outputs] or None
+    if not training:
+        run = prober.run(inputs, rows)
+        if axes is not None and len(axes) != len(run.outputs):
+            axes = None
+        return output_leak(run, None, rows, np.arange(rows.n) >= b, rows.base_row, None,
+                           padding, atol, rtol, output_axes=axes)
+    # training: base batch and each draw as separate batches
+    base_rows = subset(rows, np.arange(b))
+    ref = prober.run(take(inputs, np.arange(b)), base_rows, training=True)
+    best: Leak | None = None
+    for draw in range(1, rows.n // b):
+        idx = np.arange(draw * b, (draw + 1) * b)
+        sub = subset(rows, idx)
+        sub.base_row = np.arange(b)
+        run = prober.run(take(inputs, idx), sub, training=True)
+        leak = output_leak(run, ref, sub, np.ones(b, dtype=bool), np.arange(b), None,
+                           padding, atol, rtol)
+        if leak is not None and (best is None or leak.max_abs_diff > best.max_abs_diff):
+            best = leak
+    return best
+
+
+def find_loss_leak(model: Any, x: Any, y: Any, *, mask: Any = None,
+                   lengths: Sequence[int] | None = None, padding: str = "post",
+                   atol: float = 1e-5, rtol: float = 1e-4, seed: int = 0,
+                   device: str = "auto") -> Leak | None:
+    """A change of the compiled loss or of its gradients when only padding changes, or None.
+
+    Perturbs padded labels (label positions the mask marks as padding, along
+    the output axes the plan marks as padded) and padded inputs (as
+    `find_leak` does), and compares `model.compute_loss` and the gradients of
+    the trainable weights with those of the unperturbed batch. The model must
+    be compiled with a loss (or override `compute_loss`).
+
+    Returns:
+        A `Leak` with kind "loss" or "gradients" at the output whose labels or
+        loss changed, or None.
+
+    Raises:
+        ProbeError: the model has no loss, or cannot be probed.
+    """
+    from maskcheck.config import Config
+    from maskcheck.dynamic.batches import Probe
+    from maskcheck.dynamic.findings import loss_checks
+
+    if not has_loss(model):
+        raise ProbeError(f"model {model.name!r} has no loss to probe: compile it with a loss "
+                         "(or override compute_loss)")
+    plan = _plan(model)
+    prep = prepare(model, plan, x, mask, lengths, padding)
+    b = prep.mask.shape[0]
+    rows = stack_draws(prep.mask, [padding] * b)
+    inputs = stacked_inputs(prep, rows, seed)
+    prober = cached_prober(model, device, seed, _generators(model, prep), inputs, rows)
+    run = prober.run(inputs, rows)
+    config = Config(atol=atol, rtol=rtol, seed=seed)
+    found = loss_checks(model, plan, prep, Probe(x, y, prep.mask, [padding] * b), prober, inputs,
+                        run, rows, config, {"MC303", "MC203"})
+    return found[0].leak if found else None

@@ -1,0 +1,636 @@
+"""The dynamic checks: follow the plan, run the programs, turn measurements into findings.
+
+`run_dynamic(model, data, config, codes, graph, flow)` returns the dynamic
+results (MC301-MC305, MC203, and MC103 for a model that raises once padding
+or a mask is present) of one model, plus what the engine needs to merge them
+with the static findings. One inference pass over the stacked batch (both
+sides, every perturbation draw, taps on every layer call) serves MC301,
+MC305 and localization; MC304 reuses that program at a longer length (the
+signature leaves the padded axis open, so no new trace); MC302 runs the
+training program when the plan names a layer that may mix samples; one loss
+program (one trace) evaluates every label and input variant of MC303/MC203
+and the fully padded loss of MC305.
+
+The last module of the engine's chain: it imports plan, batches, program
+and compare, never the other way round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from maskcheck.dynamic.batches import (Prepared, Rows, from_data, grown_inputs, infer_sides,
+                                       label_candidates, perturb_labels, prepare, stack_draws,
+                                       stacked_inputs, subset, synthesize, take, unpadded_inputs)
+from maskcheck.dynamic.compare import (Leak, diverge, expand, grad_diff, loss_tolerance,
+                                       output_leak, round_sig, valid_region)
+from maskcheck.dynamic.plan import NoPadding, NotProbeable, ProbeError, ProbePlan, build_plan
+from maskcheck.dynamic.program import (ForwardError, LossGroup, LossProgram, Prober, Run,
+                                       has_loss, overrides_train_step, run_train_step)
+from maskcheck.finding import Finding
+
+DYNAMIC_CODES = ("MC203", "MC301", "MC302", "MC303", "MC304", "MC305")
+
+__all__ = ["DYNAMIC_CODES", "DynamicFinding", "ModelRaises", "NoPadding", "NotProbeable",
+           "run_dynamic", "to_finding"]
+
+
+class ModelRaises(ProbeError):
+    """The forward pass raises on an unpadded batch too: a bad target (SPEC 9)."""
+
+
+@dataclass
+class DynamicFinding:
+    """A dynamic result before it becomes a Finding."""
+
+    code: str
+    leak: Leak
+    fields: dict[str, Any]
+
+
+def run_dynamic(model: Any, data: Any, config: Any, codes: set[str], graph: Any = None,
+                flow: Any = None) -> tuple[list[DynamicFinding], dict[str, Any]]:
+    """Run the selected dynamic checks on `model`; returns (results, info).
+
+    `info` holds the plan, the layers whose valid outputs diverged (for
+    refutation) and the number of traces made.
+
+    Raises:
+        NotProbeable: no probe can be synthesized (NoPadding when nothing is padded).
+        ModelRaises: the model raises on an unpadded batch too.
+        ProbeError: another reason the model cannot be probed.
+    """
+    plan = build_plan(model, config, graph, flow)
+    probe = from_data(model, data, config) if data is not None else synthesize(plan, config)
+    prep = prepare(model, plan, probe.x, probe.mask, None, "post",
+                   extra_masks=tuple(m for _, m in config.mask_inputs))
+    sides = probe.sides or infer_sides(prep.mask)
+    names = {s.generator for s in prep.specs if s.role == "data" and s.generator}
+    prober = Prober(model, config.device, config.seed,
+                    tuple(l for l in _layers_named(model, names)))
+    info: dict[str, Any] = {"plan": plan, "records": set(), "prober": prober}
+    rows = stack_draws(prep.mask, sides)
+    inputs = stacked_inputs(prep, rows, config.seed)
+    results: list[DynamicFinding] = []
+    atol, rtol = config.atol, config.rtol
+
+    try:
+        run = prober.run(inputs, rows)
+    except ForwardError as exc:
+        recovered = _without_empty(prober, inputs, rows, exc, codes, model)
+        if recovered is None:
+            results.extend(_raises_with_padding(model, plan, prep, prober, rows, exc, codes, config))
+            info["traces"] = prober.traces
+            return results, info
+        finding, run, rows, inputs = recovered
+        results.extend([finding] if finding is not None else [])
+    info["run"], info["rows"] = run, rows
+    output_axes = [o.padded_axes for o in plan.outputs] if len(plan.outputs) == len(run.outputs) else None
+
+    if "MC301" in codes:
+        found = []
+        for side in dict.fromkeys(rows.side):
+            compare = (rows.draw > 0) & np.array([s == side for s in rows.side])
+            leak = output_leak(run, None, rows, compare, rows.base_row, None, None, atol, rtol,
+                               output_axes=output_axes)
+            if leak is not None:
+                found.append(DynamicFinding("MC301", leak, {}))
+        for result in _by_layer(found):
+            result.fields["movement"] = _movement(prober, run, rows, result.leak)
+            results.append(result)
+
+    if "MC305" in codes and not any(r.code == "MC305" for r in results):
+        found_nf = _nonfinite(run, rows, model)
+        if found_nf is not None:
+            results.append(found_nf)
+
+    if "MC304" in codes and plan.time_open:
+        results.extend(_pad_amount(prober, prep, run, rows, config, output_axes))
+
+    if "MC302" in codes and plan.training_layers:
+        results.extend(_cross_sample(prober, inputs, rows, config))
+
+    if codes & {"MC303", "MC203", "MC305"}:
+        results.extend(loss_checks(model, plan, prep, probe, prober, inputs, run, rows, config, codes))
+    info["records"] = _diverging_layers(run, rows, atol, rtol)
+    info["traces"] = prober.traces
+    return results, info
+
+
+def _layers_named(model: Any, names: set[str]) -> list[Any]:
+    from maskcheck.dynamic.plan import sublayers
+
+    found, seen = [], set()
+    for layer in sublayers(model):
+        if layer.name in names and layer.name not in seen:
+            seen.add(layer.name)
+            found.append(layer)
+    return found
+
+
+# --------------------------------------------------------------------------- raising models
+
+
+def _without_empty(prober: Prober, inputs: Any, rows: Rows, exc: ForwardError, codes: set[str],
+                   model: Any) -> tuple[DynamicFinding | None, Run, Rows, Any] | None:
+    """When only fully padded samples make the pass raise: MC305 and the pass without them."""
+    empty = rows.lengths == 0
+    if not empty.any():
+        return None
+    keep = np.nonzero(~empty)[0]
+    rows2 = subset(rows, keep)
+    rows2.base_row = np.searchsorted(keep, rows.base_row[keep])
+    try:
+        run = prober.run(take(inputs, keep), rows2)
+    except ForwardError:
+        return None
+    finding = None
+    if "MC305" in codes:
+        record = exc.record
+        first_empty = int(np.nonzero(empty & (rows.draw == 0))[0][0])
+        finding = DynamicFinding("MC305", Leak(
+            layer=record.name if record else None, layer_class=record.class_name if record else None,
+            path=record.path if record else (model.name,), sample=int(rows.sample[first_empty]),
+            position=-1, padding=rows.side[first_empty], max_abs_diff=0.0, output=None),
+            {"what": "an exception", "exception": exc.exception})
+    return finding, run, rows2, take(inputs, keep)
+
+
+def _raises_with_padding(model: Any, plan: ProbePlan, prep: Prepared, prober: Prober, rows: Rows,
+                         exc: ForwardError, codes: set[str], config: Any) -> list[DynamicFinding]:
+    """SPEC 9: raising on padded batches but not on an unpadded one is MC103 at the layer
+    whose mask stopped lining up (or the one that raised); raising on both is a bad target."""
+    unpadded_error = prober.eager_error(unpadded_inputs(prep, config.seed), unmasked=True)
+    if unpadded_error is not None:
+        raise ModelRaises(f"{exc} (it raises on an unpadded batch too)")
+    prober.eager_error(prep.pack(prep.flat), diagnose=True)
+    mismatch = prober.tracer.mismatch
+    record = mismatch[0] if mismatch else exc.record
+    detail = (mismatch[1] if mismatch else
+              "the forward pass raises once padding or a mask is present")
+    if "MC103" not in codes:
+        return []
+    source = next((s.generator or s.name for s in prep.specs if s.role in ("data", "mask")
+                   and (s.generator or s.role == "mask")), plan.inputs[0].name)
+    r = int(np.argmin(rows.lengths[rows.draw == 0]))
+    leak = Leak(layer=record.name if record else None,
+                layer_class=record.class_name if record else None,
+                path=record.path if record else (model.name,), sample=int(rows.sample[r]),
+                position=-1, padding=rows.side[r], max_abs_diff=float("nan"), output=None)
+    fields = {"exception": exc.exception, "detail": f"{detail} ({exc.exception})",
+              "source": source}
+    if exc.record is not None and record is not None and exc.record.name != record.name:
+        fields["raised_in"] = exc.record.name
+    return [DynamicFinding("MC103", leak, fields)]
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _movement(prober: Prober, run: Run, rows: Rows, leak: Leak) -> str | None:
+    """For a leak that starts in a custom layer: does the layer mix positions, move them
+    (reverse, shift) or resample the axis? Perturbs one valid position of a full-length
+    sample at the layer's input and sees which output positions answer."""
+    record = next((r for r in run.records if r.path == leak.path), None)
+    layer = next((l for l in prober.tracer.layers if l.name == leak.layer), None)
+    if record is None or layer is None or type(layer).__module__.startswith("keras."):
+        return None
+    ins, outs = run.io(record)
+    if len(ins) != 1 or not outs or ins[0].ndim < 2 or outs[0].ndim < 2:
+        return None
+    t = rows.mask.shape[1]
+    if ins[0].shape[1] == t and outs[0].shape[1] != t:
+        return "resamples"
+    full = np.nonzero((rows.draw == 0) & (rows.lengths == t))[0]
+    if not len(full) or ins[0].shape[1] != t:
+        return None
+    x = ins[0][full[:1]]
+    mask = rows.mask[full[:1]]
+    changed = x.copy()
+    changed[:, 0] = changed[:, 0] + 1.0 + np.abs(changed[:, 0])
+    try:
+        import inspect
+
+        takes_mask = "mask" in inspect.signature(layer.call).parameters
+        kwargs = {"mask": mask} if takes_mask else {}
+        a = np.asarray(layer(x, **kwargs))
+        b = np.asarray(layer(changed, **kwargs))
+    except Exception:  # the user's layer may raise anything on its own
+        return None
+    if a.ndim < 2 or a.shape != b.shape:
+        return None
+    moved = np.abs(a - b).reshape(a.shape[0], a.shape[1], -1).max(axis=(0, 2)) > 1e-6
+    answered = np.nonzero(moved)[0]
+    if len(answered) == 1 and answered[0] != 0:
+        return "moves"
+    if len(answered) > 1:
+        return "mixes"
+    return None
+
+
+def _nonfinite(run: Run, rows: Rows, model: Any) -> DynamicFinding | None:
+    empty = (rows.lengths == 0) & (rows.draw == 0)
+    others = (rows.lengths > 0) & (rows.draw == 0)
+    if not empty.any():
+        return None
+    for out, name in zip(run.outputs, run.output_names):
+        if out.ndim == 0 or out.shape[0] != rows.n or not np.issubdtype(out.dtype, np.floating):
+            continue
+        bad = ~np.isfinite(out[empty]).reshape(int(empty.sum()), -1).all(axis=1)
+        if not bad.any():
+            continue
+        r = int(np.nonzero(empty)[0][int(np.argmax(bad))])
+        record = _first_nonfinite_record(run, empty, others)
+        return DynamicFinding("MC305", Leak(
+            layer=record.name if record else None, layer_class=record.class_name if record else None,
+            path=record.path if record else (model.name,), sample=int(rows.sample[r]), position=-1,
+            padding=rows.side[r], max_abs_diff=float("nan"), output=name), {"what": "NaN or Inf outputs"})
+    return None
+
+
+def _first_nonfinite_record(run: Run, rows_sel: Any, _others: Any) -> Any:
+    def bad(arrays: list[Any]) -> bool:
+        for a in arrays:
+            if a.ndim and a.shape[0] == len(rows_sel) and np.issubdtype(a.dtype, np.floating):
+                if not np.isfinite(a[rows_sel]).all():
+                    return True
+        return False
+
+    for record in run.records:
+        ins, outs = run.io(record)
+        if bad(outs) and not bad(ins):
+            return record
+    return None
+
+
+def _pad_amount(prober: Prober, prep: Prepared, run: Run, rows: Rows, config: Any,
+                output_axes: Any) -> list[DynamicFinding]:
+    """MC304: the base samples with `extra` more padded steps, aligned and compared."""
+    base = np.nonzero(rows.draw == 0)[0]
+    if rows.mask.ndim != 2:
+        return []
+    t = rows.mask.shape[1]
+    extra = max(2, t // 2)
+    sides = [rows.side[i] for i in base]
+    pre = np.array([s == "pre" for s in sides])
+    samples = rows.sample[base]
+    grown, gmask = grown_inputs(prep, samples, sides, extra)
+    grows = stack_draws(gmask, sides, draws=())
+    try:
+        big = prober.run(grown, grows, hooks=False)
+    except ProbeError:
+        return []
+
+    def align(a: Any) -> Any:
+        if a.ndim < 2 or a.shape[0] != len(base):
+            return a
+        for axis in range(1, a.ndim):
+            if a.shape[axis] == t + extra:
+                post_part = np.take(a, np.arange(t), axis=axis)
+                pre_part = np.take(a, np.arange(extra, t + extra), axis=axis)
+                a = np.where(expand(pre, a.ndim), pre_part, post_part)
+        return a
+
+    aligned = Run([align(o) for o in big.outputs], big.output_names, big.output_masked,
+                  big.records, [align(v) for v in big.tensors])
+    small = Run([o[base] if o.ndim and o.shape[0] == rows.n else o for o in run.outputs],
+                run.output_names, run.output_masked, run.records,
+                [v[base] if v.ndim and v.shape[0] == rows.n else v for v in run.tensors])
+    sub = Rows(rows.mask[base], np.arange(len(base)), samples, sides, np.zeros(len(base), int),
+               rows.scale[base], rows.shuffle[base], rows.lengths[base])
+    if len(aligned.records) != len(small.records):
+        aligned.records, aligned.tensors = [], []
+    # A layer that changes the padded length (a "valid" or strided convolution) leaves
+    # tensors that extra padding cannot be cut back from; they are not compared (the
+    # small run's own values stand in), so the first comparable layer after them decides.
+    aligned.outputs = _comparable(aligned.outputs, small.outputs)
+    if aligned.tensors:
+        aligned.tensors = _comparable(aligned.tensors, small.tensors)
+    results = []
+    for side in dict.fromkeys(sides):
+        compare = np.array([s == side for s in sides])
+        leak = output_leak(aligned, small, sub, compare, np.arange(len(base)), None, None,
+                           config.atol, config.rtol, output_axes=output_axes)
+        if leak is not None:
+            results.append(DynamicFinding("MC304", leak, {"extra": extra}))
+    return _by_layer(results)
+
+
+def _comparable(grown: list[Any], small: list[Any]) -> list[Any]:
+    return [g if getattr(g, "shape", None) == getattr(t, "shape", None) else t
+            for g, t in zip(grown, small)]
+
+
+def _cross_sample(prober: Prober, inputs: Any, rows: Rows, config: Any) -> list[DynamicFinding]:
+    """MC302: in training mode, perturb one sample's padding, compare the others.
+
+    Both sides and both variants (reference, one sample's padding changed)
+    run as separate batches of the training program (one trace)."""
+    results: list[DynamicFinding] = []
+    for side in dict.fromkeys(rows.side):
+        base = np.nonzero((rows.draw == 0) & np.array([s == side for s in rows.side]))[0]
+        if len(base) < 2:
+            continue
+        lengths = rows.lengths[base]
+        other = int(base[int(np.argmin(lengths))])
+        large = np.nonzero((rows.draw == 2) & (rows.sample == rows.sample[other])
+                           & np.array([s == side for s in rows.side]))[0]
+        if not len(large) or lengths.min() == rows.mask[base[0]].size:
+            continue
+        idx = base.copy()
+        swapped = np.where(idx == other, large[0], idx)
+        ref_rows = subset(rows, idx)
+        new_rows = subset(rows, swapped)
+        try:
+            ref = prober.run(take(inputs, idx), ref_rows, training=True)
+            new = prober.run(take(inputs, swapped), new_rows, training=True)
+        except ProbeError:
+            continue
+        compare = np.array([i != other for i in idx])
+        new_rows.base_row = np.arange(len(idx))
+        new_rows.sample = rows.sample[idx]
+        leak = output_leak(new, ref, new_rows, compare, np.arange(len(idx)), None, side,
+                           config.atol, config.rtol)
+        if leak is not None:
+            results.append(DynamicFinding("MC302", leak, {"other": int(rows.sample[other])}))
+    return _by_layer(results)
+
+
+def _by_layer(results: list[DynamicFinding]) -> list[DynamicFinding]:
+    """One result per (rule, layer): the largest change, with every side that leaked in `sides`."""
+    merged: dict[tuple, DynamicFinding] = {}
+    sides: dict[tuple, list[str]] = {}
+    for r in results:
+        key = (r.code, r.leak.layer, r.leak.path)
+        sides.setdefault(key, [])
+        if r.leak.padding not in sides[key]:
+            sides[key].append(r.leak.padding)
+        if key not in merged or r.leak.max_abs_diff > merged[key].leak.max_abs_diff:
+            merged[key] = r
+    for key, r in merged.items():
+        r.fields = {**r.fields, "sides": sorted(sides[key])}
+    return list(merged.values())
+
+
+def _diverging_layers(run: Run, rows: Rows, atol: float, rtol: float) -> set[str]:
+    """Names of layers whose valid outputs diverged under some perturbation (for refutation)."""
+    names: set[str] = set()
+    compare = (rows.draw > 0) & (rows.lengths > 0)
+    if not compare.any():
+        return names
+    for record in run.records:
+        _, outs = run.io(record)
+        for a in outs:
+            if a.ndim == 0 or a.shape[0] != rows.n:
+                continue
+            valid = valid_region(a.shape, rows.mask) & expand(compare, a.ndim)
+            if diverge(a, a[rows.base_row], valid, atol, rtol).rows.any():
+                names.add(record.name)
+                break
+    return names
+
+
+# --------------------------------------------------------------------------- loss
+
+
+def loss_checks(model: Any, plan: ProbePlan, prep: Prepared, probe: Any, prober: Prober,
+                 inputs: Any, run: Run, rows: Rows, config: Any,
+                 codes: set[str]) -> list[DynamicFinding]:
+    """MC303 / MC203 / MC305 (loss) from one loss program over the stacked batch."""
+    import keras
+
+    custom_step = overrides_train_step(model) and getattr(model, "optimizer", None) is not None
+    if not has_loss(model) and not custom_step:
+        return []
+    base = np.nonzero(rows.draw == 0)[0]
+    samples = rows.sample[base]
+    if probe.y is not None:
+        candidates = [keras.tree.map_structure(lambda a: np.asarray(a)[samples], probe.y)]
+    else:
+        candidates = _ordered(plan, label_candidates(plan, [o[base] for o in run.outputs],
+                                                     rows.mask[base], config.seed))
+    found: list[DynamicFinding] = []
+    if has_loss(model):
+        for y_base in candidates:
+            try:
+                found = _loss_program_checks(model, plan, prober, inputs, run, rows, y_base,
+                                             config, codes)
+                break
+            except ProbeError:
+                continue
+    if not found and custom_step and codes & {"MC303", "MC203"}:
+        for y_base in candidates:
+            try:
+                found = _train_step_check(model, plan, prep, prober, rows, y_base, config, codes)
+                break
+            except ProbeError:
+                continue
+    return found
+
+
+def _ordered(plan: ProbePlan, candidates: list[Any]) -> list[Any]:
+    """Sparse ids first for sparse losses, one-hot first for the others (one trace, not two)."""
+    names = " ".join(str(o.loss or "") for o in plan.outputs).lower()
+    if names and "sparse" not in names and "categorical" in names or "binary" in names or \
+            "mean" in names or "mse" in names or "mae" in names:
+        return list(reversed(candidates))
+    return candidates
+
+
+def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run: Run,
+                         rows: Rows, y_base: Any, config: Any, codes: set[str]) -> list[DynamicFinding]:
+    import keras
+
+    flat_y = [np.asarray(a) for a in keras.tree.flatten(y_base)]
+    repack = (lambda flat: keras.tree.pack_sequence_as(y_base, flat))
+    stacked = [a[rows.sample] for a in flat_y]  # labels for every stacked row
+    labels = [repack(stacked)]
+    perturbed_outputs = []
+    for j, a in enumerate(stacked):
+        spec = plan.outputs[j] if j < len(plan.outputs) else None
+        if spec is None or not spec.labels_perturbable:
+            continue
+        n_classes = run.outputs[j].shape[-1] if j < len(run.outputs) and run.outputs[j].ndim >= 2 else None
+        changed = perturb_labels(a, rows.mask, spec.padded_axes, config.seed, n_classes)
+        if np.array_equal(changed, a):
+            continue
+        labels.append(repack([changed if k == j else b for k, b in enumerate(stacked)]))
+        perturbed_outputs.append(j)
+    groups: list[LossGroup] = []
+    base_of: dict[int, int] = {}
+    side_of: dict[int, str] = {}
+    what: dict[int, tuple[str, int]] = {}
+    for side in dict.fromkeys(rows.side):
+        on_side = np.array([s == side for s in rows.side])
+        base_rows = np.nonzero((rows.draw == 0) & on_side & (rows.lengths > 0))[0]
+        if not len(base_rows):
+            continue
+        b = len(groups)
+        groups.append(LossGroup(tuple(int(i) for i in base_rows), 0, f"base:{side}"))
+        side_of[b] = side
+        for k, j in enumerate(perturbed_outputs):
+            base_of[len(groups)], what[len(groups)] = b, ("labels", j)
+            groups.append(LossGroup(tuple(int(i) for i in base_rows), k + 1, f"labels:{side}:{j}"))
+        for d in sorted(set(int(v) for v in rows.draw if v > 0)):
+            drawn = np.nonzero((rows.draw == d) & on_side & (rows.lengths > 0))[0]
+            base_of[len(groups)], what[len(groups)] = b, ("inputs", 0)
+            groups.append(LossGroup(tuple(int(i) for i in drawn), 0, f"inputs:{side}:{d}"))
+    base_all = np.nonzero(rows.draw == 0)[0]
+    empty_check = None
+    if "MC305" in codes and (rows.lengths[base_all] == 0).any() and (rows.lengths[base_all] > 0).any():
+        empty_check = len(groups)
+        groups.append(LossGroup(tuple(int(i) for i in base_all), 0, "empty:all"))
+        groups.append(LossGroup(tuple(int(i) for i in base_all[rows.lengths[base_all] > 0]), 0,
+                                "nonempty:all"))
+    if not groups:
+        return []
+    weights = {g: 1.0 + 0.37 * n for n, g in enumerate(sorted(base_of))}
+    program = LossProgram(model, prober, groups, base_of, weights)
+    result = program.run(inputs, labels, rows)
+    found: list[DynamicFinding] = []
+    losses = result.losses
+    if codes & {"MC303", "MC203"}:
+        leak = None
+        for g in sorted(base_of):
+            b = base_of[g]
+            diff = abs(losses[g] - losses[b]) if np.isfinite(losses[g]) else float("inf")
+            if diff > loss_tolerance(losses[b], config.atol, config.rtol):
+                leak = (g, "loss", diff)
+                break
+        if leak is None and base_of:
+            scale = sum(weights.values())
+            gdiff = grad_diff(result.delta_grads, [np.zeros_like(g) for g in result.delta_grads],
+                              config.atol * scale, 0.0)
+            gtol = config.rtol * scale * max((float(np.max(np.abs(g))) for g in result.base_grads
+                                              if g.size), default=0.0)
+            if gdiff > gtol:
+                g = next((g for g in sorted(base_of) if what[g][0] == "labels"), min(base_of))
+                leak = (g, "gradients", gdiff)
+        if leak is not None:
+            g, kind, diff = leak
+            part, j = what[g]
+            side = side_of[base_of[g]]
+            masked = result.output_masked[j] if j < len(result.output_masked) else False
+            code = "MC203" if part == "labels" and masked else "MC303"
+            if code in codes:
+                loss_diff = abs(losses[g] - losses[base_of[g]])
+                found.append(DynamicFinding(code, _loss_leak(model, plan, run, rows, groups[g], j,
+                                                             side, kind, diff),
+                                            {"what": part, "loss_diff": round_sig(loss_diff),
+                                             "loss": _loss_name(model)}))
+    if empty_check is not None and not np.isfinite(losses[empty_check]) \
+            and np.isfinite(losses[empty_check + 1]):
+        empty_rows = [i for i in groups[empty_check].rows if rows.lengths[i] == 0]
+        r = empty_rows[0]
+        layer, cls, path = _output_layer(model, 0)
+        name = run.output_names[0] if run.output_names else None
+        found.append(DynamicFinding("MC305", Leak(layer=layer, layer_class=cls, path=path,
+                                                  sample=int(rows.sample[r]), position=-1,
+                                                  padding=rows.side[r], max_abs_diff=float("nan"),
+                                                  output=name, kind="loss"),
+                                    {"what": "a NaN or Inf loss"}))
+    return found
+
+
+def _loss_leak(model: Any, plan: ProbePlan, run: Run, rows: Rows, group: LossGroup, j: int,
+               side: str, kind: str, diff: float) -> Leak:
+    """A loss Leak at output j: the first padded sample of the group and its first pad."""
+    idx = np.array(group.rows)
+    padded = [i for i in idx if rows.lengths[i] < rows.mask[i].reshape(rows.mask.shape[1], -1).shape[0]
+              or not rows.mask[i].all()]
+    r = int(padded[0]) if padded else int(idx[0])
+    flat = rows.mask[r].reshape(rows.mask.shape[1], -1).all(axis=1)
+    pads = np.nonzero(~flat)[0]
+    layer, cls, path = _output_layer(model, j)
+    name = run.output_names[j] if j < len(run.output_names) else None
+    return Leak(layer=layer, layer_class=cls, path=path, sample=int(rows.sample[r]),
+                position=int(pads[0]) if len(pads) else -1, padding=side,
+                max_abs_diff=round_sig(diff), output=name, kind=kind)
+
+
+def _train_step_check(model: Any, plan: ProbePlan, prep: Prepared, prober: Prober, rows: Rows,
+                      y_base: Any, config: Any, codes: set[str]) -> list[DynamicFinding]:
+    """A custom train_step whose reported loss changes when only padded labels change."""
+    import keras
+
+    base = np.nonzero((rows.draw == 0) & (rows.lengths > 0))[0]
+    keep = rows.sample[base]
+    mask = prep.mask[keep]
+    x = prep.pack([a[keep] for a in prep.flat])
+    all_base = np.nonzero(rows.draw == 0)[0]
+    position = {int(r): n for n, r in enumerate(all_base)}
+    y_flat = [np.asarray(a)[[position[int(r)] for r in base]] for a in keras.tree.flatten(y_base)]
+    axes = [plan.outputs[j].padded_axes if j < len(plan.outputs) else (1,) for j in range(len(y_flat))]
+    changed = [perturb_labels(a, mask, ax, config.seed, None) for a, ax in zip(y_flat, axes)]
+    if all(np.array_equal(a, c) for a, c in zip(y_flat, changed)):
+        return []
+    loss0 = run_train_step(model, prober, x, keras.tree.pack_sequence_as(y_base, y_flat))
+    loss1 = run_train_step(model, prober, x, keras.tree.pack_sequence_as(y_base, changed))
+    diff = abs(loss1 - loss0) if np.isfinite(loss1) else float("inf")
+    if diff <= loss_tolerance(loss0, config.atol, config.rtol) or "MC203" not in codes:
+        return []
+    layer, cls, path = _output_layer(model, 0)
+    pad_rows = np.nonzero(~mask.reshape(len(keep), -1).all(axis=1))[0]
+    r = int(pad_rows[0]) if len(pad_rows) else 0
+    pads = np.nonzero(~mask[r].reshape(mask.shape[1], -1).all(axis=1))[0]
+    leak = Leak(layer=layer, layer_class=cls, path=path, sample=int(keep[r]),
+                position=int(pads[0]) if len(pads) else -1, padding=rows.side[int(base[r])],
+                max_abs_diff=round_sig(diff), output=None, kind="loss")
+    return [DynamicFinding("MC203", leak, {"what": "labels", "loss_diff": round_sig(diff),
+                                           "loss": f"{type(model).__name__}.train_step"})]
+
+
+def _loss_name(model: Any) -> str:
+    loss = getattr(model, "loss", None)
+    if loss is None:
+        return f"{type(model).__name__}.compute_loss"
+    if isinstance(loss, str):
+        return loss
+    return getattr(loss, "name", None) or type(loss).__name__
+
+
+def _output_layer(model: Any, j: int) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """The layer producing output j: (name, class name, path)."""
+    outputs = getattr(model, "outputs", None)
+    try:
+        op = outputs[j]._keras_history.operation if outputs else None
+    except (AttributeError, IndexError, TypeError, ValueError):
+        op = None
+    if op is not None:
+        return op.name, type(op).__name__, (model.name, op.name)
+    return model.name, type(model).__name__, (model.name,)
+
+
+# --------------------------------------------------------------------------- findings
+
+
+def to_finding(rule: Any, result: DynamicFinding) -> Finding:
+    """A dynamic Finding with SPEC 6 evidence (padding, max_abs_diff, sample, position, output)."""
+    leak = result.leak
+    layer = leak.layer or leak.output
+    evidence: dict[str, Any] = {
+        "padding": leak.padding,
+        "max_abs_diff": None if leak.max_abs_diff != leak.max_abs_diff else round_sig(leak.max_abs_diff),
+        "sample": leak.sample,
+        "position": leak.position if leak.position >= 0 else None,
+        "output": leak.output,
+    }
+    for key, value in result.fields.items():
+        if key in ("detail", "source") or value is None:
+            continue
+        evidence[key] = round_sig(value) if isinstance(value, float) else value
+    hint = rule.hint(layer, leak.layer_class) if hasattr(rule, "hint") else ""
+    values = {"layer": layer, "layer_class": leak.layer_class, "max_abs_diff": leak.max_abs_diff,
+              "sample": leak.sample, "padding": leak.padding, "other": "?", "extra": "?",
+              "what": "values", "loss_diff": 0.0, "loss": "?", "source": "?", "detail": "?",
+              "hint": hint, "reason": "mixes values along the padded axis", **result.fields}
+    if rule.code == "MC303":
+        values["what"] = {"labels": "labels", "inputs": "inputs"}.get(result.fields.get("what"), "values")
+    return Finding(rule=rule.code, name=rule.name, severity=rule.severity, kind=("dynamic",),
+                   layer=layer, layer_class=leak.layer_class,
+                   path=leak.path or (layer,) if layer else leak.path,
+                   message=rule.message.format(**values), fix=rule.fix.format(**values),
+                   evidence=evidence)

@@ -1,0 +1,465 @@
+"""What to probe and how to read it, derived once per model from the static facts.
+
+`build_plan(model, config, graph, flow)` returns a `ProbePlan`: which inputs
+hold padding (and where that padding comes from: a mask generator, an
+explicit mask input, a None-length axis, the user's declaration), which
+inputs are token ids (they feed an Embedding, whatever their dtype), which
+layers generate masks from values (probes perturb after them, so the mask
+stays fixed), which output axes hold padding (from the dataflow, never from a
+size that happens to match), how each compiled loss treats padded labels
+(`ignore_class`, the output's mask, nothing), a probe length the model
+accepts, and whether a training-mode probe is needed. Every later module
+follows the plan; for subclassed models (no graph) the plan comes from the
+model's layers and a symbolic call.
+
+This is the first module of the engine (plan -> batches -> program ->
+compare -> findings): it imports no other module of `maskcheck.dynamic`.
+Keras is imported inside functions only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: SPEC 4 item 2: inputs with these names (or ending in ``_mask``) are explicit masks.
+MASK_INPUT_NAMES = ("padding_mask", "attention_mask", "mask")
+#: Layers whose output is random in training mode; probes bypass them.
+RANDOM_LAYERS = frozenset({"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+                           "GaussianNoise", "GaussianDropout", "AlphaDropout"})
+#: Wrappers that call their inner layer once per time step inside `vectorized_map`.
+OPAQUE_WRAPPERS = frozenset({"TimeDistributed"})
+#: Layer classes whose training-mode output can depend on other samples.
+BATCH_STAT_LAYERS = frozenset({"BatchNormalization", "SyncBatchNormalization"})
+#: Probe lengths tried, in order, when the padded axis is open (None).
+_CANDIDATE_LENGTHS = (16, 24, 32, 48, 64, 96, 128, 192, 256, 512)
+
+
+class ProbeError(ValueError):
+    """The model cannot be probed; the message is one line naming why."""
+
+
+class NotProbeable(ProbeError):
+    """Probe inputs cannot be synthesized for this model (odd dtypes, no input signature)."""
+
+
+class NoPadding(NotProbeable):
+    """The model has no input that holds padding."""
+
+
+@dataclass(frozen=True)
+class PlannedInput:
+    """One model input as the probes see it."""
+
+    name: str
+    shape: tuple[int | None, ...]  # per sample, without the batch axis
+    dtype: str
+    role: str  # "data" (holds padding), "mask" (explicit mask input), "static" (no padding)
+    kind: str  # "tokens" (indexes an Embedding), "values" or "mask"
+    padded_axes: tuple[int, ...] = ()
+    source: str = ""  # where its padding comes from (SPEC 4), for --verbose and messages
+    generator: str | None = None  # the layer that derives the mask from this input's values
+    pad_value: float = 0.0
+    vocab: int | None = None  # token ids stay below this (the Embedding's input_dim)
+
+
+@dataclass(frozen=True)
+class PlannedOutput:
+    """One model output: its padded axes and how its loss treats padded labels."""
+
+    name: str
+    padded_axes: tuple[int, ...]
+    masked: bool  # a mask reaches it (the loss then weights padded positions by 0)
+    loss: str | None = None
+    ignore_class: int | None = None
+
+    @property
+    def label_pad(self) -> float:
+        """What padded label positions hold in the user's world."""
+        return float(self.ignore_class) if self.ignore_class is not None else 0.0
+
+    @property
+    def labels_perturbable(self) -> bool:
+        """Padded labels are worth changing: they have axes and are not `ignore_class`."""
+        return bool(self.padded_axes) and self.ignore_class is None
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    """Everything the probes of one model follow; a value, so tests can assert on it."""
+
+    model: str
+    inputs: tuple[PlannedInput, ...]
+    outputs: tuple[PlannedOutput, ...]
+    structure: str  # how the model takes its inputs: "single", "list" or "dict"
+    generators: tuple[str, ...]  # layers whose outputs are perturbed (masks derive from values)
+    length: int  # padded length of synthesized probes (one the model accepts)
+    time_open: bool  # the padded length can change (MC304 probes more padding)
+    n_padded: int  # padded axes per sample (1 for sequences, 2 for images)
+    training_layers: tuple[str, ...] = ()  # layers whose training behaviour can mix samples
+    has_graph: bool = True
+
+    @property
+    def data_inputs(self) -> tuple[PlannedInput, ...]:
+        return tuple(i for i in self.inputs if i.role == "data")
+
+    def describe(self) -> str:
+        """A few readable lines (for --verbose and test failures)."""
+        lines = [f"probe plan for {self.model!r}: length {self.length}"
+                 f"{' (open)' if self.time_open else ''}, {self.structure} inputs"]
+        for i in self.inputs:
+            lines.append(f"  input {i.name!r} {i.dtype} {i.shape}: {i.role}/{i.kind}"
+                         + (f", padded axes {i.padded_axes} from {i.source}" if i.padded_axes else "")
+                         + (f", perturbed after {i.generator!r}" if i.generator else ""))
+        for o in self.outputs:
+            lines.append(f"  output {o.name!r}: padded axes {o.padded_axes}, masked={o.masked}"
+                         + (f", loss {o.loss} ignore_class={o.ignore_class}" if o.loss else ""))
+        if self.training_layers:
+            lines.append(f"  training-mode probe for {', '.join(self.training_layers)}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- model walking
+
+
+def is_mask_name(name: str) -> bool:
+    base = name.split(":")[0].split("/")[-1]
+    return base in MASK_INPUT_NAMES or base.endswith("_mask")
+
+
+def is_functional(obj: Any) -> bool:
+    from keras.src.models.functional import Functional
+
+    return isinstance(obj, Functional) or isinstance(getattr(obj, "_functional", None), Functional)
+
+
+def sublayers(model: Any) -> list[Any]:
+    """Every layer and operation below `model`, depth first, each once, deterministic."""
+    seen: set[int] = {id(model)}
+    found: list[Any] = []
+
+    def visit(obj: Any) -> None:
+        if any(cls.__name__ in OPAQUE_WRAPPERS for cls in type(obj).__mro__):
+            return  # its inner layer runs inside a vectorized map: record the wrapper only
+        children = []
+        operations = getattr(obj, "operations", None) if is_functional(obj) else None
+        if operations:
+            children.extend(operations)
+        if hasattr(obj, "_flatten_layers"):
+            children.extend(obj._flatten_layers(include_self=False, recursive=False))
+        for child in children:
+            if id(child) in seen or type(child).__name__ == "InputLayer":
+                continue
+            seen.add(id(child))
+            found.append(child)
+            visit(child)
+
+    visit(model)
+    return found
+
+
+def input_layer_name(tensor: Any) -> str:
+    history = getattr(tensor, "_keras_history", None)
+    operation = getattr(history, "operation", None)
+    return str(getattr(operation, "name", None) or tensor.name)
+
+
+def model_input_names(model: Any) -> list[str] | None:
+    try:
+        inputs = getattr(model, "inputs", None)
+        if inputs:
+            return [input_layer_name(t) for t in inputs]
+    except (AttributeError, ValueError):
+        pass
+    return None
+
+
+def input_structure(model: Any) -> str:
+    """How the model takes its inputs: one tensor, a list (in order) or a dict by name."""
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(struct, dict):
+        return "dict"
+    if isinstance(struct, (list, tuple)) and len(struct) > 1:
+        return "list"
+    names = model_input_names(model)
+    return "list" if names and len(names) > 1 else "single"
+
+
+def _is_generator_layer(layer: Any) -> bool:
+    """A layer that derives a mask from its input values (subclassed models only)."""
+    import keras
+
+    if type(layer).__name__ == "Masking" or any(c.__name__ == "Masking" for c in type(layer).__mro__):
+        return True
+    if bool(getattr(layer, "mask_zero", False)) and hasattr(layer, "input_dim"):
+        return True
+    own = type(layer).compute_mask
+    return own is not keras.layers.Layer.compute_mask and not type(layer).__module__.startswith("keras.")
+
+
+def _is_embedding(layer: Any) -> bool:
+    return isinstance(getattr(layer, "input_dim", None), int)
+
+
+def _embedding_dims(layer: Any) -> list[int]:
+    """input_dim of the layer, or of the Embeddings inside a custom layer."""
+    if _is_embedding(layer):
+        return [int(layer.input_dim)]
+    if hasattr(layer, "_flatten_layers"):
+        return [int(l.input_dim) for l in layer._flatten_layers(include_self=False, recursive=True)
+                if _is_embedding(l)]
+    return []
+
+
+def _training_layers(layers: list[Any]) -> tuple[str, ...]:
+    """Layers whose training-mode output can depend on other samples (batch statistics,
+    or unknown custom code that may compute them)."""
+    names = []
+    for layer in layers:
+        cls = type(layer)
+        if any(b.__name__ in BATCH_STAT_LAYERS for b in cls.__mro__):
+            names.append(layer.name)
+        elif (not cls.__module__.startswith(("keras.", "keras_hub.", "keras_nlp."))
+              and cls.__name__ not in ("Functional", "Sequential") and hasattr(layer, "call")
+              and not is_functional(layer)):
+            names.append(layer.name)
+    return tuple(dict.fromkeys(names))
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def build_plan(model: Any, config: Any, graph: Any = None, flow: Any = None) -> ProbePlan:
+    """The probe plan of `model` (see the module docstring).
+
+    Args:
+        graph, flow: the static engine's MaskGraph and MaskFlow when the model has
+            a graph (None for subclassed models; they are then read from the layers).
+
+    Raises:
+        NotProbeable: the model declares no input signature, or has odd dtypes.
+        NoPadding: no input holds padding (SPEC 4 sources 2 to 5).
+    """
+    layers = sublayers(model)
+    by_name = {layer.name: layer for layer in layers}
+    if graph is not None and flow is not None:
+        inputs, generators, outputs = _from_graph(model, config, graph, flow, by_name)
+    else:
+        inputs, generators, outputs = _from_layers(model, config, layers)
+    if not inputs:
+        raise NotProbeable(f"model {model.name!r} declares no input signature (subclassed, not built "
+                           "on a shape): pass probe data (--data or data=)")
+    if not any(i.role == "data" for i in inputs):
+        raise NoPadding(f"model {model.name!r} has no padded input (no None-length axis, mask "
+                        "input or mask generator); declare one with --padded INPUT:AXIS")
+    for i in inputs:
+        if i.role != "mask" and i.kind != "tokens" and not _synthesizable(i.dtype):
+            raise NotProbeable(f"input {i.name!r} has dtype {i.dtype}, which probes cannot "
+                               "synthesize; pass probe data (--data)")
+    n_padded = max(len(i.padded_axes) for i in inputs if i.role == "data")
+    fixed = [i.shape[0] for i in inputs if i.role == "data" and i.shape and i.shape[0] is not None]
+    time_open = not fixed
+    structure = input_structure(model) if graph is not None else "single"
+    length = int(fixed[0]) if fixed else _accepted_length(model, inputs, structure, config.seq_len,
+                                                          n_padded)
+    if graph is None:
+        outputs = _outputs_by_length(model, inputs, structure, length, n_padded)
+    return ProbePlan(model=model.name, inputs=tuple(inputs), outputs=tuple(outputs),
+                     structure=structure, generators=tuple(generators), length=length,
+                     time_open=time_open, n_padded=n_padded,
+                     training_layers=_training_layers(layers), has_graph=graph is not None)
+
+
+def _synthesizable(dtype: str) -> bool:
+    import numpy as np
+
+    try:
+        kind = np.dtype(dtype).kind
+    except TypeError:
+        return False
+    return kind in "iufb"
+
+
+def _from_graph(model: Any, config: Any, graph: Any, flow: Any,
+                by_name: dict[str, Any]) -> tuple[list[PlannedInput], list[str], list[PlannedOutput]]:
+    """Inputs, generators and outputs from the static dataflow."""
+    declared_masks = {mask for _, mask in config.mask_inputs}
+    declared = {name: axis for name, axis in config.padded}
+    producers = {t: n for n in graph.nodes for t in n.outputs}
+    # mask generators: nodes that create a mask from values (the flow names them as sources)
+    generating = []
+    for node in graph.nodes:
+        if node.is_input or node.is_op:
+            continue
+        created = any(flow.states.get(t) is not None and flow.states[t].mask is not None
+                      and flow.states[t].mask.source == node.name and not flow.states[t].is_mask
+                      for t in node.outputs)
+        if created and node.name in by_name:
+            generating.append(node.name)
+
+    def downstream(start: int) -> list[Any]:
+        """Nodes reachable from tensor `start`, breadth first."""
+        order, seen, frontier = [], set(), [start]
+        while frontier:
+            tid = frontier.pop(0)
+            for nxt in graph.consumers(tid):
+                if nxt.index not in seen:
+                    seen.add(nxt.index)
+                    order.append(nxt)
+                    frontier.extend(nxt.outputs)
+        return order
+
+    mask_lengths = _mask_input_lengths(graph, flow, declared_masks)
+    inputs: list[PlannedInput] = []
+    used_generators: list[str] = []
+    for node in graph.nodes:
+        if not node.is_input:
+            continue
+        tensor = graph.tensors[node.outputs[0]]
+        shape, dtype = tuple(tensor.shape[1:]), tensor.dtype
+        state = flow.states.get(node.outputs[0])
+        reach = downstream(node.outputs[0])
+        generator = next((n.name for n in reach if n.name in generating), None)
+        dims = [d for n in reach for d in _embedding_dims(by_name.get(n.name))]
+        vocab = min(dims) if dims else None
+        kind = "tokens" if dims else "values"
+        if (state is not None and state.is_mask) or node.name in declared_masks or "bool" in dtype:
+            inputs.append(PlannedInput(node.name, shape, dtype, "mask", "mask"))
+            continue
+        axes: tuple[int, ...] = ()
+        source = ""
+        if node.name in declared:
+            axes = (1, 2) if (len(shape) == 3 and declared[node.name] == 2) else (int(declared[node.name]),)
+            source = "--padded"
+        elif generator is not None and shape:
+            axes, source = (1,), f"mask generator {generator!r}"
+        elif state is not None and state.padded:
+            axes = tuple(p.axis for p in state.padded)
+            source = "a None-length axis"
+        elif shape and shape[0] in mask_lengths:
+            axes, source = (1,), "an explicit mask input"
+        pad_value = 0.0
+        if generator is not None:
+            gen_layer = by_name.get(generator)
+            pad_value = float(getattr(gen_layer, "mask_value", 0.0) or 0.0)
+            used_generators.append(generator)
+        inputs.append(PlannedInput(node.name, shape, dtype, "data" if axes else "static", kind,
+                                   axes, source, generator, pad_value, vocab))
+    outputs = []
+    names = list(graph.output_names) or [f"output_{i}" for i in range(len(graph.outputs))]
+    for j, tid in enumerate(graph.outputs):
+        state = flow.states.get(tid)
+        axes = tuple(p.axis for p in state.padded) if state is not None else ()
+        masked = bool(state is not None and state.mask is not None)
+        losses = graph.losses.get(j, ()) if graph.losses else ()
+        loss = losses[0] if losses else None
+        outputs.append(PlannedOutput(names[j] if j < len(names) else f"output_{j}", axes, masked,
+                                     loss.get("name") if loss else None,
+                                     loss.get("ignore_class") if loss else None))
+    return inputs, list(dict.fromkeys(used_generators)), outputs
+
+
+def _mask_input_lengths(graph: Any, flow: Any, declared_masks: set[str]) -> set[int | None]:
+    """Axis-1 sizes of the explicit mask inputs: data inputs of that length hold the padding."""
+    lengths: set[int | None] = set()
+    for node in graph.nodes:
+        if node.is_input:
+            state = flow.states.get(node.outputs[0])
+            shape = graph.tensors[node.outputs[0]].shape
+            if (node.name in declared_masks or (state is not None and state.is_mask)) and len(shape) >= 2:
+                lengths.add(shape[1])
+    return lengths
+
+
+def _from_layers(model: Any, config: Any,
+                 layers: list[Any]) -> tuple[list[PlannedInput], list[str], list[PlannedOutput]]:
+    """Inputs and generators of a subclassed model, from its build shape and layers."""
+    shapes = getattr(model, "_build_shapes_dict", None)
+    if not (isinstance(shapes, dict) and len(shapes) == 1):
+        return [], [], []
+    shape = next(iter(shapes.values()))
+    if not (isinstance(shape, (tuple, list)) and len(shape) >= 2
+            and all(isinstance(s, (int, type(None))) for s in shape)):
+        return [], [], []
+    dims = [int(l.input_dim) for l in layers if _is_embedding(l)]
+    # the outermost mask generators (a custom layer wrapping an Embedding, not the Embedding)
+    generators: list[str] = []
+    inside: set[int] = set()
+    for layer in layers:
+        if id(layer) in inside:
+            continue
+        if _is_generator_layer(layer):
+            generators.append(layer.name)
+            if hasattr(layer, "_flatten_layers"):
+                inside.update(id(l) for l in layer._flatten_layers(include_self=False, recursive=True))
+    per_sample = (None, *shape[2:])
+    declared = dict(config.padded)
+    kind = "tokens" if dims else "values"
+    generator = generators[0] if len(generators) == 1 else None
+    pad_value = 0.0
+    if generator is not None:
+        layer = next(l for l in layers if l.name == generator)
+        pad_value = float(getattr(layer, "mask_value", 0.0) or 0.0)
+    axes = (1, 2) if (len(per_sample) == 3 and declared.get("input") == 2) else (1,)
+    source = f"mask generator {generator!r}" if generator else "a None-length axis"
+    planned = PlannedInput("input", tuple(per_sample), "int32" if dims else "float32", "data", kind,
+                           axes, source, generator, pad_value, min(dims) if dims else None)
+    return [planned], ([generator] if generator else []), []
+
+
+def _symbolic_inputs(inputs: list[PlannedInput], structure: str, length: int, n_padded: int) -> Any:
+    import keras
+
+    tensors = []
+    for i in inputs:
+        shape = tuple(length if (a + 1 in i.padded_axes or (s is None and a < n_padded)) else s
+                      for a, s in enumerate(i.shape))
+        shape = tuple(length if s is None else s for s in shape)
+        tensors.append(keras.KerasTensor((2, *shape), dtype=i.dtype))
+    return pack(tensors, [i.name for i in inputs], structure)
+
+
+def pack(flat: list[Any], names: list[str], structure: str) -> Any:
+    """Flat arrays in the structure the model takes."""
+    if structure == "dict":
+        return dict(zip(names, flat))
+    if structure == "list":
+        return list(flat)
+    return flat[0]
+
+
+def _accepted_length(model: Any, inputs: list[PlannedInput], structure: str, preferred: int,
+                     n_padded: int) -> int:
+    """The smallest probe length at least `preferred` that the model's layers accept.
+
+    Valid convolutions and pooling need a minimum length; Keras computes the
+    output shapes symbolically (no data), so each candidate costs little.
+    """
+    candidates = [preferred] + [c for c in _CANDIDATE_LENGTHS if c > preferred]
+    for length in candidates:
+        try:
+            model.compute_output_spec(_symbolic_inputs(inputs, structure, length, n_padded))
+            return length
+        except Exception:  # the user's model may raise anything for a length it rejects
+            continue
+    return preferred
+
+
+def _outputs_by_length(model: Any, inputs: list[PlannedInput], structure: str, length: int,
+                       n_padded: int) -> list[PlannedOutput]:
+    """Output padded axes of a model without a graph: the axes whose size follows the input
+    length, found from two symbolic calls (no data)."""
+    import keras
+
+    try:
+        a = keras.tree.flatten(model.compute_output_spec(
+            _symbolic_inputs(inputs, structure, length, n_padded)))
+        b = keras.tree.flatten(model.compute_output_spec(
+            _symbolic_inputs(inputs, structure, length + 3, n_padded)))
+    except Exception:  # unknown: compare outputs whole
+        return []
+    outputs = []
+    for j, (x, y) in enumerate(zip(a, b)):
+        axes = tuple(k for k in range(1, len(x.shape)) if x.shape[k] != y.shape[k])
+        outputs.append(PlannedOutput(f"output_{j}", axes, False))
+    return outputs

@@ -1,0 +1,631 @@
+"""The traced programs the probes run: inference with per-layer taps, training, loss and gradients.
+
+`Tracer` temporarily wraps the `call` of every sublayer of a model so that
+one `tf.function` returns the model outputs together with the inputs and
+outputs of each layer call, perturbs the outputs of mask generators at
+padded positions (the mask they computed from the raw values stays fixed),
+and turns random layers into identities. `Prober` owns the inference and
+training programs (traced once each, with the batch and padded axes open,
+so every variant of a check reuses the trace); `LossProgram` computes the
+loss of many label and input variants, and their gradients, from one
+forward pass of the stacked batch in one trace. Every trace is counted in
+`Prober.traces` (reported as ``stats["traces"]``).
+
+Imports `plan` and `batches`; Keras and TensorFlow inside functions only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from maskcheck.dynamic.batches import Rows
+from maskcheck.dynamic.plan import RANDOM_LAYERS, ProbeError, sublayers
+
+
+class ForwardError(ProbeError):
+    """The model raised during a probe pass; `record` names the innermost layer."""
+
+    def __init__(self, message: str, record: Any = None, exception: str = "") -> None:
+        super().__init__(message)
+        self.record = record
+        self.exception = exception
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One layer call seen during tracing and the traced tensors it read and wrote.
+
+    `inputs` and `outputs` index the tracer's list of unique tensors.
+    """
+
+    name: str
+    class_name: str
+    path: tuple[str, ...]
+    inputs: tuple[int, ...] = ()
+    outputs: tuple[int, ...] = ()
+
+
+_NOISE = ("Exception encountered when calling", "Arguments received by", "•", "Detected at node",
+          "File ", "Graph execution error", "[[", "defined at (most recent call last)")
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception as one readable line: ANSI codes, Keras call context and TF node traces dropped."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [line.strip() for line in text.splitlines()]
+    kept = [line for line in lines if line and not line.startswith(_NOISE)]
+    body = " ".join(" ".join(kept[:2]).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {body}"[:300]
+
+
+def resolve_device(device: str) -> str:
+    """'/GPU:0' when asked (or auto and TensorFlow sees a GPU), else '/CPU:0'."""
+    import tensorflow as tf
+
+    if device == "cpu":
+        return "/CPU:0"
+    gpus = tf.config.list_logical_devices("GPU")
+    if device == "gpu" and not gpus:
+        raise ProbeError("--device gpu: TensorFlow sees no GPU")
+    return "/GPU:0" if gpus else "/CPU:0"
+
+
+def output_names(model: Any, n: int) -> list[str]:
+    names = list(getattr(model, "output_names", None) or [])
+    if len(names) == n:
+        return [str(x) for x in names]
+    return [model.name] if n == 1 else [f"{model.name}[{i}]" for i in range(n)]
+
+
+class quiet_tf:
+    """Silence TensorFlow's Python logger (retracing notes) for the duration."""
+
+    def __enter__(self) -> None:
+        import tensorflow as tf
+
+        self.logger = tf.get_logger()
+        self.level = self.logger.level
+        self.logger.setLevel("ERROR")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.logger.setLevel(self.level)
+
+
+def state_variables(model: Any) -> list[Any]:
+    """Every variable a probe pass may touch (weights, metric and loss trackers), once."""
+    seen: dict[int, Any] = {}
+    for v in list(model.variables) + list(getattr(model, "metrics_variables", []) or []):
+        seen.setdefault(id(v), v)
+    return list(seen.values())
+
+
+class restored:
+    """Context manager: every state variable of `model` is put back exactly on exit."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __enter__(self) -> None:
+        self.saved = [(v, v.numpy()) for v in state_variables(self.model)]
+
+    def __exit__(self, *exc: Any) -> None:
+        for variable, value in self.saved:
+            variable.assign(value)
+
+
+# --------------------------------------------------------------------------- tracing
+
+
+class Tracer:
+    """Context manager: wraps sublayer calls, records them inside a tf.function.
+
+    Attributes set by the caller:
+        hooks: id(layer) -> function(output) -> output, applied after the call.
+        recording: whether calls are recorded (only while tracing the function).
+        unmasked: strip every Keras mask (the "no padding, no mask" pass of SPEC 9).
+        diagnose: note the first layer whose output mask no longer lines up
+            with its output (eager passes only).
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.layers = sublayers(model)
+        self.hooks: dict[int, Callable[[Any], Any]] = {}
+        self.records: list[CallRecord] = []
+        self.tensors: list[Any] = []
+        self.recording = False
+        self.active = False
+        self.unmasked = False
+        self.diagnose = False
+        self.graph: Any = None
+        self.failed: CallRecord | None = None
+        self.mismatch: tuple[CallRecord, str] | None = None
+        self._stack: list[str] = []
+        self._saved: list[tuple[Any, str, bool, Any]] = []
+        self._producers: dict[int, CallRecord] = {}
+        self._index: dict[int, int] = {}
+
+    def __enter__(self) -> "Tracer":
+        for layer in self.layers:
+            self._patch(layer, "call", self._wrap(layer, layer.call))
+            if self.unmasked:
+                self._patch(layer, "compute_mask", lambda *args, **kwargs: None)
+        return self
+
+    def _patch(self, layer: Any, attr: str, value: Any) -> None:
+        self._saved.append((layer, attr, attr in layer.__dict__, layer.__dict__.get(attr)))
+        object.__setattr__(layer, attr, value)
+
+    def __exit__(self, *exc: Any) -> None:
+        for layer, attr, had, value in reversed(self._saved):
+            if had:
+                object.__setattr__(layer, attr, value)
+            else:
+                layer.__dict__.pop(attr, None)
+        self._saved.clear()
+
+    def start(self, recording: bool = True) -> None:
+        """Begin a pass (inside the tf.function being traced, or eagerly)."""
+        import tensorflow as tf
+
+        self.records, self.tensors, self.failed, self._stack = [], [], None, []
+        self.mismatch, self._producers, self._index = None, {}, {}
+        self.graph = tf.compat.v1.get_default_graph() if recording else None
+        self.recording, self.active = recording, True
+
+    def stop(self) -> None:
+        self.recording = self.active = False
+
+    def _wrap(self, layer: Any, orig: Callable[..., Any]) -> Callable[..., Any]:
+        random_layer = type(layer).__name__ in RANDOM_LAYERS
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if random_layer and args:
+                return args[0]
+            if not self.active:
+                return orig(*args, **kwargs)
+            path = (self.model.name, *self._stack, layer.name)
+            record = CallRecord(layer.name, type(layer).__name__, path)
+            if self.unmasked:
+                kwargs = {k: (None if k == "mask" else v) for k, v in kwargs.items()}
+            if self.diagnose and self.mismatch is None and args:
+                self._check_masks(args[0])
+            self._stack.append(layer.name)
+            try:
+                out = orig(*args, **kwargs)
+            except Exception:
+                if self.failed is None:
+                    self.failed = record
+                raise
+            finally:
+                self._stack.pop()
+            hook = self.hooks.get(id(layer))
+            if hook is not None:
+                out = hook(out)
+            if self.unmasked:
+                _strip_masks(out)
+            if self.diagnose:
+                import keras
+
+                for t in keras.tree.flatten(out):
+                    self._producers[id(t)] = record
+            if self.recording:
+                self._record(record, args, kwargs, out)
+            return out
+
+        return call
+
+    def _check_masks(self, first: Any) -> None:
+        """Eager diagnosis: a mask whose length differs from its tensor's names its producer."""
+        import keras
+
+        for t in keras.tree.flatten(first):
+            mask = getattr(t, "_keras_mask", None)
+            shape = getattr(t, "shape", None)
+            if mask is None or shape is None or len(shape) < 2 or len(mask.shape) < 2:
+                continue
+            if mask.shape[1] != shape[1] and id(t) in self._producers:
+                self.mismatch = (self._producers[id(t)],
+                                 f"its output has length {shape[1]} along axis 1 but carries a "
+                                 f"mask of length {mask.shape[1]}")
+                return
+
+    def _record(self, record: CallRecord, args: Any, kwargs: Any, out: Any) -> None:
+        import keras
+        import tensorflow as tf
+
+        def local(structure: Any) -> list[Any] | None:
+            tensors = [t for t in keras.tree.flatten(structure) if tf.is_tensor(t)]
+            if any(getattr(t, "graph", None) is not self.graph for t in tensors):
+                return None  # inside a loop body (an RNN cell): not reachable from outside
+            return tensors
+
+        data_kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
+        ins, outs = local((args, data_kwargs)), local(out)
+        if ins is None or outs is None or not outs:
+            return
+        self.records.append(CallRecord(record.name, record.class_name, record.path,
+                                       tuple(self._slot(t) for t in ins),
+                                       tuple(self._slot(t) for t in outs)))
+
+    def _slot(self, tensor: Any) -> int:
+        key = id(tensor)
+        if key not in self._index:
+            self._index[key] = len(self.tensors)
+            self.tensors.append(tensor)
+        return self._index[key]
+
+
+def _strip_masks(structure: Any) -> None:
+    import keras
+
+    for t in keras.tree.flatten(structure):
+        if getattr(t, "_keras_mask", None) is not None:
+            try:
+                del t._keras_mask
+            except AttributeError:
+                pass
+
+
+# --------------------------------------------------------------------------- programs
+
+
+@dataclass
+class Run:
+    """What one compiled pass returned, as NumPy."""
+
+    outputs: list[Any]
+    output_names: list[str]
+    output_masked: list[bool]
+    records: list[Any]
+    tensors: list[Any]  # unique traced tensors; records index into them
+
+    def io(self, record: Any) -> tuple[list[Any], list[Any]]:
+        """A record's input and output arrays."""
+        return [self.tensors[i] for i in record.inputs], [self.tensors[i] for i in record.outputs]
+
+
+def _np(t: Any) -> Any:
+    import numpy as np
+
+    return t.numpy() if hasattr(t, "numpy") else np.asarray(t)
+
+
+def signature(inputs: Any, rows: Rows) -> Any:
+    """TensorSpecs with the batch and padded axes open, so one trace serves the stacked
+    batch, the grown batch (MC304) and training batches alike."""
+    import keras
+    import tensorflow as tf
+
+    padded = rows.mask.shape[1:]
+
+    def spec(array: Any) -> Any:
+        shape = [None] + list(array.shape[1:])
+        if tuple(array.shape[1:1 + len(padded)]) == tuple(padded):
+            shape[1:1 + len(padded)] = [None] * len(padded)
+        return tf.TensorSpec(shape, tf.as_dtype(array.dtype))
+
+    k = len(padded)
+    return [keras.tree.map_structure(spec, inputs), tf.TensorSpec([None] * (k + 1), tf.bool),
+            tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.bool),
+            tf.TensorSpec([None], tf.as_dtype(rows.draw.dtype))]
+
+
+class Prober:
+    """Runs a model in compiled programs that return every layer call's tensors.
+
+    One Prober per model and probe session; each program (inference,
+    training) is traced once, with the batch and padded axes open.
+    """
+
+    def __init__(self, model: Any, device: str = "auto", seed: int = 0,
+                 generators: tuple[Any, ...] = (), open_axes: bool = True) -> None:
+        self.model = model
+        self.seed = seed
+        self.device = resolve_device(device)
+        self.tracer = Tracer(model)
+        self.traces = 0
+        self.open_axes = open_axes and not _needs_static_shapes(self.tracer.layers)
+        self._fns: dict[bool, Any] = {}
+        self._meta: dict[bool, tuple[list[Any], list[str], list[bool]]] = {}
+        self.hook_args: dict[str, Any] = {}
+        self.generators = [g for g in generators if g is not None]
+        self.tracer.hooks = {id(g): self._make_hook(k) for k, g in enumerate(self.generators)}
+
+    def _make_hook(self, k: int) -> Any:
+        def hook(out: Any) -> Any:
+            import tensorflow as tf
+
+            args = self.hook_args
+            if not args or not tf.is_tensor(out) or not out.dtype.is_floating:
+                return out
+            mask = args["mask"]
+            rank = len(out.shape)
+            if rank < mask.shape.rank:
+                return out
+            shape = tf.shape(out)
+            noise = tf.random.stateless_normal(shape, seed=[self.seed, 11 + k], dtype=out.dtype)
+            bshape = [-1] + [1] * (rank - 1)
+            scale = tf.cast(tf.reshape(args["scale"], bshape), out.dtype)
+            shuffled = tf.roll(tf.roll(out, 1, axis=0), tf.maximum(shape[1] // 2, 1), axis=1)
+            repl = tf.where(tf.reshape(args["shuffle"], bshape), shuffled, out + scale * noise)
+            valid = tf.reshape(mask, tf.concat([tf.shape(mask), [1] * (rank - mask.shape.rank)], 0))
+            perturbed = tf.reshape(args["draw"] > 0, bshape)
+            return tf.where(tf.logical_or(valid, tf.logical_not(perturbed)), out, repl)
+
+        return hook
+
+    def _fn(self, training: bool, inputs: Any, rows: Rows) -> Any:
+        if training in self._fns:
+            return self._fns[training]
+        import keras
+        import tensorflow as tf
+
+        model, tracer = self.model, self.tracer
+
+        def forward(inputs: Any, mask: Any, scale: Any, shuffle: Any, draw: Any) -> Any:
+            self.traces += 1
+            self.hook_args = {"mask": mask, "scale": scale, "shuffle": shuffle, "draw": draw}
+            tracer.start()
+            try:
+                outputs = model(inputs, training=training)
+            finally:
+                tracer.stop()
+                self.hook_args = {}
+            flat = keras.tree.flatten(outputs)
+            names = output_names(model, len(flat))
+            masked = [getattr(t, "_keras_mask", None) is not None for t in flat]
+            self._meta[training] = (list(tracer.records), names, masked)
+            return flat, list(tracer.tensors)
+
+        sig = signature(inputs, rows) if self.open_axes else None
+        self._fns[training] = tf.function(forward, autograph=False, input_signature=sig)
+        return self._fns[training]
+
+    def run(self, inputs: Any, rows: Rows, *, training: bool = False, hooks: bool = True) -> Run:
+        """One pass over the stacked `inputs`; perturbs generator outputs per `rows`."""
+        import numpy as np
+        import tensorflow as tf
+
+        fn = self._fn(training, inputs, rows)
+        draw = rows.draw if hooks else np.zeros_like(rows.draw)
+        try:
+            with restored(self.model) if training else _nothing(), self.tracer, \
+                    tf.device(self.device), quiet_tf():
+                flat, tensors = fn(inputs, tf.constant(rows.mask), tf.constant(rows.scale),
+                                   tf.constant(rows.shuffle), tf.constant(draw))
+        except ProbeError:
+            raise
+        except Exception as exc:  # the user's model may raise anything
+            failed = self.tracer.failed
+            eager = None
+            if failed is None:
+                eager = self.eager_error(inputs, training)
+                failed = self.tracer.failed
+            where = f" in layer {failed.name!r} ({failed.class_name})" if failed else ""
+            line = one_line(eager or exc)
+            raise ForwardError(f"the forward pass raises{where}: {line}", failed, line) from None
+        records, names, masked = self._meta[training]
+        return Run([_np(t) for t in flat], names, masked, records, [_np(t) for t in tensors])
+
+    def eager_error(self, inputs: Any, training: bool = False, *, unmasked: bool = False,
+                    diagnose: bool = False) -> BaseException | None:
+        """Run the model eagerly once (no hooks); the exception it raises, or None.
+
+        `unmasked` strips every Keras mask (SPEC 9's unpadded pass); `diagnose`
+        notes in `tracer.mismatch` the first layer whose output mask stops lining up.
+        """
+        self.tracer.unmasked = unmasked
+        self.tracer.diagnose = diagnose
+        try:
+            with restored(self.model), self.tracer, quiet_tf():
+                self.tracer.start(recording=False)
+                try:
+                    self.model(inputs, training=training)
+                finally:
+                    self.tracer.stop()
+        except Exception as exc:  # the user's model may raise anything
+            return exc
+        finally:
+            self.tracer.unmasked = self.tracer.diagnose = False
+        return None
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _needs_static_shapes(layers: list[Any]) -> bool:
+    """Keras 3.15's TimeDistributed miscounts time steps when the time axis is open in a
+    traced function, so such models are traced per concrete shape instead."""
+    from maskcheck.dynamic.plan import OPAQUE_WRAPPERS
+
+    return any(cls.__name__ in OPAQUE_WRAPPERS for layer in layers for cls in type(layer).__mro__)
+
+
+#: The last few Probers handed out by `cached_prober`, newest last (bounded: it holds models).
+_RECENT_PROBERS: list[tuple[tuple, "Prober"]] = []
+_RECENT_LIMIT = 4
+
+
+def cached_prober(model: Any, device: str, seed: int, generators: tuple[Any, ...],
+                  inputs: Any, rows: Rows) -> Prober:
+    """A Prober for `model`, reused across calls with the same settings.
+
+    Property tests call `find_leak` on one model dozens of times; tracing anew
+    each time costs ~0.5 s a call. Keyed on the model's identity (checked with
+    `is`), the device, the seed, the generators and the input signature; keeps
+    the last few only, so models a test drops are released soon after.
+    """
+    key = (id(model), resolve_device(device), seed, tuple(id(g) for g in generators),
+           repr(signature(inputs, rows)))
+    for i, (cached_key, prober) in enumerate(_RECENT_PROBERS):
+        if cached_key == key and prober.model is model:
+            _RECENT_PROBERS.append(_RECENT_PROBERS.pop(i))
+            return prober
+    prober = Prober(model, device, seed, generators)
+    _RECENT_PROBERS.append((key, prober))
+    del _RECENT_PROBERS[:-_RECENT_LIMIT]
+    return prober
+
+
+# --------------------------------------------------------------------------- loss program
+
+
+def has_loss(model: Any) -> bool:
+    """The model is compiled with a loss, or overrides compute_loss."""
+    import keras
+
+    overrides = type(model).compute_loss is not keras.Model.compute_loss
+    return overrides or getattr(model, "_compile_loss", None) is not None
+
+
+@dataclass(frozen=True)
+class LossGroup:
+    """One variant the loss program evaluates: rows of the stacked batch and its labels."""
+
+    rows: tuple[int, ...]
+    labels: int  # index into the label structures passed to the program
+    name: str  # e.g. "base:post", "labels:post:0", "inputs:post:1", "empty:all"
+
+
+@dataclass
+class LossRun:
+    losses: list[float]  # per group
+    base_grads: list[Any]  # gradients of the sum of the base groups' losses
+    delta_grads: list[Any]  # gradients of sum_g c_g (loss_g - loss_base(g)) over perturbed groups
+    output_masked: list[bool]
+
+
+class LossProgram:
+    """Losses of many variants and two gradient sets from one forward pass, one trace.
+
+    The stacked batch (base rows and perturbed draws, both sides) runs
+    forward once in inference mode; each group gathers its rows of the
+    predictions (masks included) and calls `model.compute_loss` on them, so
+    a custom `compute_loss` or `Loss` runs exactly as in `fit`.
+    """
+
+    def __init__(self, model: Any, prober: Prober, groups: list[LossGroup],
+                 base_of: dict[int, int], weights: dict[int, float]) -> None:
+        self.model = model
+        self.prober = prober
+        self.groups = groups
+        self.base_of = base_of  # perturbed group -> its base group
+        self.weights = weights  # perturbed group -> c_g
+        self._fn: Any = None
+        self._masked: list[bool] = []
+
+    def _compiled(self) -> Any:
+        if self._fn is not None:
+            return self._fn
+        import keras
+        import tensorflow as tf
+        from keras.src.backend import get_keras_mask, set_keras_mask
+
+        model, prober, groups = self.model, self.prober, self.groups
+
+        def gather(structure: Any, idx: Any) -> Any:
+            def one(t: Any) -> Any:
+                g = tf.gather(t, idx)
+                mask = get_keras_mask(t)
+                if mask is not None:
+                    set_keras_mask(g, tf.gather(mask, idx))
+                return g
+            return keras.tree.map_structure(one, structure)
+
+        def program(x: Any, labels: Any, mask: Any, scale: Any, shuffle: Any, draw: Any) -> Any:
+            prober.traces += 1
+            prober.hook_args = {"mask": mask, "scale": scale, "shuffle": shuffle, "draw": draw}
+            prober.tracer.start(recording=False)
+            try:
+                with tf.GradientTape(persistent=True) as tape:
+                    y_pred = model(x, training=False)
+                    self._masked = [get_keras_mask(t) is not None for t in keras.tree.flatten(y_pred)]
+                    losses = []
+                    for group in groups:
+                        idx = tf.constant(group.rows, dtype=tf.int32)
+                        xg, pg = gather(x, idx), gather(y_pred, idx)
+                        yg = keras.tree.map_structure(lambda a: tf.gather(a, idx), labels[group.labels])
+                        try:
+                            loss = model.compute_loss(x=xg, y=yg, y_pred=pg, sample_weight=None,
+                                                      training=False)
+                        except TypeError:
+                            loss = model.compute_loss(x=xg, y=yg, y_pred=pg, sample_weight=None)
+                        losses.append(tf.cast(loss, tf.float32))
+                    bases = sorted(set(self.base_of.values()))
+                    base_total = tf.add_n([losses[b] for b in bases])
+                    delta = tf.add_n([self.weights[g] * (losses[g] - losses[b])
+                                      for g, b in self.base_of.items()] or [tf.constant(0.0)])
+            finally:
+                prober.tracer.stop()
+                prober.hook_args = {}
+            variables = model.trainable_variables
+
+            def grads(target: Any) -> list[Any]:
+                found = tape.gradient(target, variables)
+                return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                        for g, v in zip(found, variables)]
+
+            return tf.stack(losses), grads(base_total), grads(delta)
+
+        self._fn = tf.function(program, autograph=False)
+        return self._fn
+
+    def run(self, x: Any, labels: list[Any], rows: Rows) -> LossRun:
+        import numpy as np
+        import tensorflow as tf
+
+        fn = self._compiled()
+        try:
+            with restored(self.model), self.prober.tracer, tf.device(self.prober.device), quiet_tf():
+                losses, base, delta = fn(x, labels, tf.constant(rows.mask), tf.constant(rows.scale),
+                                         tf.constant(rows.shuffle), tf.constant(rows.draw))
+        except Exception as exc:  # the user's loss may raise anything
+            self._fn = None
+            raise ProbeError(f"computing the loss raises: {one_line(exc)}") from None
+        return LossRun([float(v) for v in np.asarray(losses)], [np.asarray(g) for g in base],
+                       [np.asarray(g) for g in delta], list(self._masked))
+
+
+def overrides_train_step(model: Any) -> bool:
+    """The model's class (not Keras) defines train_step."""
+    for cls in type(model).__mro__:
+        if "train_step" in cls.__dict__:
+            return not cls.__module__.startswith("keras.")
+    return False
+
+
+def run_train_step(model: Any, prober: Prober, x: Any, y: Any) -> float:
+    """The loss a custom `train_step` reports, with every weight, optimizer slot and
+    metric restored afterwards; random layers are bypassed."""
+    import numpy as np
+
+    optimizer = model.optimizer
+    if not getattr(optimizer, "built", True):
+        optimizer.build(model.trainable_variables)
+    state = {id(v): (v, v.numpy()) for v in
+             list(state_variables(model)) + list(getattr(optimizer, "variables", []))}
+    try:
+        with prober.tracer:
+            prober.tracer.start(recording=False)
+            try:
+                logs = model.train_step((x, y))
+            finally:
+                prober.tracer.stop()
+    except Exception as exc:  # the user's train_step may raise anything
+        raise ProbeError(f"train_step raises: {one_line(exc)}") from None
+    finally:
+        for variable, value in state.values():
+            variable.assign(value)
+    loss = logs.get("loss") if isinstance(logs, dict) else None
+    if loss is None:
+        raise ProbeError("train_step returns no 'loss' to compare")
+    return float(np.asarray(loss))
