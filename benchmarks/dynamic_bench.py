@@ -73,13 +73,17 @@ def probe_tensors(model, config):
     """The tensors the dynamic check feeds the model: stacked draws and the grown batch."""
     import numpy as np
 
-    from maskcheck.probe import _prepare, _stacked_inputs, stack_draws
-    from maskcheck.probe_engine import synthesize
+    from maskcheck.dynamic.batches import prepare, stack_draws, stacked_inputs, synthesize
+    from maskcheck.dynamic.plan import build_plan
+    from maskcheck.keras_adapter import adapt_model
+    from maskcheck.maskflow import analyze
 
-    probe = synthesize(model, config)
-    prep = _prepare(model, probe.x, probe.mask, None, "post")
+    graph = adapt_model(model)
+    plan = build_plan(model, config, graph, analyze(graph))
+    probe = synthesize(plan, config)
+    prep = prepare(model, plan, probe.x, probe.mask, None, "post")
     rows = stack_draws(prep.mask, probe.sides)
-    stacked = _stacked_inputs(prep, rows, config.seed)
+    stacked = stacked_inputs(prep, rows, config.seed)
     t = prep.mask.shape[1]
     extra = max(2, t // 2)
     grown = np.concatenate([prep.flat[0], np.zeros((prep.flat[0].shape[0], extra), prep.flat[0].dtype)], 1)

@@ -394,7 +394,7 @@ class Prober:
         draw = rows.draw if hooks else np.zeros_like(rows.draw)
         try:
             with restored(self.model) if training else _nothing(), self.tracer, \
-                    tf.device(self.device), quiet_tf():
+                    tf.device(self.device), quiet_tf(), light_graphs():
                 flat, tensors = fn(inputs, tf.constant(rows.mask), tf.constant(rows.scale),
                                    tf.constant(rows.shuffle), tf.constant(draw))
         except ProbeError:
@@ -432,6 +432,26 @@ class Prober:
         finally:
             self.tracer.unmasked = self.tracer.diagnose = False
         return None
+
+
+class light_graphs:
+    """Context manager: TensorFlow's graph optimizer (grappler) off while a probe program is
+    instantiated, restored on exit. Probe batches are tiny, so the optimizations never pay
+    back the second or more they cost on the first call of a recurrent model's program."""
+
+    def __enter__(self) -> None:
+        import tensorflow as tf
+
+        self.saved = tf.config.optimizer.get_experimental_options()
+        tf.config.optimizer.set_experimental_options({**self.saved, "disable_meta_optimizer": True})
+
+    def __exit__(self, *exc: Any) -> None:
+        import tensorflow as tf
+
+        options = tf.config.optimizer.get_experimental_options()
+        options.pop("disable_meta_optimizer", None)
+        tf.config.optimizer.set_experimental_options(
+            {**options, "disable_meta_optimizer": self.saved.get("disable_meta_optimizer", False)})
 
 
 class _nothing:
@@ -499,18 +519,20 @@ class LossGroup:
 @dataclass
 class LossRun:
     losses: list[float]  # per group
-    base_grads: list[Any]  # gradients of the sum of the base groups' losses
     delta_grads: list[Any]  # gradients of sum_g c_g (loss_g - loss_base(g)) over perturbed groups
     output_masked: list[bool]
 
 
 class LossProgram:
-    """Losses of many variants and two gradient sets from one forward pass, one trace.
+    """Losses of many variants and one gradient set from one forward pass, one trace.
 
     The stacked batch (base rows and perturbed draws, both sides) runs
     forward once in inference mode; each group gathers its rows of the
     predictions (masks included) and calls `model.compute_loss` on them, so
-    a custom `compute_loss` or `Loss` runs exactly as in `fit`.
+    a custom `compute_loss` or `Loss` runs exactly as in `fit`. One backward
+    pass gives the gradients of sum_g c_g (loss_g - loss_base) with distinct
+    weights c_g: zero (up to rounding) exactly when no variant moves the
+    gradients, so a second backward pass for the reference is not needed.
     """
 
     def __init__(self, model: Any, prober: Prober, groups: list[LossGroup],
@@ -546,7 +568,7 @@ class LossProgram:
             prober.hook_args = {"mask": mask, "scale": scale, "shuffle": shuffle, "draw": draw}
             prober.tracer.start(recording=False)
             try:
-                with tf.GradientTape(persistent=True) as tape:
+                with tf.GradientTape() as tape:
                     y_pred = model(x, training=False)
                     self._masked = [get_keras_mask(t) is not None for t in keras.tree.flatten(y_pred)]
                     losses = []
@@ -560,21 +582,16 @@ class LossProgram:
                         except TypeError:
                             loss = model.compute_loss(x=xg, y=yg, y_pred=pg, sample_weight=None)
                         losses.append(tf.cast(loss, tf.float32))
-                    bases = sorted(set(self.base_of.values()))
-                    base_total = tf.add_n([losses[b] for b in bases])
                     delta = tf.add_n([self.weights[g] * (losses[g] - losses[b])
                                       for g, b in self.base_of.items()] or [tf.constant(0.0)])
             finally:
                 prober.tracer.stop()
                 prober.hook_args = {}
             variables = model.trainable_variables
-
-            def grads(target: Any) -> list[Any]:
-                found = tape.gradient(target, variables)
-                return [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-                        for g, v in zip(found, variables)]
-
-            return tf.stack(losses), grads(base_total), grads(delta)
+            found = tape.gradient(delta, variables)
+            grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                     for g, v in zip(found, variables)]
+            return tf.stack(losses), grads
 
         self._fn = tf.function(program, autograph=False)
         return self._fn
@@ -585,14 +602,15 @@ class LossProgram:
 
         fn = self._compiled()
         try:
-            with restored(self.model), self.prober.tracer, tf.device(self.prober.device), quiet_tf():
-                losses, base, delta = fn(x, labels, tf.constant(rows.mask), tf.constant(rows.scale),
+            with restored(self.model), self.prober.tracer, tf.device(self.prober.device), quiet_tf(), \
+                    light_graphs():
+                losses, delta = fn(x, labels, tf.constant(rows.mask), tf.constant(rows.scale),
                                          tf.constant(rows.shuffle), tf.constant(rows.draw))
         except Exception as exc:  # the user's loss may raise anything
             self._fn = None
             raise ProbeError(f"computing the loss raises: {one_line(exc)}") from None
-        return LossRun([float(v) for v in np.asarray(losses)], [np.asarray(g) for g in base],
-                       [np.asarray(g) for g in delta], list(self._masked))
+        return LossRun([float(v) for v in np.asarray(losses)], [np.asarray(g) for g in delta],
+                       list(self._masked))
 
 
 def overrides_train_step(model: Any) -> bool:

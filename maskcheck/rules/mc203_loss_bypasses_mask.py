@@ -23,7 +23,7 @@ class LossBypassesMask(Rule):
 
     @classmethod
     def implemented(cls) -> bool:
-        return True  # checked by the dynamic engine (maskcheck.probe_engine)
+        return True  # checked by the dynamic engine (maskcheck.dynamic.findings)
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

@@ -21,7 +21,7 @@ class LossLeak(Rule):
 
     @classmethod
     def implemented(cls) -> bool:
-        return True  # checked by the dynamic engine (maskcheck.probe_engine)
+        return True  # checked by the dynamic engine (maskcheck.dynamic.findings)
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
