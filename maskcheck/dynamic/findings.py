@@ -484,8 +484,10 @@ def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: An
     if not groups:
         return []
     weights = {g: 1.0 + 0.37 * n for n, g in enumerate(sorted(base_of))}
-    program = LossProgram(model, prober, groups, base_of, weights)
-    result = program.run(inputs, labels, rows)
+    gradients = bool(plan.gradient_code) or not plan.has_graph
+    program = LossProgram(model, prober, groups, base_of, weights, gradients=gradients)
+    result = (program.run(inputs, labels, rows) if gradients or not _compiled_loss(model)
+              else program.run_on_outputs(run, labels))
     found: list[DynamicFinding] = []
     losses = result.losses
     if codes & {"MC303", "MC203"}:
@@ -501,7 +503,9 @@ def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: An
             gdiff = grad_diff(result.delta_grads, [np.zeros_like(g) for g in result.delta_grads],
                               config.atol * scale, 0.0)
             if gdiff > 0:
-                g = next((g for g in sorted(base_of) if what[g][0] == "labels"), min(base_of))
+                # one backward pass cannot say which variant moved the gradients; with the
+                # loss unchanged it is padded inputs (padded labels move the loss first)
+                g = next((g for g in sorted(base_of) if what[g][0] == "inputs"), min(base_of))
                 leak = (g, "gradients", gdiff)
         if leak is not None:
             g, kind, diff = leak
@@ -525,6 +529,14 @@ def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: An
                                                   output=name, kind="loss"),
                                     {"what": "a NaN or Inf loss"}))
     return found
+
+
+def _compiled_loss(model: Any) -> bool:
+    """The loss is the compiled one (not a custom compute_loss), so it reads only y and y_pred."""
+    import keras
+
+    return (getattr(model, "_compile_loss", None) is not None
+            and type(model).compute_loss is keras.Model.compute_loss)
 
 
 def _loss_leak(model: Any, run: Run, rows: Rows, group: LossGroup, j: int, kind: str,

@@ -98,6 +98,9 @@ class ProbePlan:
     n_padded: int  # padded axes per sample (1 for sequences, 2 for images)
     training_layers: tuple[str, ...] = ()  # layers whose training behaviour can mix samples
     has_graph: bool = True
+    #: code whose gradients can carry padding while the loss does not (custom layers, ops,
+    #: a custom loss or compute_loss): only then does the loss program add a backward pass
+    gradient_code: tuple[str, ...] = ()
 
     @property
     def data_inputs(self) -> tuple[PlannedInput, ...]:
@@ -116,6 +119,8 @@ class ProbePlan:
                          + (f", loss {o.loss} ignore_class={o.ignore_class}" if o.loss else ""))
         if self.training_layers:
             lines.append(f"  training-mode probe for {', '.join(self.training_layers)}")
+        if self.gradient_code:
+            lines.append(f"  gradients probed for {', '.join(self.gradient_code)}")
         return "\n".join(lines)
 
 
@@ -211,6 +216,46 @@ def _embedding_dims(layer: Any) -> list[int]:
     return []
 
 
+def _is_keras_code(obj: Any) -> bool:
+    module = getattr(obj, "__module__", None) or type(obj).__module__
+    return module.startswith(("keras.", "keras_hub.", "keras_nlp."))
+
+
+def _gradient_code(model: Any, layers: list[Any], graph: Any) -> tuple[str, ...]:
+    """What may leak padding into the gradients without moving the loss.
+
+    Keras's own layers keep padding out of the backward pass the way they keep it
+    out of the forward pass (they select or multiply by the mask, and a selected-away
+    branch gets an exact zero gradient), so with valid outputs and the loss unchanged
+    their gradients are unchanged too. User code can break that (a sqrt or log at
+    padded zeros gives 0 * inf = NaN gradients): custom layers, `keras.ops` calls and
+    Lambdas, a custom loss, `compute_loss` or model class. Only those make the loss
+    program add a backward pass (tracing it through a recurrent stack costs seconds).
+    """
+    import keras
+
+    names = []
+    if type(model).compute_loss is not keras.Model.compute_loss:
+        names.append(f"{type(model).__name__}.compute_loss")
+    if graph is None and not _is_keras_code(type(model)):
+        names.append(type(model).__name__)
+    loss = getattr(model, "loss", None)
+    for item in (loss.values() if isinstance(loss, dict) else
+                 loss if isinstance(loss, (list, tuple)) else [loss]):
+        if item is not None and not isinstance(item, str) and not _is_keras_code(item):
+            names.append(getattr(item, "__name__", None) or type(item).__name__)
+    for layer in layers:
+        cls = type(layer)
+        if cls.__name__ == "Lambda" or not _is_keras_code(cls):
+            if not is_functional(layer) and cls.__name__ not in ("Functional", "Sequential"):
+                names.append(layer.name)
+    if graph is not None:
+        # ops on floats (a boolean op such as the mask's not_equal carries no gradient)
+        names.extend(n.name for n in graph.nodes if n.is_op
+                     and any("float" in graph.tensors[t].dtype for t in n.outputs))
+    return tuple(dict.fromkeys(names))
+
+
 def _training_layers(layers: list[Any]) -> tuple[str, ...]:
     """Layers whose training-mode output can depend on other samples (batch statistics,
     or unknown custom code that may compute them)."""
@@ -267,7 +312,8 @@ def build_plan(model: Any, config: Any, graph: Any = None, flow: Any = None) -> 
     return ProbePlan(model=model.name, inputs=tuple(inputs), outputs=tuple(outputs),
                      structure=structure, generators=tuple(generators), length=length,
                      time_open=time_open, n_padded=n_padded,
-                     training_layers=_training_layers(layers), has_graph=graph is not None)
+                     training_layers=_training_layers(layers), has_graph=graph is not None,
+                     gradient_code=_gradient_code(model, layers, graph))
 
 
 def _synthesizable(dtype: str) -> bool:

@@ -282,6 +282,8 @@ class Run:
     output_masked: list[bool]
     records: list[Any]
     tensors: list[Any]  # unique traced tensors; records index into them
+    #: the Keras mask attached to each output (None where there is none)
+    output_masks: list[Any] | None = None
 
     def io(self, record: Any) -> tuple[list[Any], list[Any]]:
         """A record's input and output arrays."""
@@ -377,9 +379,11 @@ class Prober:
                 self.hook_args = {}
             flat = keras.tree.flatten(outputs)
             names = output_names(model, len(flat))
-            masked = [getattr(t, "_keras_mask", None) is not None for t in flat]
+            masks = [getattr(t, "_keras_mask", None) for t in flat]
+            masked = [m is not None for m in masks]
             self._meta[training] = (list(tracer.records), names, masked)
-            return flat, list(tracer.tensors)
+            masks = [tf.zeros([0], tf.bool) if m is None else tf.cast(m, tf.bool) for m in masks]
+            return flat, list(tracer.tensors), masks
 
         sig = signature(inputs, rows) if self.open_axes else None
         self._fns[training] = tf.function(forward, autograph=False, input_signature=sig)
@@ -395,8 +399,8 @@ class Prober:
         try:
             with restored(self.model) if training else _nothing(), self.tracer, \
                     tf.device(self.device), quiet_tf(), light_graphs():
-                flat, tensors = fn(inputs, tf.constant(rows.mask), tf.constant(rows.scale),
-                                   tf.constant(rows.shuffle), tf.constant(draw))
+                flat, tensors, masks = fn(inputs, tf.constant(rows.mask), tf.constant(rows.scale),
+                                          tf.constant(rows.shuffle), tf.constant(draw))
         except ProbeError:
             raise
         except Exception as exc:  # the user's model may raise anything
@@ -409,7 +413,8 @@ class Prober:
             line = one_line(eager or exc)
             raise ForwardError(f"the forward pass raises{where}: {line}", failed, line) from None
         records, names, masked = self._meta[training]
-        return Run([_np(t) for t in flat], names, masked, records, [_np(t) for t in tensors])
+        return Run([_np(t) for t in flat], names, masked, records, [_np(t) for t in tensors],
+                   [_np(m) if k else None for m, k in zip(masks, masked)])
 
     def eager_error(self, inputs: Any, training: bool = False, *, unmasked: bool = False,
                     diagnose: bool = False) -> BaseException | None:
@@ -536,12 +541,13 @@ class LossProgram:
     """
 
     def __init__(self, model: Any, prober: Prober, groups: list[LossGroup],
-                 base_of: dict[int, int], weights: dict[int, float]) -> None:
+                 base_of: dict[int, int], weights: dict[int, float], gradients: bool = True) -> None:
         self.model = model
         self.prober = prober
         self.groups = groups
         self.base_of = base_of  # perturbed group -> its base group
         self.weights = weights  # perturbed group -> c_g
+        self.gradients = gradients  # add the backward pass (the plan says when it can matter)
         self._fn: Any = None
         self._masked: list[bool] = []
 
@@ -587,6 +593,8 @@ class LossProgram:
             finally:
                 prober.tracer.stop()
                 prober.hook_args = {}
+            if not self.gradients:
+                return tf.stack(losses), []
             variables = model.trainable_variables
             found = tape.gradient(delta, variables)
             grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
@@ -595,6 +603,59 @@ class LossProgram:
 
         self._fn = tf.function(program, autograph=False)
         return self._fn
+
+    def _compiled_on_outputs(self) -> Any:
+        """The compiled loss alone, on the predictions the inference program returned.
+
+        Used when the plan finds no code that could leak into the gradients: the loss
+        then depends on the labels and the predictions (with their masks) only, so
+        the model need not run again and the trace is tiny. Regularization terms are
+        the same for every group and cancel in the comparison, so the compiled loss
+        (`model._compile_loss`, what `compute_loss` adds them to) is enough."""
+        if self._fn is not None:
+            return self._fn
+        import keras
+        import tensorflow as tf
+        from keras.src.backend import set_keras_mask
+
+        model, prober, groups = self.model, self.prober, self.groups
+
+        def program(y_pred: Any, masks: Any, labels: Any) -> Any:
+            prober.traces += 1
+            losses = []
+            for group in groups:
+                idx = tf.constant(group.rows, dtype=tf.int32)
+                preds = []
+                for t, m in zip(y_pred, masks):
+                    g = tf.gather(t, idx)
+                    if m is not None:
+                        set_keras_mask(g, tf.gather(m, idx))
+                    preds.append(g)
+                yg = keras.tree.map_structure(lambda a: tf.gather(a, idx), labels[group.labels])
+                struct = getattr(model, "_outputs_struct", None)
+                pg = (keras.tree.pack_sequence_as(struct, preds) if struct is not None
+                      else preds[0] if len(preds) == 1 else preds)
+                losses.append(tf.cast(model._compile_loss(yg, pg, None), tf.float32))
+            return tf.stack(losses)
+
+        self._fn = tf.function(program, autograph=False)
+        return self._fn
+
+    def run_on_outputs(self, run: Run, labels: list[Any]) -> LossRun:
+        """Losses of every group from the inference run's predictions (no backward pass)."""
+        import numpy as np
+        import tensorflow as tf
+
+        fn = self._compiled_on_outputs()
+        masks = run.output_masks or [None] * len(run.outputs)
+        try:
+            with restored(self.model), tf.device(self.prober.device), quiet_tf(), light_graphs():
+                losses = fn([tf.constant(o) for o in run.outputs],
+                            [None if m is None else tf.constant(m) for m in masks], labels)
+        except Exception as exc:  # the user's loss may raise anything
+            self._fn = None
+            raise ProbeError(f"computing the loss raises: {one_line(exc)}") from None
+        return LossRun([float(v) for v in np.asarray(losses)], [], list(run.output_masked))
 
     def run(self, x: Any, labels: list[Any], rows: Rows) -> LossRun:
         import numpy as np
