@@ -434,8 +434,9 @@ def loss_checks(model: Any, plan: ProbePlan, prep: Prepared, probe: Any, prober:
 def _ordered(plan: ProbePlan, candidates: list[Any]) -> list[Any]:
     """Sparse ids first for sparse losses, one-hot first for the others (one trace, not two)."""
     names = " ".join(str(o.loss or "") for o in plan.outputs).lower()
-    if names and "sparse" not in names and "categorical" in names or "binary" in names or \
-            "mean" in names or "mse" in names or "mae" in names:
+    dense = ("categorical", "binary", "mean", "mse", "mae", "hinge", "kl", "poisson", "cosine",
+             "huber", "log_cosh")
+    if "sparse" not in names and any(word in names for word in dense):
         return list(reversed(candidates))
     return candidates
 
