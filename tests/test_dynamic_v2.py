@@ -271,6 +271,30 @@ def test_unmasked_per_step_loss_over_variable_length_float_input_is_flagged():
     assert _pairs(report) & {("MC201", "tags"), ("MC303", "tags")}, _pairs(report)
 
 
+def _unmasked_token_tagger(loss):
+    """A per-step tagger over None-length token ids with no mask anywhere: only the loss's
+    ignore_class can keep padded label positions out of what it learns."""
+    x = keras.Input((None,), dtype="int32")
+    h = keras.layers.Dense(8, activation="relu")(keras.layers.Embedding(50, 8)(x))
+    model = keras.Model(x, keras.layers.Dense(5, activation="softmax", name="tags")(h))
+    model.compile(loss=loss)
+    return model
+
+
+@pytest.mark.parametrize("ignore_class", [-100, None], ids=["ignore_class", "no_ignore_class"])
+def test_the_same_unmasked_tagger_is_clean_only_with_ignore_class(ignore_class):
+    """Padded labels hold ignore_class: not counted, not perturbed; without it they are counted."""
+    model = _unmasked_token_tagger(keras.losses.SparseCategoricalCrossentropy(ignore_class=ignore_class))
+    report = _check(model)
+    _assert_probed(report)
+    loss_codes = {(f.rule, f.layer) for f in report.findings if f.rule in ("MC201", "MC303", "MC203")}
+    if ignore_class is not None:
+        assert loss_codes == set() and not [f for f in report.findings if f.severity.value != "info"], \
+            _pairs(report)
+    else:
+        assert loss_codes & {("MC201", "tags"), ("MC303", "tags")}, _pairs(report)
+
+
 # --- 3. models that raise on padded batches --------------------------------------------------
 
 
