@@ -113,49 +113,41 @@ class Explode(keras.layers.Layer):
         return x + keras.ops.sum(keras.ops.reshape(x, (1, 27))) * 0.0
 
 
-@keras.saving.register_keras_serializable(package="mctest")
-class CumSum(keras.layers.Layer):
-    """Passes the mask yet sums over time (padding before a valid step leaks in)."""
+class PassesMask(keras.layers.Layer):
+    """Base of the custom time layers below: each claims to be position-wise (passes the mask)."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.supports_masking = True
+
+
+@keras.saving.register_keras_serializable(package="mctest")
+class CumSum(PassesMask):
+    """Passes the mask yet sums over time (padding before a valid step leaks in)."""
 
     def call(self, x):
         return keras.ops.cumsum(x, axis=1)
 
 
 @keras.saving.register_keras_serializable(package="mctest")
-class CenterTime(keras.layers.Layer):
+class CenterTime(PassesMask):
     """Passes the mask yet subtracts the mean over all steps, padding included."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True
 
     def call(self, x):
         return x - keras.ops.mean(x, axis=1, keepdims=True)
 
 
 @keras.saving.register_keras_serializable(package="mctest")
-class ReverseTime(keras.layers.Layer):
+class ReverseTime(PassesMask):
     """Reverses time but passes the mask unreversed: it no longer lines up."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True
 
     def call(self, x):
         return keras.ops.flip(x, axis=1)
 
 
 @keras.saving.register_keras_serializable(package="mctest")
-class ShiftTime(keras.layers.Layer):
+class ShiftTime(PassesMask):
     """Rolls time by one step but passes the mask unshifted: it no longer lines up."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True
 
     def call(self, x):
         return keras.ops.roll(x, 1, axis=1)

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from maskcheck.dynamic.batches import prepare, stack_draws, stacked_inputs, subset, take
 from maskcheck.dynamic.compare import Leak, output_leak
-from maskcheck.dynamic.plan import ProbeError, ProbePlan, build_plan
+from maskcheck.dynamic.plan import ProbeError, ProbePlan, build_plan, layers_named
 from maskcheck.dynamic.program import cached_prober, has_loss
 
 #: Plans of the last few models seen (property tests call find_leak many times on one model).
@@ -61,16 +61,16 @@ def _plan(model: Any) -> ProbePlan:
     return plan
 
 
-def _generators(model: Any, prep: Any) -> tuple[Any, ...]:
-    from maskcheck.dynamic.plan import sublayers
-
+def _stacked(model: Any, x: Any, mask: Any, lengths: Any, padding: str, seed: int,
+             device: str) -> tuple[ProbePlan, Any, Any, Any, Any]:
+    """The user's batch stacked with its perturbation draws: (plan, prep, rows, inputs, prober)."""
+    plan = _plan(model)
+    prep = prepare(model, plan, x, mask, lengths, padding)
+    rows = stack_draws(prep.mask, [padding] * prep.mask.shape[0])
+    inputs = stacked_inputs(prep, rows, seed)
     names = {s.generator for s in prep.specs if s.role == "data" and s.generator}
-    seen, found = set(), []
-    for layer in sublayers(model):
-        if layer.name in names and layer.name not in seen:
-            seen.add(layer.name)
-            found.append(layer)
-    return tuple(found)
+    prober = cached_prober(model, device, seed, layers_named(model, names), inputs, rows)
+    return plan, prep, rows, inputs, prober
 
 
 def find_leak(model: Any, x: Any, *, mask: Any = None, lengths: Sequence[int] | None = None,
@@ -102,12 +102,8 @@ def find_leak(model: Any, x: Any, *, mask: Any = None, lengths: Sequence[int] | 
     """
     import numpy as np
 
-    plan = _plan(model)
-    prep = prepare(model, plan, x, mask, lengths, padding)
+    plan, prep, rows, inputs, prober = _stacked(model, x, mask, lengths, padding, seed, device)
     b = prep.mask.shape[0]
-    rows = stack_draws(prep.mask, [padding] * b)
-    inputs = stacked_inputs(prep, rows, seed)
-    prober = cached_prober(model, device, seed, _generators(model, prep), inputs, rows)
     axes = [o.padded_axes for o in plan.outputs] or None
     if not training:
         run = prober.run(inputs, rows)
@@ -157,12 +153,8 @@ def find_loss_leak(model: Any, x: Any, y: Any, *, mask: Any = None,
     if not has_loss(model):
         raise ProbeError(f"model {model.name!r} has no loss to probe: compile it with a loss "
                          "(or override compute_loss)")
-    plan = _plan(model)
-    prep = prepare(model, plan, x, mask, lengths, padding)
+    plan, prep, rows, inputs, prober = _stacked(model, x, mask, lengths, padding, seed, device)
     b = prep.mask.shape[0]
-    rows = stack_draws(prep.mask, [padding] * b)
-    inputs = stacked_inputs(prep, rows, seed)
-    prober = cached_prober(model, device, seed, _generators(model, prep), inputs, rows)
     run = prober.run(inputs, rows)
     config = Config(atol=atol, rtol=rtol, seed=seed)
     found = loss_checks(model, plan, prep, Probe(x, y, prep.mask, [padding] * b), prober, inputs,

@@ -131,8 +131,6 @@ def localize(run: Run, ref: Run | None, rows: Any, base_index: Any, mask: Any,
     Compares `run` rows against `ref` (or `run` itself) at `base_index`.
     Falls back to the first call whose outputs diverge; None if none does.
     """
-    import numpy as np
-
     ref = ref or run
     ref_index = base_index if ref_index is None else ref_index
     first_any = None

@@ -27,7 +27,8 @@ from maskcheck.dynamic.batches import (Prepared, Rows, from_data, grown_inputs, 
                                        stacked_inputs, subset, synthesize, take, unpadded_inputs)
 from maskcheck.dynamic.compare import (Leak, diverge, expand, grad_diff, loss_tolerance,
                                        output_leak, round_sig, valid_region)
-from maskcheck.dynamic.plan import NoPadding, NotProbeable, ProbeError, ProbePlan, build_plan
+from maskcheck.dynamic.plan import (NoPadding, NotProbeable, ProbeError, ProbePlan, build_plan,
+                                    layers_named)
 from maskcheck.dynamic.program import (ForwardError, LossGroup, LossProgram, Prober, Run,
                                        has_loss, overrides_train_step, run_train_step)
 from maskcheck.finding import Finding
@@ -69,8 +70,7 @@ def run_dynamic(model: Any, data: Any, config: Any, codes: set[str], graph: Any 
                    extra_masks=tuple(m for _, m in config.mask_inputs))
     sides = probe.sides or infer_sides(prep.mask)
     names = {s.generator for s in prep.specs if s.role == "data" and s.generator}
-    prober = Prober(model, config.device, config.seed,
-                    tuple(l for l in _layers_named(model, names)))
+    prober = Prober(model, config.device, config.seed, layers_named(model, names))
     info: dict[str, Any] = {"plan": plan, "records": set(), "prober": prober}
     rows = stack_draws(prep.mask, sides)
     inputs = stacked_inputs(prep, rows, config.seed)
@@ -118,17 +118,6 @@ def run_dynamic(model: Any, data: Any, config: Any, codes: set[str], graph: Any 
     info["records"] = _diverging_layers(run, rows, atol, rtol)
     info["traces"] = prober.traces
     return results, info
-
-
-def _layers_named(model: Any, names: set[str]) -> list[Any]:
-    from maskcheck.dynamic.plan import sublayers
-
-    found, seen = [], set()
-    for layer in sublayers(model):
-        if layer.name in names and layer.name not in seen:
-            seen.add(layer.name)
-            found.append(layer)
-    return found
 
 
 # --------------------------------------------------------------------------- raising models

@@ -163,6 +163,15 @@ def sublayers(model: Any) -> list[Any]:
     return found
 
 
+def layers_named(model: Any, names: set[str]) -> tuple[Any, ...]:
+    """The sublayers of `model` with these names, each once, in sublayer order."""
+    found: dict[str, Any] = {}
+    for layer in sublayers(model):
+        if layer.name in names:
+            found.setdefault(layer.name, layer)
+    return tuple(found.values())
+
+
 def input_layer_name(tensor: Any) -> str:
     history = getattr(tensor, "_keras_history", None)
     operation = getattr(history, "operation", None)
@@ -331,7 +340,6 @@ def _from_graph(model: Any, config: Any, graph: Any, flow: Any,
     """Inputs, generators and outputs from the static dataflow."""
     declared_masks = {mask for _, mask in config.mask_inputs}
     declared = {name: axis for name, axis in config.padded}
-    producers = {t: n for n in graph.nodes for t in n.outputs}
     # mask generators: nodes that create a mask from values (the flow names them as sources)
     generating = []
     for node in graph.nodes:

@@ -16,6 +16,7 @@ Imports `plan` and `batches`; Keras and TensorFlow inside functions only.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -397,7 +398,7 @@ class Prober:
         fn = self._fn(training, inputs, rows)
         draw = rows.draw if hooks else np.zeros_like(rows.draw)
         try:
-            with restored(self.model) if training else _nothing(), self.tracer, \
+            with restored(self.model) if training else contextlib.nullcontext(), self.tracer, \
                     tf.device(self.device), quiet_tf(), light_graphs():
                 flat, tensors, masks = fn(inputs, tf.constant(rows.mask), tf.constant(rows.scale),
                                           tf.constant(rows.shuffle), tf.constant(draw))
@@ -457,14 +458,6 @@ class light_graphs:
         options.pop("disable_meta_optimizer", None)
         tf.config.optimizer.set_experimental_options(
             {**options, "disable_meta_optimizer": self.saved.get("disable_meta_optimizer", False)})
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def _needs_static_shapes(layers: list[Any]) -> bool:
