@@ -21,37 +21,66 @@ __all__ = ["__version__", "check", "Finding", "ModelReport", "Report", "Severity
 
 def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
           ignore: Any = None, padding: str = "both", seed: int = 0,
-          fail_on: str = "warning") -> Report:
+          fail_on: str = "warning", **settings: Any) -> Report:
     """Check one in-memory Keras model and return its Report.
 
+    Every setting of the command line and of `[tool.maskcheck]` is a keyword here,
+    under its Python name, validated the same way (a bad value raises
+    `maskcheck.config.ConfigError`, a ValueError naming the option).
+
     Args:
-        model: a built Functional or Sequential `keras.Model`.
+        model: a built Functional, Sequential or subclassed `keras.Model`.
         mode: "static", "dynamic" or "all".
-        data: probe data for the dynamic engine: x alone (an array, list or
-            dict of arrays), an (x, y) pair, or a dict with inputs by name and
-            optional "y", "mask", "lengths"; None synthesizes probe batches.
-        select: rule codes, prefixes (``"MC1"``) or names to run; None runs all.
-        ignore: rule codes, prefixes or names to skip.
-        padding, seed: probe settings of the dynamic engine ("post", "pre" or
-            "both" sides; results are deterministic for a seed).
+        data: real probe data (SPEC 4 item 1): arrays, an (x, y[, sample_weight])
+            tuple, a dict (inputs by name, or "x"/"y"/"mask"/"lengths"/
+            "sample_weight"), a `tf.data.Dataset`, a `keras.utils.PyDataset`, a
+            generator, or a string naming an .npz file or `module:function`. The
+            first `data_batches` batches are read; None synthesizes probes.
+        select, ignore: rule codes, prefixes (``"MC1"``) or names.
+        padding, seed: padding sides to probe ("post", "pre", "both") and the seed.
         fail_on: lowest severity that makes `report.ok` False.
+        **settings: ``padded=("tokens:1",)`` or ``padded="none"``,
+            ``mask_inputs={"tokens": "padding_mask"}`` (or ``("tokens=padding_mask",)``),
+            ``atol``, ``rtol``, ``batch_size``, ``seq_len``, ``device``, ``data_batches``,
+            ``imports`` (modules imported first). CLI-only settings (``format``,
+            ``output``, ``statistics``, ``verbose``, ``unsafe``) are validated and
+            otherwise ignored: the Report is the result.
 
     Returns:
         A Report with one ModelReport.
 
     Example:
-        >>> report = maskcheck.check(model, select=["MC102"])
+        >>> report = maskcheck.check(model, padded=("image:1", "image:2"))
         >>> report.ok
     """
-    from maskcheck.config import Config
+    from maskcheck.config import Config, ConfigError
     from maskcheck.engine import CheckError, check_model
 
+    values = dict(settings)
+    if isinstance(values.get("mask_inputs"), dict):
+        values["mask_inputs"] = [f"{k}={v}" for k, v in values["mask_inputs"].items()]
+    if isinstance(values.get("padded"), (list, tuple)):
+        values["padded"] = [item if isinstance(item, str) else f"{item[0]}:{item[1]}"
+                            for item in values["padded"]]
+    if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
+        values["data"], data = str(data if not isinstance(data, bytes) else data.decode()), None
+    if "import" in values:
+        values["imports"] = values.pop("import")
+    unknown = sorted(set(values) - set(Config.__dataclass_fields__) - {"source"})
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r} (known: "
+                          + ", ".join(sorted(f for f in Config.__dataclass_fields__ if f != "source"))
+                          + ")")
     config = Config.from_values(mode=mode, select=select, ignore=ignore, fail_on=fail_on,
-                                padding=padding, seed=seed)
+                                padding=padding, seed=seed, **values)
+    if config.imports:
+        from maskcheck.loading import import_modules
+
+        import_modules(config.imports)
+    name = getattr(model, "name", type(model).__name__)
     try:
-        result = check_model(model, target=model.name, config=config, data=data)
+        result = check_model(model, target=name, config=config, data=data)
     except CheckError as exc:
-        result = ModelReport(model.name, model.name, findings=exc.findings,
+        result = ModelReport(name, name, findings=exc.findings,
                              error=TargetError(exc.type, exc.message))
     return Report((result,), fail_on=fail_on)
-

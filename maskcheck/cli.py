@@ -138,7 +138,7 @@ def _render_statistics(report) -> str:
 #: Command-line parameter -> Config key, for the options that are plain settings.
 _SETTINGS = ("mode", "fmt", "output", "select", "ignore", "fail_on", "imports", "unsafe", "verbose",
              "statistics", "padding", "data", "mask_inputs", "padded", "seed", "batch_size",
-             "seq_len", "atol", "rtol", "device")
+             "seq_len", "atol", "rtol", "device", "data_batches")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -157,12 +157,17 @@ _SETTINGS = ("mode", "fmt", "output", "select", "ignore", "fail_on", "imports", 
 @click.option("--statistics", is_flag=True, default=None, help="Also print the number of findings per rule.")
 @click.option("--padding", type=click.Choice(PADDINGS), default=None,
               help="Padding sides to probe (default both).")
-@click.option("--data", type=click.Path(dir_okay=False), default=None, metavar="FILE.npz",
-              help="Real probe data: inputs, labels, masks or lengths.")
+@click.option("--data", default=None, metavar="FILE.npz|MODULE:FUNCTION",
+              help="Real probe data: an .npz (inputs, y, mask, lengths, sample_weight) or a "
+                   "function returning arrays, (x, y[, sample_weight]), a tf.data.Dataset, a "
+                   "PyDataset or a generator.")
+@click.option("--data-batches", default=None, metavar="N",
+              help="How many batches of --data to probe (default 1).")
 @click.option("--mask-input", "mask_inputs", multiple=True, metavar="IN=MASK",
               help="Declare MASK as the padding mask input of input IN; repeatable.")
-@click.option("--padded", multiple=True, metavar="IN:AXIS",
-              help="Declare AXIS of input IN as padded; repeatable.")
+@click.option("--padded", multiple=True, metavar="IN:AXIS|none",
+              help="Declare AXIS of input IN as padded; repeatable. 'none': no input is ever "
+                   "padded (turns off the None-length and token-0 assumptions).")
 @click.option("--seed", default=None, metavar="N", help="Probe seed (default 0).")
 @click.option("--batch-size", default=None, metavar="N", help="Probe batch size.")
 @click.option("--seq-len", default=None, metavar="N", help="Probe length of None-length axes.")

@@ -47,6 +47,10 @@ class Config:
     data: str | None = None
     mask_inputs: tuple[tuple[str, str], ...] = ()  # (input name, mask input name)
     padded: tuple[tuple[str, int], ...] = ()  # (input name, axis) declared by hand
+    #: SPEC 4 items 4 and 6 (None-length axes and token inputs are padded); False after
+    #: `--padded none` / `padded = []`: inputs are padded only where the model or user says
+    assume_padding: bool = True
+    data_batches: int = 1  # how many batches of --data / data= the probes read
     seed: int = 0
     batch_size: int = 4
     seq_len: int = 12
@@ -89,9 +93,23 @@ class Config:
             elif key == "mask_inputs":
                 kwargs[key] = tuple(_split_pair(key, item, "=") for item in _as_list(key, value))
             elif key == "padded":
+                items = [v.strip() for v in _as_list(key, value)]
+                if not items or items == ["none"]:  # `padded = []` / `--padded none` (SPEC 4.5)
+                    kwargs["assume_padding"] = False
+                    kwargs[key] = ()
+                    continue
+                if "none" in items:
+                    raise ConfigError("--padded none declares that no input is padded; it cannot "
+                                      "be combined with --padded INPUT:AXIS")
                 kwargs[key] = tuple((name, _as_int(key, axis, minimum=1))
                                     for name, axis in (_split_pair(key, item, ":")
-                                                       for item in _as_list(key, value)))
+                                                       for item in items))
+            elif key == "assume_padding":
+                if not isinstance(value, bool):
+                    raise ConfigError(f"assume_padding must be true or false, not {value!r}")
+                kwargs[key] = value
+            elif key == "data_batches":
+                kwargs[key] = _as_int(key, value, minimum=1)
             else:
                 raise ConfigError(f"unknown setting {key!r}")
         return cls(source=source, **kwargs)
@@ -104,6 +122,7 @@ PYPROJECT_KEYS = {
     "verbose": "verbose", "statistics": "statistics", "padding": "padding", "data": "data",
     "mask-input": "mask_inputs", "padded": "padded", "seed": "seed", "batch-size": "batch_size",
     "seq-len": "seq_len", "atol": "atol", "rtol": "rtol", "device": "device",
+    "data-batches": "data_batches",
 }
 
 

@@ -96,9 +96,9 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None) ->
     if graph is not None:
         # one dataflow serves the static rules and the probe plan
         flow = analyze(graph, side=config.padding, mask_inputs=config.mask_inputs,
-                       padded=config.padded)
+                       padded=config.padded, assume=config.assume_padding)
         if config.mode in ("static", "all"):
-            findings = run_rules(graph, rules, flow=flow)
+            findings = mark_assumed(run_rules(graph, rules, flow=flow), graph, flow)
     if config.mode in ("static", "all"):
         stats["static_ms"] = round((time.perf_counter() - started) * 1000, 1)
     stats["layers"] = len(model.layers) if hasattr(model, "layers") else len(graph.nodes)
@@ -110,6 +110,40 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None) ->
     if no_graph is not None and (not dynamic or "dynamic" in stats):  # neither engine could look
         raise CheckError("NoGraph", f"{no_graph}; dynamic checks {stats['dynamic']}")
     return ModelReport(target=target, model=model.name, findings=findings, stats=stats)
+
+
+def assumed_clause(assumed: dict[str, str]) -> str:
+    """The sentence every finding that rests on a padding convention carries (SPEC 4.6)."""
+    names = ", ".join(repr(name) for name in assumed)
+    what = next(iter(assumed.values()))
+    return (f" This assumes input {names} holds {what}; if it is never padded, pass "
+            "--padded none (padded = [] in [tool.maskcheck]).")
+
+
+def mark_assumed(findings: tuple[Finding, ...], graph: Any, flow: Any) -> tuple[Finding, ...]:
+    """Static findings whose padding exists only by convention say so (evidence.assumed).
+
+    A finding rests on the convention when every padded axis reaching its layer (or
+    leaving it, for output-level rules) is assumed rather than declared by the model,
+    the data or the user. Decision: such findings keep their rule's default severity,
+    so a leak under the token-0 convention still fails CI at the default --fail-on;
+    `--padded none` is how a user whose inputs are never padded turns them off."""
+    by_path = {node.path: node for node in graph.nodes}
+    marked = []
+    for finding in findings:
+        node = by_path.get(finding.path)
+        axes = []
+        if node is not None:
+            for tid in (*node.inputs, *node.outputs):
+                state = flow.states.get(tid)
+                axes.extend(state.padded if state is not None else ())
+        assumed = {p.origin or p.source: p.assumed for p in axes if p.assumed}
+        if not axes or not assumed or any(not p.assumed for p in axes):
+            marked.append(finding)
+            continue
+        marked.append(replace(finding, message=finding.message + assumed_clause(assumed),
+                              evidence={**finding.evidence, "assumed": assumed}))
+    return tuple(marked)
 
 
 #: Static codes that a dynamic result at the same layer confirms.
@@ -164,6 +198,10 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule
         raise CheckError("ProbeError", str(exc)) from None
     stats["traces"] = info.get("traces", 0)
     dynamic = [to_finding(by_code[r.code], r) for r in results if r.code in by_code]
+    assumed = {i.name: i.assumed for i in info["plan"].inputs if i.role == "data" and i.assumed}
+    if assumed and not info.get("data"):  # real data wins over every convention
+        dynamic = [replace(f, message=f.message + assumed_clause(assumed),
+                           evidence={**f.evidence, "assumed": assumed}) for f in dynamic]
     merged = list(static)
     kept = []
     for finding in dynamic:
@@ -202,7 +240,7 @@ def _reclassify(merged: list[Finding], finding: Finding,
     if finding.rule not in ("MC301", "MC304"):
         return None
     at = [i for i, s in enumerate(merged) if s.layer == finding.layer and s.path == finding.path
-          and s.rule == "MC102" and s.evidence.get("assumed") and "confirmed_by" not in s.evidence]
+          and s.rule == "MC102" and s.evidence.get("assumed_semantics") and "confirmed_by" not in s.evidence]
     if not at:
         return None
     assumed = merged[at[0]]
@@ -220,7 +258,7 @@ def _reclassify(merged: list[Finding], finding: Finding,
     values = {"layer": layer, "layer_class": cls, "source": source, "detail": detail,
               "reason": "mixes values along the padded axis (a probe measured it)",
               "hint": rule.hint(layer, cls) if hasattr(rule, "hint") else ""}
-    evidence = {k: v for k, v in assumed.evidence.items() if k not in ("assumed", "passes_mask")}
+    evidence = {k: v for k, v in assumed.evidence.items() if k not in ("assumed_semantics", "passes_mask")}
     new = Finding(rule=rule.code, name=rule.name, severity=max(rule.severity, finding.severity,
                                                               key=lambda s: s.rank),
                   kind=("static", "dynamic"), layer=layer, layer_class=cls, path=finding.path,
@@ -235,7 +273,7 @@ def _refute(finding: Finding, diverging: set[str], dynamic: list[Finding]) -> Fi
     # Only suspicions whose semantics were assumed (an unknown layer class) are refutable;
     # keras.ops nodes and subclasses of Keras layers take a known row of the table.
     if (finding.rule not in REFUTABLE or "dynamic" in finding.kind or not finding.layer_class
-            or not finding.evidence.get("assumed") or finding.layer in diverging
+            or not finding.evidence.get("assumed_semantics") or finding.layer in diverging
             or any(d.layer == finding.layer for d in dynamic)):
         return finding
     return replace(finding, severity=Severity.INFO, kind=("static", "dynamic"),

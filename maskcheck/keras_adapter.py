@@ -130,6 +130,9 @@ def _config(op: Any, knode: Any) -> dict[str, object]:
             break
     if attrs.get("backward_layer") is not None:
         config["bidirectional"] = True
+    vocab = _embedding_vocab(op)
+    if vocab is not None:  # its inputs are token ids (SPEC 4 item 6)
+        config["embeds"] = vocab
     if type(op).__name__ == "GetItem" and len(knode.arguments.args) > 1:
         config.update(_index_config(knode.arguments.args[1]))
     for key, value in knode.arguments.kwargs.items():  # use_causal_mask=True, training=...
@@ -137,6 +140,17 @@ def _config(op: Any, knode: Any) -> dict[str, object]:
         if plain is not None and not isinstance(plain, tuple):
             config["call:" + key] = plain
     return config
+
+
+def _embedding_vocab(op: Any) -> int | None:
+    """The smallest input_dim of the Embedding `op` is, or of those inside a custom layer."""
+    dims = []
+    if isinstance(getattr(op, "input_dim", None), int):
+        dims.append(op.input_dim)
+    elif hasattr(op, "_flatten_layers") and not hasattr(op, "operations"):
+        dims.extend(l.input_dim for l in op._flatten_layers(include_self=False, recursive=True)
+                    if isinstance(getattr(l, "input_dim", None), int))
+    return min(dims) if dims else None
 
 
 _GENERIC_BASES = frozenset({"Layer", "Operation", "Model", "Functional", "Sequential", "object",

@@ -34,6 +34,9 @@ class PaddedAxis:
     side: str
     source: str  # the input or mask generator the padding comes from
     origin: str = ""  # the model input (or generator on a fixed input) it traces back to
+    #: why this axis is taken to hold padding when nothing in the model or data says so
+    #: (SPEC 4 item 6); empty when the model, the data or the user says it
+    assumed: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,24 +160,66 @@ def is_mask_input(name: str, dtype: str) -> bool:
     return bool(_MASK_INPUT.match(name)) and ("int" in dtype or "bool" in dtype)
 
 
+#: What SPEC 4 item 6 assumes of a token input nothing else declares padded.
+TOKEN_CONVENTION = ("token ids padded with 0 on either side (the pad_sequences / "
+                    "TextVectorization convention)")
+
+#: Layers that map ids to ids: an input reaching an Embedding through them holds tokens.
+_ID_LAYERS = ("IntegerLookup", "StringLookup", "Hashing", "IndexLookup")
+
+
+def token_inputs(graph: MaskGraph) -> dict[str, tuple[int, float]]:
+    """Inputs whose values index an Embedding (directly, through lookup layers and ops,
+    or inside a custom layer): input name -> (vocabulary size, raw pad value).
+
+    The raw pad value is 0, or the `mask_token` of an IntegerLookup on the way (the raw
+    id that the lookup maps to index 0)."""
+    found: dict[str, tuple[int, float]] = {}
+    for node in graph.nodes:
+        if not node.is_input:
+            continue
+        pad, frontier, seen = 0.0, [node.outputs[0]], set()
+        while frontier:
+            tid = frontier.pop(0)
+            for nxt in graph.consumers(tid):
+                if nxt.index in seen or tid not in nxt.inputs:
+                    continue
+                seen.add(nxt.index)
+                vocab = nxt.config.get("embeds")
+                if isinstance(vocab, int):
+                    found.setdefault(node.name, (vocab, pad))
+                    continue
+                id_layer = nxt.class_name in _ID_LAYERS or any(b in _ID_LAYERS for b in nxt.bases)
+                if id_layer and isinstance(nxt.config.get("mask_token"), (int, float)):
+                    pad = float(nxt.config["mask_token"])
+                if nxt.is_op or id_layer:
+                    frontier.extend(nxt.outputs)
+    return found
+
+
 def _input_state(graph: MaskGraph, node: Node, side: str, declared_masks: frozenset[str],
-                 declared_axes: tuple[int, ...]) -> TensorState:
+                 declared_axes: tuple[int, ...], assume: bool = True,
+                 tokens: frozenset[str] = frozenset()) -> TensorState:
     tensor = graph.tensors[node.outputs[0]]
     if (tensor.is_boolean_like or node.name in declared_masks
             or is_mask_input(node.name, tensor.dtype)):
         return TensorState(is_mask=True, mask=MaskInfo(node.name))
     spatial = tensor.shape[1:]
-    if len(tensor.shape) == 4:  # images (B, H, W, C): both spatial axes may be padded
+    if not assume:  # --padded none: only what the user declares by hand
+        axes = []
+    elif len(tensor.shape) == 4:  # images (B, H, W, C): both spatial axes may be padded
         axes = [i + 1 for i, size in enumerate(spatial[:2]) if size is None]
     else:
         axes = [1] if spatial and spatial[0] is None else []
     axes = sorted(set(axes) | {a for a in declared_axes if 0 < a < len(tensor.shape)})
+    if not axes and assume and node.name in tokens and len(tensor.shape) >= 2:
+        return TensorState((PaddedAxis(1, BOTH, node.name, node.name, TOKEN_CONVENTION),))
     return TensorState(tuple(PaddedAxis(a, side, node.name, node.name) for a in axes))
 
 
 def analyze(graph: MaskGraph, *, side: str = BOTH,
             mask_inputs: tuple[tuple[str, str], ...] = (),
-            padded: tuple[tuple[str, int], ...] = ()) -> MaskFlow:
+            padded: tuple[tuple[str, int], ...] = (), assume: bool = True) -> MaskFlow:
     """Run the padded-axis dataflow over `graph` in topological order.
 
     Args:
@@ -184,8 +229,12 @@ def analyze(graph: MaskGraph, *, side: str = BOTH,
         mask_inputs: ``(input, mask input)`` pairs declared by the user
             (``--mask-input``): the mask input is a mask whatever its name.
         padded: ``(input, axis)`` pairs declared by the user (``--padded``).
+        assume: apply SPEC 4 items 4 and 6 (None-length axes, token inputs padded
+            with 0); False for ``--padded none``.
     """
     a = _Analysis(graph, side)
+    a.assume = assume
+    a.tokens = frozenset(token_inputs(graph)) if assume else frozenset()
     a.declared_masks = frozenset(m for _, m in mask_inputs)
     a.declared_axes = {}
     for name, axis in padded:
@@ -211,6 +260,8 @@ class _Analysis:
         self.generates: set[int] = set()
         self.declared_masks: frozenset[str] = frozenset()
         self.declared_axes: dict[str, list[int]] = {}
+        self.assume = True
+        self.tokens: frozenset[str] = frozenset()
 
     def rank(self, tid: int) -> int:
         return len(self.graph.tensors[tid].shape)
@@ -220,7 +271,8 @@ class _Analysis:
         if node.is_input:
             for tid in node.outputs:
                 self.states[tid] = _input_state(graph, node, self.side, self.declared_masks,
-                                                tuple(self.declared_axes.get(node.name, ())))
+                                                tuple(self.declared_axes.get(node.name, ())),
+                                                self.assume, self.tokens)
             return
         ins = [self.states.get(t, CLEAN) for t in node.inputs]
         data = [(t, s) for t, s in zip(node.inputs, ins) if not s.is_mask]
@@ -369,7 +421,8 @@ class _Analysis:
         if not node.outputs:
             return ()
         out = self.graph.tensors[node.outputs[0]]
-        if sem.generates and not padded:
+        if sem.generates and all(p.assumed for p in padded):
+            # the model itself says where padding is: the assumption is no longer needed
             return (PaddedAxis(1, BOTH, node.name, node.name),) if out.rank >= 2 else ()
         if node.class_name == "TextVectorization":
             return (PaddedAxis(1, POST, node.name, node.name),) if out.rank >= 2 else ()

@@ -323,7 +323,7 @@ def _custom(cls):
 
 def test_custom_layer_suspicion_confirmed_or_refuted():
     static = [f for f in _dyn(_custom(MixOverTime), "MC102", mode="static") if f.layer == "custom"]
-    assert [(f.rule, f.severity.value, f.evidence.get("assumed")) for f in static] == [("MC102", "info", True)]
+    assert [(f.rule, f.severity.value, f.evidence.get("assumed_semantics")) for f in static] == [("MC102", "info", True)]
     mixing = [f for f in _dyn(_custom(MixOverTime), "MC102", "MC301", mode="all") if f.layer == "custom"]
     assert [(f.rule, f.kind, f.severity.value) for f in mixing] == [("MC102", ("static", "dynamic"), "error")]
     pointwise = [f for f in _dyn(_custom(Doubler), "MC102", "MC301", mode="all") if f.layer == "custom"]

@@ -425,7 +425,7 @@ def test_unknown_layer_gets_an_info_note_and_no_crash() -> None:
     found = full(model)
     assert [(f.rule, f.layer, f.severity.value) for f in found] == [("MC102", "smoother", "info")]
     assert "assumed" in found[0].message
-    assert found[0].evidence["assumed"] is True
+    assert found[0].evidence["assumed_semantics"] is True
 
 
 class Encoder(keras.Model):

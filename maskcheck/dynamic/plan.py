@@ -61,6 +61,8 @@ class PlannedInput:
     generator: str | None = None  # the layer that derives the mask from this input's values
     pad_value: float = 0.0
     vocab: int | None = None  # token ids stay below this (the Embedding's input_dim)
+    #: why its padding is assumed (SPEC 4.6 convention); empty when declared or given
+    assumed: str = ""
 
 
 @dataclass(frozen=True)
@@ -304,8 +306,15 @@ def build_plan(model: Any, config: Any, graph: Any = None, flow: Any = None) -> 
         raise NotProbeable(f"model {model.name!r} declares no input signature (subclassed, not built "
                            "on a shape): pass probe data (--data or data=)")
     if not any(i.role == "data" for i in inputs):
+        if not getattr(config, "assume_padding", True):
+            raise NoPadding(f"model {model.name!r} has no padded input (--padded none, and no "
+                            "mask input or mask generator)")
+        first = inputs[0]
+        example = (f"--padded {first.name}:1 --padded {first.name}:2" if len(first.shape) == 3
+                   else f"--padded {first.name}:1")
         raise NoPadding(f"model {model.name!r} has no padded input (no None-length axis, mask "
-                        "input or mask generator); declare one with --padded INPUT:AXIS")
+                        "input, mask generator or token input); if its inputs are padded, declare "
+                        f"it, e.g. {example}")
     for i in inputs:
         if i.role != "mask" and i.kind != "tokens" and not _synthesizable(i.dtype):
             raise NotProbeable(f"input {i.name!r} has dtype {i.dtype}, which probes cannot "
@@ -363,6 +372,9 @@ def _from_graph(model: Any, config: Any, graph: Any, flow: Any,
                     frontier.extend(nxt.outputs)
         return order
 
+    from maskcheck.maskflow import token_inputs
+
+    tokens = token_inputs(graph)
     mask_lengths = _mask_input_lengths(graph, flow, declared_masks)
     inputs: list[PlannedInput] = []
     used_generators: list[str] = []
@@ -375,13 +387,15 @@ def _from_graph(model: Any, config: Any, graph: Any, flow: Any,
         reach = downstream(node.outputs[0])
         generator = next((n.name for n in reach if n.name in generating), None)
         dims = [d for n in reach for d in _embedding_dims(by_name.get(n.name))]
+        if node.name in tokens:
+            dims.append(tokens[node.name][0])
         vocab = min(dims) if dims else None
         kind = "tokens" if dims else "values"
         if (state is not None and state.is_mask) or node.name in declared_masks or "bool" in dtype:
             inputs.append(PlannedInput(node.name, shape, dtype, "mask", "mask"))
             continue
         axes: tuple[int, ...] = ()
-        source = ""
+        source = assumed = ""
         if node.name in declared:
             axes = (1, 2) if (len(shape) == 3 and declared[node.name] == 2) else (int(declared[node.name]),)
             source = "--padded"
@@ -390,15 +404,17 @@ def _from_graph(model: Any, config: Any, graph: Any, flow: Any,
         elif state is not None and state.padded:
             axes = tuple(p.axis for p in state.padded)
             source = "a None-length axis"
+            if all(p.assumed for p in state.padded):
+                assumed, source = state.padded[0].assumed, "the token-0 convention"
         elif shape and shape[0] in mask_lengths:
             axes, source = (1,), "an explicit mask input"
-        pad_value = 0.0
+        pad_value = tokens.get(node.name, (0, 0.0))[1]
         if generator is not None:
             gen_layer = by_name.get(generator)
             pad_value = float(getattr(gen_layer, "mask_value", 0.0) or 0.0)
             used_generators.append(generator)
         inputs.append(PlannedInput(node.name, shape, dtype, "data" if axes else "static", kind,
-                                   axes, source, generator, pad_value, vocab))
+                                   axes, source, generator, pad_value, vocab, assumed))
     outputs = []
     names = list(graph.output_names) or [f"output_{i}" for i in range(len(graph.outputs))]
     for j, tid in enumerate(graph.outputs):

@@ -131,7 +131,7 @@ class UnmaskedMixing(Rule):
             yield self.finding(event.node, severity=Severity.INFO, message=_ASSUMED_MESSAGE,
                                fix=_ASSUMED_FIX, axis=f"axis {event.axis.axis}", source=event.axis.source,
                                assumption=event.assumption,
-                               evidence={"axis": event.axis.axis, "assumed": True,
+                               evidence={"axis": event.axis.axis, "assumed_semantics": True,
                                          "padding_source": event.axis.source,
                                          "mask_source": event.mask_arrived,
                                          "passes_mask": event.passes_mask})
