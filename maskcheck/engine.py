@@ -102,7 +102,7 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None) ->
     if config.mode in ("static", "all"):
         stats["static_ms"] = round((time.perf_counter() - started) * 1000, 1)
     stats["layers"] = len(model.layers) if hasattr(model, "layers") else len(graph.nodes)
-    dynamic = [r for r in rules if r.engine == "dynamic"]
+    dynamic = [r for r in rules if r.engine in ("dynamic", "data")]
     if config.mode in ("dynamic", "all") and dynamic:
         started = time.perf_counter()
         findings = _check_dynamic(model, config, data, rules, findings, stats, graph, flow)
@@ -118,6 +118,14 @@ def assumed_clause(assumed: dict[str, str]) -> str:
     what = next(iter(assumed.values()))
     return (f" This assumes input {names} holds {what}; if it is never padded, pass "
             "--padded none (padded = [] in [tool.maskcheck]).")
+
+
+def _drop_assumption(finding: Finding) -> Finding:
+    assumed = finding.evidence.get("assumed")
+    if not isinstance(assumed, dict):
+        return finding
+    return replace(finding, message=finding.message.replace(assumed_clause(assumed), ""),
+                   evidence={k: v for k, v in finding.evidence.items() if k != "assumed"})
 
 
 def mark_assumed(findings: tuple[Finding, ...], graph: Any, flow: Any) -> tuple[Finding, ...]:
@@ -177,8 +185,13 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule
     from maskcheck.dynamic.findings import (ModelRaises, NoPadding, NotProbeable, ProbeError,
                                             run_dynamic, to_finding)
 
-    if config.data:  # --data names the user's own batch; it wins over a factory's data
-        data = _load_npz(config.data)
+    from maskcheck.dynamic.data import DataError, load_data_option
+
+    if config.data:  # --data names the user's own batches; it wins over a factory's data
+        try:
+            data = load_data_option(config.data)
+        except DataError as exc:
+            raise CheckError("DataError", str(exc), static) from None
     codes = {r.code for r in rules}
     by_code = {r.code: r for r in rules}
     try:
@@ -189,6 +202,8 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule
                              str(exc)) from None
         stats["dynamic"] = f"skipped: {exc}"
         return static
+    except DataError as exc:  # SPEC 9: bad data stops the check of this target (exit 2)
+        raise CheckError("DataError", str(exc), static) from None
     except ModelRaises as exc:  # SPEC 9: a bad target whatever else was found
         raise CheckError("ForwardError", str(exc), static) from None
     except ProbeError as exc:
@@ -197,6 +212,8 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule
             return static
         raise CheckError("ProbeError", str(exc)) from None
     stats["traces"] = info.get("traces", 0)
+    if info.get("data") and info.get("data_padded"):  # the data shows the padding: no assumption
+        static = tuple(_drop_assumption(s) for s in static)
     dynamic = [to_finding(by_code[r.code], r) for r in results if r.code in by_code]
     assumed = {i.name: i.assumed for i in info["plan"].inputs if i.role == "data" and i.assumed}
     if assumed and not info.get("data"):  # real data wins over every convention
@@ -280,16 +297,6 @@ def _refute(finding: Finding, diverging: set[str], dynamic: list[Finding]) -> Fi
                    message=finding.message + " Probes could not make padding change this layer's "
                    "valid outputs, so this suspicion is downgraded to info.",
                    evidence={**finding.evidence, "refuted_by": "MC301"})
-
-
-def _load_npz(path: str) -> Any:
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except (OSError, ValueError) as exc:
-        raise CheckError("DataError", f"--data {path}: cannot read the .npz file: {exc}") from None
 
 
 def check_targets(raw_targets: tuple[str, ...], config: Config,

@@ -19,6 +19,7 @@ it already) but not maskcheck's engines; they load at the first check.
 from __future__ import annotations
 
 import warnings
+from numbers import Integral
 from typing import Any, Callable, Iterator
 
 import keras
@@ -55,7 +56,8 @@ class MaskCheck(keras.callbacks.Callback):
             as a leak, as for `report.ok`.
 
     Attributes:
-        report: the `maskcheck.Report` of the latest check, or None.
+        report: the `maskcheck.Report` of the latest check; None before the
+            first and when the latest could not run.
 
     Raises:
         ValueError: `on_leak` or `every` is invalid, or a setting is unknown
@@ -71,11 +73,12 @@ class MaskCheck(keras.callbacks.Callback):
         super().__init__()
         if on_leak not in ON_LEAK:
             raise ValueError(f"MaskCheck: on_leak must be 'warn' or 'raise', not {on_leak!r}")
-        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        if every is not None and (isinstance(every, bool) or not isinstance(every, Integral)
+                                  or every < 1):
             raise ValueError(f"MaskCheck: every must be None or an int >= 1, not {every!r}")
         _validate_settings(settings)
         self.on_leak = on_leak
-        self.every = every
+        self.every = None if every is None else int(every)
         self.settings = settings
         self.report: Report | None = None
         self._check_due = False
@@ -87,17 +90,16 @@ class MaskCheck(keras.callbacks.Callback):
     def on_train_begin(self, logs: Any = None) -> None:
         self._epoch = 0
         if keras.backend.backend() != "tensorflow":
-            warnings.warn(f"maskcheck: MaskCheck supports the TensorFlow backend only, not "
-                          f"{keras.backend.backend()!r}; this fit runs unchecked.",
-                          MaskCheckWarning, stacklevel=2)
+            self._warn(f"maskcheck: MaskCheck supports the TensorFlow backend only, not "
+                       f"{keras.backend.backend()!r}; this fit runs unchecked.")
             return
         current = getattr(self.model, "train_function", None)
         # A fit that died before on_train_end (any exception) left its wrapper behind.
         while isinstance(current, _CheckingTrainFunction):
             current = current.original
         if current is None:
-            warnings.warn("maskcheck: the model has no train_function to wrap; this fit runs "
-                          "unchecked.", MaskCheckWarning, stacklevel=2)
+            self._warn("maskcheck: the model has no train_function to wrap; this fit runs "
+                       "unchecked.")
             return
         self._wrapper = _CheckingTrainFunction(current, self)
         self.model.train_function = self._wrapper
@@ -128,9 +130,9 @@ class MaskCheck(keras.callbacks.Callback):
         self.report = None
         unchecked = (f"could not check model {self.model.name!r} on the first batch of epoch "
                      f"{self._epoch}")
-        state = None
+        snapshot = None
         try:
-            state = _saved_state(self.model)
+            snapshot = _Snapshot(self.model)
             self.report = maskcheck.check(self.model, data=_as_check_data(batch), **self.settings)
         except ConfigError:  # a bad setting is the user's to fix, not a reason to train unchecked
             raise
@@ -139,8 +141,8 @@ class MaskCheck(keras.callbacks.Callback):
                        f"training continues unchecked.")
             return
         finally:
-            if state is not None:
-                _restore_state(state)
+            if snapshot is not None:
+                snapshot.restore()
         for failed in self.report.errors:
             self._warn(f"maskcheck: {unchecked} ({failed.error.type}: {failed.error.message}); "
                        f"training continues unchecked.")
@@ -153,8 +155,7 @@ class MaskCheck(keras.callbacks.Callback):
         self._warn(message)
 
     def _warn(self, message: str) -> None:
-        # stacklevel 4: past _warn, _check_batch and the wrapper, to the line in fit that trains
-        warnings.warn(message, MaskCheckWarning, stacklevel=4)
+        warnings.warn(message, MaskCheckWarning, stacklevel=_caller_level())
 
 
 class _CheckingTrainFunction:
@@ -280,6 +281,22 @@ def _leak_message(model_name: str, epoch: int, leaks: tuple[Finding, ...]) -> st
             f"`maskcheck --explain CODE` says how to fix each.")
 
 
+def _caller_level() -> int:
+    """The stacklevel of the first frame outside maskcheck, Keras and TensorFlow: the user's fit call.
+
+    Warnings point at the line users wrote (and filter by), not into Keras's loop.
+    """
+    import sys
+
+    level, frame = 2, sys._getframe(2)  # 1 is _warn's warnings.warn call, 2 its caller
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.split(".")[0] not in ("maskcheck", "keras", "tensorflow"):
+            return level
+        level, frame = level + 1, frame.f_back
+    return 2
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else "no message"
@@ -288,36 +305,36 @@ def _first_line(exc: BaseException) -> str:
 # ---------------------------------------------------------------------- state
 
 
-def _saved_state(model: Any) -> list[tuple[Any, Any]]:
-    """Every piece of state a probe pass may move, with its value now.
+class _Snapshot:
+    """Every piece of state a probe pass may move, saved, and put back by `restore`.
 
     Variables (weights, BatchNormalization statistics, metric and loss
     trackers, optimizer slots and iterations, SeedGenerator states) and the
-    global Python, NumPy and Keras random generators, which shuffling or an
-    unseeded dropout reads.
+    global Python, NumPy and Keras random generators, which shuffling and
+    unseeded dropout read.
     """
-    import random
 
-    import numpy as np
+    def __init__(self, model: Any) -> None:
+        import random
 
-    saved: list[tuple[Any, Any]] = [(random, random.getstate()), (np.random, np.random.get_state())]
-    for variable in _state_variables(model):
-        saved.append((variable, variable.numpy()))
-    return saved
+        import numpy as np
 
+        self.python_rng = random.getstate()
+        self.numpy_rng = np.random.get_state()
+        self.had_global_generator = _global_seed_generator() is not None
+        self.variables = [(v, v.numpy()) for v in _state_variables(model)]
 
-def _restore_state(saved: list[tuple[Any, Any]]) -> None:
-    import random
+    def restore(self) -> None:
+        import random
 
-    import numpy as np
+        import numpy as np
 
-    for holder, value in saved:
-        if holder is random:
-            random.setstate(value)
-        elif holder is np.random:
-            np.random.set_state(value)
-        else:
-            holder.assign(value)
+        for variable, value in self.variables:
+            variable.assign(value)
+        random.setstate(self.python_rng)
+        np.random.set_state(self.numpy_rng)
+        if not self.had_global_generator:  # made during the check: training makes its own later
+            _drop_global_seed_generator()
 
 
 def _state_variables(model: Any) -> list[Any]:
@@ -343,10 +360,22 @@ def _state_variables(model: Any) -> list[Any]:
     return list(found.values())
 
 
+_GLOBAL_GENERATOR = "global_seed_generator"
+
+
 def _global_seed_generator() -> Any:
     """Keras's generator behind `keras.random.*(seed=None)`, if one was made; None otherwise."""
     try:
         from keras.src.backend.common import global_state
     except ImportError:  # pragma: no cover - a Keras that moved it
         return None
-    return global_state.get_global_attribute("global_seed_generator")
+    return global_state.get_global_attribute(_GLOBAL_GENERATOR)
+
+
+def _drop_global_seed_generator() -> None:
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:  # pragma: no cover
+        return
+    if global_state.get_global_attribute(_GLOBAL_GENERATOR) is not None:
+        global_state.set_global_attribute(_GLOBAL_GENERATOR, None)

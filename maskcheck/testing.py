@@ -14,7 +14,13 @@ from maskcheck.rule import Invalid, Rule, Valid
 
 
 def build_case(case: Valid | Invalid) -> Any:
-    """Run a snippet and return its model (`model`, or `keras.Model(x, y)`).
+    """Run a snippet and return its model (`model`, or `keras.Model(x, y)`)."""
+    return build_example(case)[0]
+
+
+def build_example(case: Valid | Invalid) -> tuple[Any, Any]:
+    """Run a snippet and return (model, data): data rules' snippets also define `data`,
+    the user's batch (None elsewhere).
 
     Keras's name counters restart first, so auto-generated names (``multiply``,
     ``cumsum``) in `Invalid.at` do not depend on what ran before.
@@ -26,24 +32,24 @@ def build_case(case: Valid | Invalid) -> Any:
 
     namespace: dict[str, Any] = {"keras": keras, "np": np}
     exec(compile(case.code, "<maskcheck example>", "exec"), namespace)  # our own source strings
-    if "model" in namespace:
-        return namespace["model"]
-    return keras.Model(namespace["x"], namespace["y"])
+    model = namespace["model"] if "model" in namespace else keras.Model(namespace["x"], namespace["y"])
+    return model, namespace.get("data")
 
 
-def run_rule(rule: type[Rule], model: Any) -> tuple[Finding, ...]:
-    """Findings of `rule` alone on `model`, from the engine that raises it."""
+def run_rule(rule: type[Rule], model: Any, data: Any = None) -> tuple[Finding, ...]:
+    """Findings of `rule` alone on `model` (and `data`), from the engine that raises it."""
     from maskcheck.config import Config
     from maskcheck.engine import check_model
 
-    config = Config.from_values(select=[rule.code], mode=rule.engine)
-    report = check_model(model, target=model.name, config=config)
+    mode = "dynamic" if rule.engine == "data" else rule.engine
+    config = Config.from_values(select=[rule.code], mode=mode)
+    report = check_model(model, target=model.name, config=config, data=data)
     return tuple(f for f in report.findings if f.rule == rule.code)
 
 
 def assert_case(rule: type[Rule], case: Valid | Invalid) -> None:
     """A Valid case yields no finding; an Invalid one yields one at `case.at`."""
-    findings = run_rule(rule, build_case(case))
+    findings = run_rule(rule, *build_example(case))
     listed = "\n".join(f"  {f.rule} at {f.layer}: {f.message}" for f in findings) or "  (none)"
     if isinstance(case, Valid):
         assert not findings, f"{rule.code} should not fire on its VALID example, but found:\n{listed}"

@@ -57,7 +57,8 @@ def test_rule_severity_matches_spec(rule: type[Rule]) -> None:
     spec = {"MC101": "warning", "MC102": "error", "MC103": "error", "MC104": "info",
             "MC105": "error", "MC106": "error", "MC107": "warning", "MC201": "error",
             "MC202": "warning", "MC203": "error", "MC301": "error", "MC302": "error",
-            "MC303": "error", "MC304": "warning", "MC305": "warning"}
+            "MC303": "error", "MC304": "warning", "MC305": "warning",
+            "MC401": "error", "MC402": "error", "MC403": "warning", "MC404": "warning"}
     assert rule.severity.value == spec[rule.code]
 
 

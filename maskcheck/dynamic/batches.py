@@ -184,34 +184,6 @@ def synthesize(plan: ProbePlan, config: Any) -> Probe:
     return Probe(x, None, mask, [s for s in sides for _ in lengths])
 
 
-def from_data(model: Any, data: Any, config: Any) -> Probe:
-    """A Probe from user data: an npz mapping, a dict, an (x, y) pair or x alone."""
-    import numpy as np
-
-    mask = lengths = y = None
-    if isinstance(data, tuple) and len(data) in (2, 3) and not isinstance(data[0], (int, float)):
-        x, y = data[0], data[1]
-    elif isinstance(data, dict) or hasattr(data, "files"):
-        items = {k: np.asarray(data[k]) for k in (data.files if hasattr(data, "files") else data)}
-        mask = items.pop("mask", None)
-        lengths = items.pop("lengths", None)
-        y = items.pop("y", items.pop("labels", None))
-        weights = items.pop("sample_weight", items.pop("sample_weights", None))
-        if mask is None and lengths is None and weights is not None and weights.ndim == 2:
-            mask = weights > 0  # per-step sample weights: zero weight marks padding (SPEC 4)
-        x = items.pop("x", None)
-        if x is None:
-            x = items if len(items) != 1 else next(iter(items.values()))
-    else:
-        x = data
-    if lengths is not None and mask is None:
-        flat, _, _ = flatten_x(model, x)
-        t = next(int(a.shape[1]) for a in flat if a.ndim >= 2)
-        side = "pre" if config.padding == "pre" else "post"
-        mask = mask_from_lengths([int(v) for v in lengths], (t,), side)
-    return Probe(x, y, None if mask is None else np.asarray(mask).astype(bool), [])
-
-
 def flatten_x(model: Any, x: Any) -> tuple[list[Any], list[str], Any]:
     """(flat arrays, names, pack) where pack(flat) rebuilds x's structure."""
     import numpy as np
@@ -245,11 +217,13 @@ class Prepared:
 
 
 def prepare(model: Any, plan: ProbePlan, x: Any, mask: Any, lengths: Any, padding: str,
-            extra_masks: tuple[str, ...] = ()) -> Prepared:
+            extra_masks: tuple[str, ...] = (), promote: bool = False) -> Prepared:
     """Flatten `x`, match each array to its plan entry, and settle the mask.
 
     The mask comes from `mask`, else `lengths`, else an explicit mask input,
     else the values a mask generator reads (pad token 0, `mask_value`).
+    With `promote` (real data), any input that lines up with the mask holds
+    padding, whatever the plan assumed.
     """
     import numpy as np
 
@@ -301,7 +275,8 @@ def prepare(model: Any, plan: ProbePlan, x: Any, mask: Any, lengths: Any, paddin
         if spec.role == "mask":
             continue
         lines_up = array.ndim >= mask.ndim and tuple(array.shape[1:mask.ndim]) == tuple(mask.shape[1:])
-        role = "data" if lines_up and (spec.role == "data" or spec.name not in planned) else "static"
+        role = ("data" if lines_up and (spec.role == "data" or spec.name not in planned or promote)
+                else "static")
         if role != spec.role:
             axes = tuple(range(1, mask.ndim)) if role == "data" else ()
             specs[i] = PlannedInput(spec.name, spec.shape, spec.dtype, role, spec.kind, axes,

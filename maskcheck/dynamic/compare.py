@@ -49,6 +49,16 @@ class Leak:
         return "\n".join(lines)
 
 
+@dataclass
+class DynamicFinding:
+    """A dynamic result before it becomes a Finding: the rule code, the Leak and the
+    extra fields its message and evidence use."""
+
+    code: str
+    leak: Leak
+    fields: dict[str, Any]
+
+
 def round_sig(value: float, digits: int = 6) -> float:
     """`value` rounded to `digits` significant digits (stable JSON evidence)."""
     if value != value or value in (float("inf"), float("-inf")) or value == 0:
@@ -217,3 +227,34 @@ def grad_diff(new: list[Any], ref: list[Any], atol: float, rtol: float) -> float
         if float(d.max()) > tol:
             worst = max(worst, float(d.max()))
     return worst
+
+
+def diverging_layers(run: Run, rows: Rows, atol: float, rtol: float) -> set[str]:
+    """Names of layers whose valid outputs diverged under some perturbation (for refutation)."""
+
+    names: set[str] = set()
+    compare = (rows.draw > 0) & (rows.lengths > 0)
+    if not compare.any():
+        return names
+    for record in run.records:
+        _, outs = run.io(record)
+        for a in outs:
+            if a.ndim == 0 or a.shape[0] != rows.n:
+                continue
+            valid = valid_region(a.shape, rows.mask) & expand(compare, a.ndim)
+            if diverge(a, a[rows.base_row], valid, atol, rtol).rows.any():
+                names.add(record.name)
+                break
+    return names
+
+
+def output_layer(model: Any, j: int) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """The layer producing output j: (name, class name, path)."""
+    outputs = getattr(model, "outputs", None)
+    try:
+        op = outputs[j]._keras_history.operation if outputs else None
+    except (AttributeError, IndexError, TypeError, ValueError):
+        op = None
+    if op is not None:
+        return op.name, type(op).__name__, (model.name, op.name)
+    return model.name, type(model).__name__, (model.name,)

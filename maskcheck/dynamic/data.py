@@ -325,7 +325,7 @@ def _batch(x: Any, y: Any, weights: Any, mask: Any, lengths: Any, where: str) ->
              if value is not None for part, a in _leaves(value, name)]
     first_part, first = sizes[0]
     for part, size in sizes[1:]:
-        if False:
+        if size != first:
             raise DataError(f"{where}unequal batch sizes: {first_part} has {first} samples but {part} "
                             f"has {size}; every array of a batch needs the same first (batch) axis")
     if first == 0 and not where:

@@ -17,23 +17,24 @@ and compare, never the other way round.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from maskcheck.dynamic.batches import (Prepared, Rows, from_data, grown_inputs, infer_sides,
+from maskcheck.dynamic.batches import (Prepared, Rows, grown_inputs, infer_sides,
                                        label_candidates, perturb_labels, prepare, stack_draws,
                                        stacked_inputs, subset, synthesize, take, unpadded_inputs)
-from maskcheck.dynamic.compare import (Leak, diverge, expand, grad_diff, loss_tolerance,
-                                       output_leak, round_sig, valid_region)
+from maskcheck.dynamic.compare import (DynamicFinding, Leak, diverging_layers, expand, grad_diff,
+                                       loss_tolerance, output_layer, output_leak, round_sig)
 from maskcheck.dynamic.plan import (NoPadding, NotProbeable, ProbeError, ProbePlan, build_plan,
                                     layers_named)
 from maskcheck.dynamic.program import (ForwardError, LossGroup, LossProgram, Prober, Run,
                                        has_loss, overrides_train_step, run_train_step)
+from maskcheck.dynamic.datarules import DATA_CODES, data_checks
+from maskcheck.dynamic.realdata import read_padding
 from maskcheck.finding import Finding
 
-DYNAMIC_CODES = ("MC203", "MC301", "MC302", "MC303", "MC304", "MC305")
+DYNAMIC_CODES = ("MC203", "MC301", "MC302", "MC303", "MC304", "MC305", *DATA_CODES)
 
 __all__ = ["DYNAMIC_CODES", "DynamicFinding", "ModelRaises", "NoPadding", "NotProbeable",
            "run_dynamic", "to_finding"]
@@ -41,15 +42,6 @@ __all__ = ["DYNAMIC_CODES", "DynamicFinding", "ModelRaises", "NoPadding", "NotPr
 
 class ModelRaises(ProbeError):
     """The forward pass raises on an unpadded batch too: a bad target (SPEC 9)."""
-
-
-@dataclass
-class DynamicFinding:
-    """A dynamic result before it becomes a Finding."""
-
-    code: str
-    leak: Leak
-    fields: dict[str, Any]
 
 
 def run_dynamic(model: Any, data: Any, config: Any, codes: set[str], graph: Any = None,
@@ -64,14 +56,33 @@ def run_dynamic(model: Any, data: Any, config: Any, codes: set[str], graph: Any 
         ModelRaises: the model raises on an unpadded batch too.
         ProbeError: another reason the model cannot be probed.
     """
-    plan = build_plan(model, config, graph, flow)
-    probe = from_data(model, data, config) if data is not None else synthesize(plan, config)
-    prep = prepare(model, plan, probe.x, probe.mask, None, "post",
-                   extra_masks=tuple(m for _, m in config.mask_inputs))
-    sides = probe.sides or infer_sides(prep.mask)
-    names = {s.generator for s in prep.specs if s.role == "data" and s.generator}
+    plan = build_plan(model, config, graph, flow, require_padding=data is None)
+    names = set(plan.generators)
     prober = Prober(model, config.device, config.seed, layers_named(model, names))
-    info: dict[str, Any] = {"plan": plan, "records": set(), "prober": prober}
+    info: dict[str, Any] = {"plan": plan, "records": set(), "prober": prober,
+                            "data": data is not None}
+    if data is None:
+        results = _probe(model, plan, synthesize(plan, config), prober, config, codes, info)
+    else:  # real data wins over every convention (SPEC 4): its own masks, sides and labels
+        results = []
+        seen: set[tuple] = set()
+        for batch in read_padding(model, plan, data, config):
+            info["data_padded"] = info.get("data_padded", False) or batch.padded
+            for result in _probe(model, plan, batch.probe, prober, config, codes, info, batch):
+                key = (result.code, result.leak.layer, result.leak.path)
+                if key not in seen:
+                    seen.add(key)
+                    results.append(result)
+    info["traces"] = prober.traces
+    return results, info
+
+
+def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
+           codes: set[str], info: dict[str, Any], batch: Any = None) -> list[DynamicFinding]:
+    """Every selected check on one probe batch (synthesized, or one batch of real data)."""
+    prep = prepare(model, plan, probe.x, probe.mask, None, "post",
+                   extra_masks=tuple(m for _, m in config.mask_inputs), promote=batch is not None)
+    sides = probe.sides or infer_sides(prep.mask)
     rows = stack_draws(prep.mask, sides)
     inputs = stacked_inputs(prep, rows, config.seed)
     results: list[DynamicFinding] = []
@@ -83,8 +94,7 @@ def run_dynamic(model: Any, data: Any, config: Any, codes: set[str], graph: Any 
         recovered = _without_empty(prober, inputs, rows, exc, codes, model)
         if recovered is None:
             results.extend(_raises_with_padding(model, plan, prep, prober, rows, exc, codes, config))
-            info["traces"] = prober.traces
-            return results, info
+            return results
         finding, run, rows, inputs = recovered
         results.extend([finding] if finding is not None else [])
     info["run"], info["rows"] = run, rows
@@ -115,9 +125,11 @@ def run_dynamic(model: Any, data: Any, config: Any, codes: set[str], graph: Any 
 
     if codes & {"MC303", "MC203", "MC305"}:
         results.extend(loss_checks(model, plan, prep, probe, prober, inputs, run, rows, config, codes))
-    info["records"] = _diverging_layers(run, rows, atol, rtol)
-    info["traces"] = prober.traces
-    return results, info
+    if batch is not None and codes & set(DATA_CODES):
+        results = data_checks(model, plan, prep, batch, prober, run, rows, config, codes,
+                              output_axes, results)
+    info["records"] = info["records"] | diverging_layers(run, rows, atol, rtol)
+    return results
 
 
 # --------------------------------------------------------------------------- raising models
@@ -364,24 +376,6 @@ def _by_layer(results: list[DynamicFinding]) -> list[DynamicFinding]:
     return list(merged.values())
 
 
-def _diverging_layers(run: Run, rows: Rows, atol: float, rtol: float) -> set[str]:
-    """Names of layers whose valid outputs diverged under some perturbation (for refutation)."""
-    names: set[str] = set()
-    compare = (rows.draw > 0) & (rows.lengths > 0)
-    if not compare.any():
-        return names
-    for record in run.records:
-        _, outs = run.io(record)
-        for a in outs:
-            if a.ndim == 0 or a.shape[0] != rows.n:
-                continue
-            valid = valid_region(a.shape, rows.mask) & expand(compare, a.ndim)
-            if diverge(a, a[rows.base_row], valid, atol, rtol).rows.any():
-                names.add(record.name)
-                break
-    return names
-
-
 # --------------------------------------------------------------------------- loss
 
 
@@ -511,7 +505,7 @@ def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: An
     if empty_check is not None and not np.isfinite(losses[empty_check]) and np.isfinite(losses[0]):
         empty_rows = [i for i in groups[empty_check].rows if rows.lengths[i] == 0]
         r = empty_rows[0]
-        layer, cls, path = _output_layer(model, 0)
+        layer, cls, path = output_layer(model, 0)
         name = run.output_names[0] if run.output_names else None
         found.append(DynamicFinding("MC305", Leak(layer=layer, layer_class=cls, path=path,
                                                   sample=int(rows.sample[r]), position=-1,
@@ -537,7 +531,7 @@ def _loss_leak(model: Any, run: Run, rows: Rows, group: LossGroup, j: int, kind:
     r = int(padded[0]) if padded else int(idx[0])
     flat = rows.mask[r].reshape(rows.mask.shape[1], -1).all(axis=1)
     pads = np.nonzero(~flat)[0]
-    layer, cls, path = _output_layer(model, j)
+    layer, cls, path = output_layer(model, j)
     name = run.output_names[j] if j < len(run.output_names) else None
     return Leak(layer=layer, layer_class=cls, path=path, sample=int(rows.sample[r]),
                 position=int(pads[0]) if len(pads) else -1, padding=rows.side[r],
@@ -565,7 +559,7 @@ def _train_step_check(model: Any, plan: ProbePlan, prep: Prepared, prober: Probe
     diff = abs(loss1 - loss0) if np.isfinite(loss1) else float("inf")
     if diff <= loss_tolerance(loss0, config.atol, config.rtol) or "MC203" not in codes:
         return []
-    layer, cls, path = _output_layer(model, 0)
+    layer, cls, path = output_layer(model, 0)
     pad_rows = np.nonzero(~mask.reshape(len(keep), -1).all(axis=1))[0]
     r = int(pad_rows[0]) if len(pad_rows) else 0
     pads = np.nonzero(~mask[r].reshape(mask.shape[1], -1).all(axis=1))[0]
@@ -583,18 +577,6 @@ def _loss_name(model: Any) -> str:
     if isinstance(loss, str):
         return loss
     return getattr(loss, "name", None) or type(loss).__name__
-
-
-def _output_layer(model: Any, j: int) -> tuple[str | None, str | None, tuple[str, ...]]:
-    """The layer producing output j: (name, class name, path)."""
-    outputs = getattr(model, "outputs", None)
-    try:
-        op = outputs[j]._keras_history.operation if outputs else None
-    except (AttributeError, IndexError, TypeError, ValueError):
-        op = None
-    if op is not None:
-        return op.name, type(op).__name__, (model.name, op.name)
-    return model.name, type(model).__name__, (model.name,)
 
 
 # --------------------------------------------------------------------------- findings

@@ -285,8 +285,12 @@ def _training_layers(layers: list[Any]) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- the plan
 
 
-def build_plan(model: Any, config: Any, graph: Any = None, flow: Any = None) -> ProbePlan:
+def build_plan(model: Any, config: Any, graph: Any = None, flow: Any = None,
+               require_padding: bool = True) -> ProbePlan:
     """The probe plan of `model` (see the module docstring).
+
+    `require_padding` is False when real data comes with the check: the data then
+    says which inputs are padded, even where the model declares nothing.
 
     Args:
         graph, flow: the static engine's MaskGraph and MaskFlow when the model has
@@ -305,7 +309,7 @@ def build_plan(model: Any, config: Any, graph: Any = None, flow: Any = None) -> 
     if not inputs:
         raise NotProbeable(f"model {model.name!r} declares no input signature (subclassed, not built "
                            "on a shape): pass probe data (--data or data=)")
-    if not any(i.role == "data" for i in inputs):
+    if not any(i.role == "data" for i in inputs) and require_padding:
         if not getattr(config, "assume_padding", True):
             raise NoPadding(f"model {model.name!r} has no padded input (--padded none, and no "
                             "mask input or mask generator)")
@@ -319,7 +323,7 @@ def build_plan(model: Any, config: Any, graph: Any = None, flow: Any = None) -> 
         if i.role != "mask" and i.kind != "tokens" and not _synthesizable(i.dtype):
             raise NotProbeable(f"input {i.name!r} has dtype {i.dtype}, which probes cannot "
                                "synthesize; pass probe data (--data)")
-    n_padded = max(len(i.padded_axes) for i in inputs if i.role == "data")
+    n_padded = max((len(i.padded_axes) for i in inputs if i.role == "data"), default=1)
     fixed = [i.shape[0] for i in inputs if i.role == "data" and i.shape and i.shape[0] is not None]
     time_open = not fixed
     structure = input_structure(model) if graph is not None else "single"

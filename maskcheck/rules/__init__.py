@@ -22,12 +22,17 @@ from maskcheck.rules.mc302_cross_sample_leak import CrossSampleLeak
 from maskcheck.rules.mc303_loss_leak import LossLeak
 from maskcheck.rules.mc304_pad_length_sensitivity import PadLengthSensitivity
 from maskcheck.rules.mc305_empty_sequence_nonfinite import EmptySequenceNonfinite
+from maskcheck.rules.mc401_padding_side_mismatch import PaddingSideMismatch
+from maskcheck.rules.mc402_label_padding_counted import LabelPaddingCounted
+from maskcheck.rules.mc403_sample_weight_misaligned import SampleWeightMisaligned
+from maskcheck.rules.mc404_pad_value_in_data import PadValueInData
 
 ALL_RULES: tuple[type[Rule], ...] = (
     MaskDropped, UnmaskedMixing, MaskShapeMismatch, MaskNeverUsed, FalsePropagation,
     BatchStatisticsLeak, PaddingValueCollision, LossIgnoresPadding, MetricIgnoresPadding,
     LossBypassesMask, PaddingLeak, CrossSampleLeak, LossLeak, PadLengthSensitivity,
-    EmptySequenceNonfinite,
+    EmptySequenceNonfinite, PaddingSideMismatch, LabelPaddingCounted, SampleWeightMisaligned,
+    PadValueInData,
 )
 
 RULES_BY_CODE = {rule.code: rule for rule in ALL_RULES}

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from maskcheck.finding import Severity
+from maskcheck.rule import Invalid, Rule, Valid
+
+
+class PaddingSideMismatch(Rule):
+    """The data is padded on a side where the model is not invariant to padding.
+
+    Why is this bad?
+        A forward RNN or a causal convolution without a mask reads left to
+        right: after post-padding the padding comes after every valid step
+        and cannot reach it, after pre-padding (`pad_sequences`' default) it
+        comes first and flows into every valid step. Absolute position
+        embeddings shift under left padding. The model is fine on one side
+        and your data is on the other. maskcheck measures it on your own
+        batches: it re-pads the same samples on the other side and compares.
+    """
+
+    code = "MC401"
+    name = "padding-side-mismatch"
+    severity = Severity.ERROR
+    engine = "data"
+    message = ("The data is {padding}-padded, and {detail}; the leak starts at {layer!r} "
+               "({layer_class}).")
+    fix = ("Pad on the {other_side} side (pad_sequences(..., padding={other_side!r})), or give "
+           "{layer!r} a mask (Embedding(mask_zero=True) or Masking before it).")
+
+    @classmethod
+    def implemented(cls) -> bool:
+        return True  # checked on real data by the dynamic engine (maskcheck.dynamic.datarules)
+
+    VALID = (Valid("""
+        x = keras.Input((10,), dtype="int32")
+        h = keras.layers.Embedding(50, 8)(x)
+        y = keras.layers.Dense(3)(keras.layers.LSTM(8, return_sequences=True)(h))
+        model = keras.Model(x, y)
+        tokens = [[5, 7, 9], [3, 4, 5, 6, 7, 8], [2, 2], [9] * 10]
+        data = keras.utils.pad_sequences(tokens, maxlen=10, padding="post")
+    """),)
+    INVALID = (Invalid("""
+        x = keras.Input((10,), dtype="int32")
+        h = keras.layers.Embedding(50, 8)(x)
+        y = keras.layers.Dense(3)(keras.layers.LSTM(8, return_sequences=True, name="lstm")(h))
+        model = keras.Model(x, y)
+        tokens = [[5, 7, 9], [3, 4, 5, 6, 7, 8], [2, 2], [9] * 10]
+        data = keras.utils.pad_sequences(tokens, maxlen=10)  # padding="pre", the default
+    """, at="lstm"),)

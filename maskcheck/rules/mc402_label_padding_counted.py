@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from maskcheck.finding import Severity
+from maskcheck.rule import Invalid, Rule, Valid
+
+
+class LabelPaddingCounted(Rule):
+    """Padded label positions in the data hold a value the loss counts.
+
+    Why is this bad?
+        Labels are padded along with the inputs, usually with 0 (often a real
+        class) or -100 (PyTorch's convention). Unless the loss is told to skip
+        them (`ignore_class=<pad label>`, a mask that reaches the output, or
+        sample weights of 0 on padded steps), the model is trained to predict
+        the pad label, and a -100 makes a sparse loss fail or go NaN.
+        maskcheck computes the compiled loss on your batch as given and with
+        padded steps weighted 0, and compares.
+    """
+
+    code = "MC402"
+    name = "label-padding-counted"
+    severity = Severity.ERROR
+    engine = "data"
+    message = ("Padded label positions at output {layer!r} hold {label_pad}, and loss {loss!r} "
+               "counts them (ignore_class={ignore_class}, no mask at the output, no zero weight); "
+               "the loss changes by {loss_diff} when they are weighted out.")
+    fix = ("Pass ignore_class={label_pad} to the loss, keep the mask attached up to output "
+           "{layer!r}, or pass sample_weight that is 0 on padded steps.")
+
+    @classmethod
+    def implemented(cls) -> bool:
+        return True  # checked on real data by the dynamic engine (maskcheck.dynamic.datarules)
+
+    VALID = (Valid("""
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(50, 8)(x)
+        y = keras.layers.Dense(4)(h)
+        model = keras.Model(x, y)
+        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True,
+                                                                      ignore_class=-100))
+        tokens = np.array([[5, 7, 9, 0, 0], [3, 4, 5, 6, 7], [2, 0, 0, 0, 0]])
+        labels = np.where(tokens > 0, tokens % 4, -100)
+        data = (tokens, labels)
+    """),)
+    INVALID = (Invalid("""
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(50, 8)(x)
+        y = keras.layers.Dense(4, name="tags")(h)
+        model = keras.Model(x, y)
+        model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        tokens = np.array([[5, 7, 9, 0, 0], [3, 4, 5, 6, 7], [2, 0, 0, 0, 0]])
+        labels = np.where(tokens > 0, tokens % 4, 0)  # 0 is also a real tag
+        data = (tokens, labels)
+    """, at="tags"),)
