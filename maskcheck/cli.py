@@ -41,9 +41,15 @@ def _list_rules(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
 def _explain(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if not value or ctx.resilient_parsing:
         return
+    from maskcheck.topics import TOPICS
+
+    if value.lower() in TOPICS:
+        click.echo(TOPICS[value.lower()], nl=False)
+        ctx.exit(0)
     rule = RULES_BY_CODE.get(value.upper()) or RULES_BY_NAME.get(value)
     if rule is None:
-        raise MaskcheckError(f"--explain: unknown rule {value!r} (see --list-rules)")
+        raise MaskcheckError(f"--explain: unknown rule or topic {value!r} (see --list-rules; "
+                             f"topics: {', '.join(TOPICS)})")
     click.echo(rule.explain(), nl=False)
     ctx.exit(0)
 
@@ -184,7 +190,7 @@ _SETTINGS = ("mode", "fmt", "output", "select", "ignore", "fail_on", "imports", 
 @click.option("--list-rules", is_flag=True, expose_value=False, is_eager=True,
               callback=_list_rules, help="List every rule and exit.")
 @click.option("--explain", metavar="CODE", expose_value=False, is_eager=True,
-              callback=_explain, help="Show a rule's documentation and exit.")
+              callback=_explain, help="Show a rule's documentation (or the topic 'padding') and exit.")
 @click.version_option(__version__, "--version", prog_name="maskcheck")
 def main(targets: tuple[str, ...], **options: object) -> None:
     """Check Keras models for padding and masking bugs.

@@ -173,7 +173,8 @@ def item_config(node: pytest.Item) -> Any:
         validated = Config.from_values(**values)
     except ValueError as exc:
         pytest.fail(f"@pytest.mark.maskcheck: {exc}", pytrace=False)
-    return dataclasses.replace(base, **{key: getattr(validated, key) for key in values})
+    keys = list(values) + (["assume_padding"] if "padded" in values else [])
+    return dataclasses.replace(base, **{key: getattr(validated, key) for key in keys})
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -202,17 +203,19 @@ class MaskChecker:
         from maskcheck.config import Config
 
         validated = Config.from_values(**overrides)
-        return dataclasses.replace(self.config, **{k: getattr(validated, k) for k in overrides
-                                                   if overrides[k] is not None})
+        keys = [k for k in overrides if overrides[k] is not None]
+        if "padded" in keys:  # padded="none" also turns the assumptions off
+            keys.append("assume_padding")
+        return dataclasses.replace(self.config, **{k: getattr(validated, k) for k in keys})
 
     def check(self, model: Any, data: Any = None, **overrides: Any) -> Any:
         """Check an in-memory model, like `maskcheck.check`; returns a `maskcheck.Report`.
 
         Args:
             model: a built Keras model.
-            data: probe data for the dynamic engine (x, an (x, y) pair, or a dict
-                with inputs and optional "y", "mask", "lengths"); None synthesizes
-                probe batches.
+            data: real probe data, anything `maskcheck.check` takes (arrays, an
+                (x, y[, sample_weight]) tuple, a dict, a tf.data.Dataset, a PyDataset,
+                a generator); None synthesizes probe batches.
             **overrides: settings for this call only (select=, ignore=, padding=, ...).
 
         Returns:
@@ -228,7 +231,8 @@ class MaskChecker:
         try:
             result = check_model(model, target=target, config=config, **extra)
         except CheckError as exc:
-            result = ModelReport(target, target, error=TargetError(exc.type, exc.message))
+            result = ModelReport(target, target, findings=exc.findings,
+                                 error=TargetError(exc.type, exc.message))
         return Report((result,), fail_on=config.fail_on)
 
     __call__ = check

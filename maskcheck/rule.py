@@ -85,11 +85,17 @@ class Rule:
             "Fix:",
             "    " + cls.fix,
         ]
+        if cls.engine == "data":
+            parts += ["", "Runs on real data only: maskcheck --data batch.npz (or module:function) "
+                      "TARGET, maskcheck.check(model, data=...), or the fit callback "
+                      "maskcheck.keras.MaskCheck. In the examples, `data` is the user's batch."]
         if cls.INVALID:
             parts += ["", f"Bad model (reported at layer {cls.INVALID[0].at!r}):",
                       textwrap.indent(cls.INVALID[0].code, "    ")]
         if cls.VALID:
             parts += ["", "Good model:", textwrap.indent(cls.VALID[0].code, "    ")]
+        parts += ["", "What counts as padding (token inputs assumed padded with 0, --padded none, "
+                  "real data with --data): maskcheck --explain padding"]
         return "\n".join(parts) + "\n"
 
     def check(self, graph: "MaskGraph", flow: "MaskFlow") -> Iterator[Finding]:

@@ -85,7 +85,8 @@ def test_light_commands_do_not_import_tensorflow() -> None:
         import sys
         from maskcheck.cli import main
         for args in (["--help"], ["--version"], ["--list-rules"], ["--explain", "MC101"],
-                     ["--explain", "unmasked-mixing"]):
+                     ["--explain", "unmasked-mixing"], ["--explain", "padding"],
+                     ["--explain", "MC402"]):
             try:
                 main(args)
             except SystemExit as exit:
@@ -97,6 +98,7 @@ def test_light_commands_do_not_import_tensorflow() -> None:
     assert result.returncode == 0, result.stderr
     assert "HEAVY []" in result.stderr
     assert "MC305" in result.stdout and "Bad model" in result.stdout
+    assert "--padded none" in result.stdout and "Runs on real data only" in result.stdout
 
 
 def test_version_of_the_console_script() -> None:
@@ -408,7 +410,7 @@ def test_no_targets_is_a_usage_error() -> None:
 
 def test_explain_unknown_rule() -> None:
     result = CliRunner().invoke(main, ["--explain", "MC999"])
-    assert result.exit_code == 2 and "unknown rule 'MC999'" in result.output
+    assert result.exit_code == 2 and "unknown rule or topic 'MC999'" in result.output
 
 
 def test_progress_appears_on_a_terminal_only() -> None:

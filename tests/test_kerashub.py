@@ -132,3 +132,32 @@ def test_every_backbone_finding_is_verified_independently(name):
     if not any("post" in f.evidence.get("sides", ()) and "MC301" in (f.rule, f.evidence.get("confirmed_by"))
                for f in report.findings):
         assert _independent_change(model, pre=False) < 1e-4
+
+
+def test_task_model_preprocessor_declares_pad_id_and_side():
+    # SPEC 4 / issue 11: a task model's preprocessor says what padded token ids hold and
+    # on which side its packer pads; the plan follows it (post only, once the packer exists).
+    from maskcheck.config import Config
+    from maskcheck.dynamic.plan import build_plan, preprocessor_padding
+    from maskcheck.keras_adapter import adapt_model
+    from maskcheck.maskflow import analyze
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(40)]
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer=tokenizer,
+                                                                   sequence_length=12)
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(vocab), num_layers=1, num_heads=2,
+                                             hidden_dim=16, intermediate_dim=32,
+                                             max_sequence_length=32)
+    model = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
+    assert preprocessor_padding(model) == (tokenizer.pad_token_id, ())
+    preprocessor(["w1 w2"])  # builds the packer
+    assert preprocessor_padding(model) == (tokenizer.pad_token_id, ("post",))
+    graph = adapt_model(model)
+    plan = build_plan(model, Config(), graph, analyze(graph))
+    assert plan.sides == ("post",)
+    report = maskcheck.check(model, seed=0)
+    assert report.models[0].error is None
+    assert {f.evidence.get("padding") for f in report.findings if "dynamic" in f.kind} <= {"post", None}
+    assert not [f for f in report.findings if f.rule in ("MC301", "MC304")], \
+        [(f.rule, f.layer) for f in report.findings]

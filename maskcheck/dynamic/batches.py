@@ -165,6 +165,8 @@ def synthesize(plan: ProbePlan, config: Any) -> Probe:
     k, t = plan.n_padded, plan.length
     lengths = _lengths(t, config.batch_size, config.seed)
     sides = ["post", "pre"] if config.padding == "both" else [config.padding]
+    if plan.sides and config.padding == "both":  # the model's preprocessor pads on one side
+        sides = list(plan.sides)
     mask = np.concatenate([mask_from_lengths(lengths, (t,) * k, side) for side in sides], axis=0)
     n = mask.shape[0]
     flat = []

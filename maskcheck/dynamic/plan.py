@@ -19,7 +19,7 @@ Keras is imported inside functions only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 #: SPEC 4 item 2: inputs with these names (or ending in ``_mask``) are explicit masks.
@@ -103,6 +103,9 @@ class ProbePlan:
     #: code whose gradients can carry padding while the loss does not (custom layers, ops,
     #: a custom loss or compute_loss): only then does the loss program add a backward pass
     gradient_code: tuple[str, ...] = ()
+    #: padding sides the model itself declares (a keras-hub preprocessor's packer);
+    #: empty when it declares none (then --padding decides)
+    sides: tuple[str, ...] = ()
 
     @property
     def data_inputs(self) -> tuple[PlannedInput, ...]:
@@ -331,11 +334,33 @@ def build_plan(model: Any, config: Any, graph: Any = None, flow: Any = None,
                                                           n_padded)
     if graph is None:
         outputs = _outputs_by_length(model, inputs, structure, length, n_padded)
+    pad_id, sides = preprocessor_padding(model)
+    if pad_id is not None:  # the model's own packer says what padded token ids hold
+        inputs = [replace(i, pad_value=pad_id) if i.role == "data" and i.kind == "tokens"
+                  and i.generator is None else i for i in inputs]
     return ProbePlan(model=model.name, inputs=tuple(inputs), outputs=tuple(outputs),
                      structure=structure, generators=tuple(generators), length=length,
                      time_open=time_open, n_padded=n_padded,
                      training_layers=_training_layers(layers), has_graph=graph is not None,
-                     gradient_code=_gradient_code(model, layers, graph))
+                     gradient_code=_gradient_code(model, layers, graph), sides=sides)
+
+
+def preprocessor_padding(model: Any) -> tuple[float | None, tuple[str, ...]]:
+    """(pad token id, sides) that a keras-hub task model's preprocessor declares.
+
+    Task models carry their preprocessor (`model.preprocessor`), whose packer
+    (`StartEndPacker`, `MultiSegmentPacker`) pads with `pad_value` (or the
+    tokenizer's `pad_token_id`) on `padding_side` ("right": post, "left": pre)."""
+    preprocessor = getattr(model, "preprocessor", None)
+    if preprocessor is None:
+        return None, ()
+    packer = getattr(preprocessor, "packer", None)  # None until the preprocessor is built
+    pad = getattr(packer, "pad_value", None)
+    if not isinstance(pad, (int, float)) or isinstance(pad, bool):
+        pad = getattr(getattr(preprocessor, "tokenizer", None), "pad_token_id", None)
+    pad = float(pad) if isinstance(pad, (int, float)) and not isinstance(pad, bool) else None
+    side = {"right": ("post",), "left": ("pre",)}.get(str(getattr(packer, "padding_side", "")), ())
+    return pad, side
 
 
 def _synthesizable(dtype: str) -> bool:
