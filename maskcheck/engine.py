@@ -120,6 +120,28 @@ def assumed_clause(assumed: dict[str, str]) -> str:
             "--padded none (padded = [] in [tool.maskcheck]).")
 
 
+def _as_the_data_says(static: tuple[Finding, ...], info: dict[str, Any], config: Config,
+                      graph: Any, rules: tuple[type[Rule], ...]) -> tuple[Finding, ...]:
+    """Static findings revised by what the user's data shows (SPEC 4: data wins).
+
+    Padding in the data replaces the token-0 assumption; data padded on one side
+    only is analysed for that side (a causal layer is safe under post-padding);
+    per-step sample weights that are 0 on every padded step keep padded labels
+    out of the loss, so MC201 does not hold (MC403 says when they do not)."""
+    from maskcheck.maskflow import analyze
+
+    sides = info.get("data_sides") or set()
+    if graph is not None and config.padding == "both" and len(sides) == 1:
+        flow = analyze(graph, side=next(iter(sides)), mask_inputs=config.mask_inputs,
+                       padded=config.padded, assume=config.assume_padding)
+        static = mark_assumed(run_rules(graph, rules, flow=flow), graph, flow)
+    if info.get("data_padded"):
+        static = tuple(_drop_assumption(s) for s in static)
+    if info.get("weights_cover_padding"):
+        static = tuple(s for s in static if s.rule != "MC201")
+    return static
+
+
 def _drop_assumption(finding: Finding) -> Finding:
     assumed = finding.evidence.get("assumed")
     if not isinstance(assumed, dict):
@@ -212,8 +234,10 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule
             return static
         raise CheckError("ProbeError", str(exc)) from None
     stats["traces"] = info.get("traces", 0)
-    if info.get("data") and info.get("data_padded"):  # the data shows the padding: no assumption
-        static = tuple(_drop_assumption(s) for s in static)
+    if info.get("data"):
+        static = _as_the_data_says(static, info, config, graph, rules)
+    if info.get("weights_cover_padding"):  # the data's weights keep padding out of the loss
+        results = [r for r in results if r.code != "MC303"]
     dynamic = [to_finding(by_code[r.code], r) for r in results if r.code in by_code]
     assumed = {i.name: i.assumed for i in info["plan"].inputs if i.role == "data" and i.assumed}
     if assumed and not info.get("data"):  # real data wins over every convention

@@ -213,7 +213,7 @@ def _input_state(graph: MaskGraph, node: Node, side: str, declared_masks: frozen
         axes = [1] if spatial and spatial[0] is None else []
     axes = sorted(set(axes) | {a for a in declared_axes if 0 < a < len(tensor.shape)})
     if not axes and assume and node.name in tokens and len(tensor.shape) >= 2:
-        return TensorState((PaddedAxis(1, BOTH, node.name, node.name, TOKEN_CONVENTION),))
+        return TensorState((PaddedAxis(1, side, node.name, node.name, TOKEN_CONVENTION),))
     return TensorState(tuple(PaddedAxis(a, side, node.name, node.name) for a in axes))
 
 

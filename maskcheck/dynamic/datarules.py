@@ -213,14 +213,28 @@ def _labels_counted(model: Any, plan: ProbePlan, prep: Prepared, batch: DataPadd
     position = int(np.nonzero(~mask[r])[0][0]) if len(pads) else -1
     spec = plan.outputs[j] if j < len(plan.outputs) else None
     ignore = spec.ignore_class if spec is not None else None
+    finite = bool(np.isfinite(diff))
     leak = Leak(layer=layer, layer_class=cls, path=path, sample=r, position=position,
-                padding=batch.probe.sides[r], max_abs_diff=round_sig(diff),
+                padding=batch.probe.sides[r], max_abs_diff=round_sig(diff) if finite else float("nan"),
                 output=run.output_names[j] if j < len(run.output_names) else None, kind="loss")
+    if finite:
+        effect = f"the loss changes by {diff:.3g} when they are weighted out"
+    elif detail:
+        effect = f"the loss raises on them ({detail})"
+    else:
+        effect = "the loss is NaN or Inf with them and finite when they are weighted out"
+    label = _label_text(pad_label)
     return DynamicFinding("MC402", leak, {
-        "label_pad": round_sig(pad_label) if np.isfinite(pad_label) else None,
-        "ignore_class": ignore, "loss": _loss_name(model, j),
-        "loss_diff": round_sig(diff) if np.isfinite(diff) else None,
+        "label_pad": label, "ignore_class": ignore, "loss": _loss_name(model, j),
+        "effect": effect, "loss_diff": round_sig(diff) if finite else None,
         "exception": detail or None})
+
+
+def _label_text(value: float) -> str:
+    """A label value as the user writes it: -100, 0, 0.5."""
+    if not np.isfinite(value):
+        return "mixed values"
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _loss_name(model: Any, j: int) -> str:

@@ -68,6 +68,12 @@ def run_dynamic(model: Any, data: Any, config: Any, codes: set[str], graph: Any 
         seen: set[tuple] = set()
         for batch in read_padding(model, plan, data, config):
             info["data_padded"] = info.get("data_padded", False) or batch.padded
+            info.setdefault("data_sides", set()).update(
+                side for side, row in zip(batch.probe.sides, batch.probe.mask) if not row.all())
+            weights = batch.sample_weight
+            covers = (isinstance(weights, np.ndarray) and weights.shape == batch.probe.mask.shape
+                      and not ((~batch.probe.mask) & (weights != 0)).any())
+            info["weights_cover_padding"] = info.get("weights_cover_padding", True) and covers
             for result in _probe(model, plan, batch.probe, prober, config, codes, info, batch):
                 key = (result.code, result.leak.layer, result.leak.path)
                 if key not in seen:
@@ -100,7 +106,8 @@ def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
     info["run"], info["rows"] = run, rows
     output_axes = [o.padded_axes for o in plan.outputs] if len(plan.outputs) == len(run.outputs) else None
 
-    if "MC301" in codes:
+    # MC401 (real data) starts from the MC301 measurement, selected or not
+    if "MC301" in codes or (batch is not None and "MC401" in codes):
         found = []
         for side in dict.fromkeys(rows.side):
             compare = (rows.draw > 0) & np.array([s == side for s in rows.side])
@@ -129,7 +136,7 @@ def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
         results = data_checks(model, plan, prep, batch, prober, run, rows, config, codes,
                               output_axes, results)
     info["records"] = info["records"] | diverging_layers(run, rows, atol, rtol)
-    return results
+    return [r for r in results if r.code in codes]
 
 
 # --------------------------------------------------------------------------- raising models

@@ -15,7 +15,7 @@ def describe_evidence(evidence) -> str:
         where.insert(0, f"output {evidence['output']!r}")
     if where:
         parts.append(", ".join(where))
-    if "max_abs_diff" in evidence:
+    if evidence.get("max_abs_diff") is not None:
         parts.append(f"max |diff| {evidence['max_abs_diff']:.3g}")
     return "probe " + "; ".join(parts) if parts else "probe"
 
@@ -25,8 +25,8 @@ def render(report: Report) -> str:
     for model in report.models:
         if model.error is not None:
             lines.append(f"{model.target}: error: {model.error.message} [{model.error.type}]")
-            continue
-        if model.stats.get("dynamic"):  # probes could not run; the static result stands alone
+            # what the static engine found before the check stopped is still listed
+        elif model.stats.get("dynamic"):  # probes could not run; the static result stands alone
             lines.append(f"{model.target}: note: dynamic checks {model.stats['dynamic']}")
         for f in model.findings:
             where = "/".join(f.path[1:]) or f.layer or "?"

@@ -22,8 +22,8 @@ class LabelPaddingCounted(Rule):
     severity = Severity.ERROR
     engine = "data"
     message = ("Padded label positions at output {layer!r} hold {label_pad}, and loss {loss!r} "
-               "counts them (ignore_class={ignore_class}, no mask at the output, no zero weight); "
-               "the loss changes by {loss_diff} when they are weighted out.")
+               "counts them (ignore_class={ignore_class}, no mask at the output, no zero weight): "
+               "{effect}.")
     fix = ("Pass ignore_class={label_pad} to the loss, keep the mask attached up to output "
            "{layer!r}, or pass sample_weight that is 0 on padded steps.")
 
