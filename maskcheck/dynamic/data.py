@@ -233,7 +233,7 @@ def _read_stream(data: Any, kind: str, batches: int) -> list[Any]:
 def _read_pydataset(data: Any, kind: str, batches: int) -> list[Any]:
     try:
         count = data.num_batches  # falls back to len(); None means infinite
-    except NotImplementedError:
+    except NotImplementedError:  # no __len__: Keras's own answer for "unknown", read lazily
         count = None
     except Exception as exc:
         raise DataError(f"{kind}.num_batches raised {type(exc).__name__}: {_first_line(exc)}") from exc

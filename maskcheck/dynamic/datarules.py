@@ -27,9 +27,9 @@ import numpy as np
 from maskcheck.dynamic.batches import Prepared, Rows, expand, stack_draws, stacked_inputs
 from maskcheck.dynamic.compare import (DynamicFinding, Leak, diverging_layers, loss_tolerance,
                                        output_layer, output_leak, round_sig)
-from maskcheck.dynamic.plan import ProbeError, ProbePlan
+from maskcheck.dynamic.plan import ProbeError, ProbePlan, layers_named
 from maskcheck.dynamic.program import Prober, Run
-from maskcheck.dynamic.realdata import DataPadding, runs
+from maskcheck.dynamic.realdata import DataPadding, pad_steps, runs, value_text
 
 DATA_CODES = ("MC401", "MC402", "MC403", "MC404")
 
@@ -231,10 +231,7 @@ def _labels_counted(model: Any, plan: ProbePlan, prep: Prepared, batch: DataPadd
 
 
 def _label_text(value: float) -> str:
-    """A label value as the user writes it: -100, 0, 0.5."""
-    if not np.isfinite(value):
-        return "mixed values"
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    return value_text(value) if np.isfinite(value) else "mixed values"
 
 
 def _loss_name(model: Any, j: int) -> str:
@@ -293,26 +290,16 @@ def _pad_inside(model: Any, plan: ProbePlan, prep: Prepared, batch: DataPadding)
             continue
         if spec.generator is None and spec.kind != "tokens":
             continue
-        eq = array == pad
-        step = eq.reshape(eq.shape[0], eq.shape[1], -1).all(-1) if eq.ndim > 2 else eq
-        inside = step & prep.mask
+        inside = pad_steps(array, pad) & prep.mask
         if not inside.any():
             continue
         r = int(np.nonzero(inside.any(axis=1))[0][0])
         p = int(np.nonzero(inside[r])[0][0])
         layer = spec.generator or spec.name
-        cls = _class_of(model, layer)
+        found = layers_named(model, {layer})
+        cls = type(found[0]).__name__ if found else "InputLayer"
         leak = Leak(layer, cls, (model.name, layer), r, p, batch.probe.sides[r], 0.0, None,
                     kind="data")
         results.append(DynamicFinding("MC404", leak, {
             "input": spec.name, "pad_value": round_sig(float(pad)), "count": int(inside.sum())}))
     return results
-
-
-def _class_of(model: Any, name: str) -> str | None:
-    from maskcheck.dynamic.plan import sublayers
-
-    for layer in sublayers(model):
-        if layer.name == name:
-            return type(layer).__name__
-    return "InputLayer"

@@ -86,8 +86,8 @@ def _one(model: Any, plan: ProbePlan, batch: Batch, config: Any, index: int) -> 
                 continue
             pad_values[spec.name] = pad
             if mask is None:
-                mask = _valid_block(_is_pad(array, pad))
-                source = f"pad value {_fmt(pad)} of {spec.name!r}"
+                mask = _valid_block(pad_steps(array, pad))
+                source = f"pad value {value_text(pad)} of {spec.name!r}"
             break
     if batch.lengths is not None:
         t = mask.shape[1] if mask is not None else next((a.shape[1] for _, a in values), None)
@@ -155,7 +155,7 @@ def _match(plan: ProbePlan, flat: list[Any], names: list[str], x: Any) -> list[P
     return matched
 
 
-def _is_pad(array: Any, pad: float) -> Any:
+def pad_steps(array: Any, pad: float) -> Any:
     """(B, T) bool: the step equals `pad` in every feature."""
     eq = array == pad
     return eq.reshape(eq.shape[0], eq.shape[1], -1).all(-1) if eq.ndim > 2 else eq
@@ -239,5 +239,6 @@ def _label_pads(y: Any, mask: Any) -> dict[int, float]:
     return found
 
 
-def _fmt(value: float) -> str:
+def value_text(value: float) -> str:
+    """A pad or label value as the user writes it: 0, -100, 0.5."""
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
