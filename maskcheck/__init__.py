@@ -12,10 +12,11 @@ from typing import Any
 # import time, so `import maskcheck` stays free of TensorFlow.
 from maskcheck.assertions import PaddingLeakError, assert_loss_ignores_padding, assert_padding_invariant
 from maskcheck.finding import Finding, ModelReport, Report, Severity, TargetError
+from maskcheck.locations import record_locations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "check", "Finding", "ModelReport", "Report", "Severity", "TargetError",
+__all__ = ["__version__", "check", "record_locations", "Finding", "ModelReport", "Report", "Severity", "TargetError",
            "PaddingLeakError", "assert_padding_invariant", "assert_loss_ignores_padding"]
 
 
@@ -42,9 +43,14 @@ def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
         **settings: ``padded=("tokens:1",)`` or ``padded="none"``,
             ``mask_inputs={"tokens": "padding_mask"}`` (or ``("tokens=padding_mask",)``),
             ``atol``, ``rtol``, ``batch_size``, ``seq_len``, ``device``, ``data_batches``,
-            ``imports`` (modules imported first). CLI-only settings (``format``,
-            ``output``, ``statistics``, ``verbose``, ``unsafe``) are validated and
-            otherwise ignored: the Report is the result.
+            ``imports`` (modules imported first), ``per_layer_ignores={"glob": ["MC102"]}``,
+            ``baseline`` (a baseline file), ``warn_unused_ignores``. CLI-only settings
+            (``format``, ``output``, ``statistics``, ``verbose``, ``unsafe``,
+            ``write_baseline``) are validated and otherwise ignored: the Report is the result.
+
+    Findings carry `location` (and `# maskcheck: ignore` comments apply) when the
+    model was built under `maskcheck.record_locations()`; models built outside it
+    have no record of their source lines.
 
     Returns:
         A Report with one ModelReport.
@@ -54,7 +60,7 @@ def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
         >>> report.ok
     """
     from maskcheck.config import Config, ConfigError
-    from maskcheck.engine import CheckError, check_model
+    from maskcheck.engine import check_in_memory
 
     values = dict(settings)
     if isinstance(values.get("mask_inputs"), dict):
@@ -77,10 +83,4 @@ def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
         from maskcheck.loading import import_modules
 
         import_modules(config.imports)
-    name = getattr(model, "name", type(model).__name__)
-    try:
-        result = check_model(model, target=name, config=config, data=data)
-    except CheckError as exc:
-        result = ModelReport(name, name, findings=exc.findings,
-                             error=TargetError(exc.type, exc.message))
-    return Report((result,), fail_on=fail_on)
+    return check_in_memory(model, config, data)

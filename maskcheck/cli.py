@@ -144,7 +144,8 @@ def _render_statistics(report) -> str:
 #: Command-line parameter -> Config key, for the options that are plain settings.
 _SETTINGS = ("mode", "fmt", "output", "select", "ignore", "fail_on", "imports", "unsafe", "verbose",
              "statistics", "padding", "data", "mask_inputs", "padded", "seed", "batch_size",
-             "seq_len", "atol", "rtol", "device", "data_batches")
+             "seq_len", "atol", "rtol", "device", "data_batches", "baseline", "write_baseline",
+             "warn_unused_ignores")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -169,6 +170,12 @@ _SETTINGS = ("mode", "fmt", "output", "select", "ignore", "fail_on", "imports", 
                    "PyDataset or a generator.")
 @click.option("--data-batches", default=None, metavar="N",
               help="How many batches of --data to probe (default 1).")
+@click.option("--baseline", default=None, metavar="FILE",
+              help="Report and fail only on findings not recorded in FILE.")
+@click.option("--write-baseline", default=None, metavar="FILE",
+              help="Record the current findings in FILE (then they no longer fail).")
+@click.option("--warn-unused-ignores", is_flag=True, default=None,
+              help="Report '# maskcheck: ignore' comments and per-layer-ignores that matched nothing.")
 @click.option("--mask-input", "mask_inputs", multiple=True, metavar="IN=MASK",
               help="Declare MASK as the padding mask input of input IN; repeatable.")
 @click.option("--padded", multiple=True, metavar="IN:AXIS|none",
@@ -209,12 +216,16 @@ def main(targets: tuple[str, ...], **options: object) -> None:
         raise MaskcheckError(str(exc)) from None
     if not targets:
         raise click.UsageError("no TARGETS given: name .keras/.h5 files, directories or module:factory")
+    if config.baseline and config.write_baseline:
+        raise MaskcheckError("--baseline and --write-baseline exclude each other: --write-baseline "
+                             "records every current finding, replacing the old baseline")
     if config.verbose:  # tracebacks behind target errors (the engine logs them)
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("maskcheck: %(message)s"))
         logging.getLogger("maskcheck").addHandler(handler)
     sys.dont_write_bytecode = True  # importing a user's factory module leaves no __pycache__ beside it
     _quiet_libraries(config.verbose)
+    from maskcheck.baseline import BaselineError, apply_baseline, read_baseline, write_baseline
     from maskcheck.engine import check_targets
     from maskcheck.reporters import get_reporter
 
@@ -222,8 +233,16 @@ def main(targets: tuple[str, ...], **options: object) -> None:
     with _stdout_to_stderr():
         try:
             report = check_targets(targets, config, progress=progress)
+        except BaselineError as exc:
+            raise MaskcheckError(str(exc)) from None
         finally:
             progress.clear()
+    if config.write_baseline:  # from now on these findings are baselined, in this run too
+        try:
+            write_baseline(config.write_baseline, report)
+            report = apply_baseline(report, read_baseline(config.write_baseline))
+        except BaselineError as exc:
+            raise MaskcheckError(str(exc)) from None
     rendered = get_reporter(config.format)(report)
     if config.statistics:
         if config.format == "text":

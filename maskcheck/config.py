@@ -57,6 +57,11 @@ class Config:
     atol: float = 1e-5
     rtol: float = 1e-4
     device: str = "auto"
+    # CI adoption (SPEC 5, 6): suppressions by layer path, baselines, unused-suppression report
+    per_layer_ignores: tuple[tuple[str, frozenset[str]], ...] = ()  # (layer-path glob, codes)
+    baseline: str | None = None
+    write_baseline: str | None = None
+    warn_unused_ignores: bool = False
     source: str | None = field(default=None, compare=False)  # pyproject path, if any
 
     @classmethod
@@ -80,11 +85,11 @@ class Config:
                 if value not in allowed:
                     raise ConfigError(f"{_option(key)} must be one of {', '.join(allowed)}, not {value!r}")
                 kwargs[key] = value
-            elif key in ("unsafe", "verbose", "statistics"):
+            elif key in ("unsafe", "verbose", "statistics", "warn_unused_ignores"):
                 if not isinstance(value, bool):
                     raise ConfigError(f"{_option(key)} must be true or false, not {value!r}")
                 kwargs[key] = value
-            elif key in ("output", "data"):
+            elif key in ("output", "data", "baseline", "write_baseline"):
                 kwargs[key] = str(value)
             elif key in ("seed", "batch_size", "seq_len"):
                 kwargs[key] = _as_int(key, value, minimum=0 if key == "seed" else 1)
@@ -108,6 +113,8 @@ class Config:
                 if not isinstance(value, bool):
                     raise ConfigError(f"assume_padding must be true or false, not {value!r}")
                 kwargs[key] = value
+            elif key == "per_layer_ignores":
+                kwargs[key] = _per_layer_ignores(value)
             elif key == "data_batches":
                 kwargs[key] = _as_int(key, value, minimum=1)
             else:
@@ -122,12 +129,30 @@ PYPROJECT_KEYS = {
     "verbose": "verbose", "statistics": "statistics", "padding": "padding", "data": "data",
     "mask-input": "mask_inputs", "padded": "padded", "seed": "seed", "batch-size": "batch_size",
     "seq-len": "seq_len", "atol": "atol", "rtol": "rtol", "device": "device",
-    "data-batches": "data_batches",
+    "data-batches": "data_batches", "per-layer-ignores": "per_layer_ignores",
+    "baseline": "baseline", "warn-unused-ignores": "warn_unused_ignores",
 }
 
 
+def _per_layer_ignores(value: Any) -> tuple[tuple[str, frozenset[str]], ...]:
+    """`{"encoder/*": ["MC102"], ...}` (codes as a list or a comma string) -> sorted pairs."""
+    if not isinstance(value, dict):
+        raise ConfigError("per-layer-ignores must be a table of layer-path globs to rule codes, "
+                          f"not {value!r}")
+    pairs = []
+    for glob, codes in value.items():
+        if not isinstance(glob, str) or not glob.strip():
+            raise ConfigError(f"per-layer-ignores: a key must be a layer-path glob, not {glob!r}")
+        entries = _as_list("per_layer_ignores", codes)
+        if not entries:
+            raise ConfigError(f"per-layer-ignores: {glob!r} lists no rule codes")
+        pairs.append((glob.strip(), resolve_selection(entries)))
+    return tuple(sorted(pairs, key=lambda pair: pair[0]))
+
+
 def _option(key: str) -> str:
-    return "--" + {"imports": "import", "mask_inputs": "mask-input"}.get(key, key).replace("_", "-")
+    names = {"imports": "import", "mask_inputs": "mask-input", "per_layer_ignores": "per-layer-ignores"}
+    return "--" + names.get(key, key).replace("_", "-")
 
 
 def _as_int(key: str, value: Any, *, minimum: int) -> int:

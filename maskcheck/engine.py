@@ -65,13 +65,16 @@ def run_rules(graph: Any, rules: tuple[type[Rule], ...], *, side: str = "both",
     return tuple(f for rule in rules if rule.engine == "static" for f in rule().check(graph, flow))
 
 
-def check_model(model: Any, *, target: str, config: Config, data: Any = None) -> ModelReport:
+def check_model(model: Any, *, target: str, config: Config, data: Any = None,
+                suppressor: Any = None) -> ModelReport:
     """Check one Keras model with the engines `config.mode` asks for.
 
     Args:
         data: probe data for the dynamic engine (an npz mapping, a dict of
             arrays, an (x, y) pair or x alone); None synthesizes probes, or
             loads `config.data` when that names an .npz file.
+        suppressor: the run's `maskcheck.suppress.Suppressor` (one per run, so
+            --warn-unused-ignores sees every model); None makes one from `config`.
 
     Raises:
         CheckError: the model cannot be checked (no graph for a static-only
@@ -109,7 +112,57 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None) ->
         stats["dynamic_ms"] = round((time.perf_counter() - started) * 1000, 1)
     if no_graph is not None and (not dynamic or "dynamic" in stats):  # neither engine could look
         raise CheckError("NoGraph", f"{no_graph}; dynamic checks {stats['dynamic']}")
-    return ModelReport(target=target, model=model.name, findings=findings, stats=stats)
+    kept, suppressed = locate_and_suppress(model, findings, config, suppressor)
+    return ModelReport(target=target, model=model.name, findings=kept, stats=stats,
+                       suppressed=suppressed)
+
+
+def check_in_memory(model: Any, config: Config, data: Any = None) -> Report:
+    """The Report for one in-memory model (the API and the pytest fixture): a model
+    that cannot be checked gives an error entry; `config.baseline` applies."""
+    from maskcheck.baseline import apply_baseline, read_baseline
+
+    baseline = read_baseline(config.baseline) if config.baseline else None
+    name = getattr(model, "name", type(model).__name__)
+    suppressor = make_suppressor(config)
+    try:
+        result = check_model(model, target=name, config=config, data=data, suppressor=suppressor)
+    except CheckError as exc:
+        kept, suppressed = locate_and_suppress(model, exc.findings, config, suppressor)
+        result = ModelReport(name, name, findings=kept, suppressed=suppressed,
+                             error=TargetError(exc.type, exc.message))
+    report = Report((result,), fail_on=config.fail_on,
+                    unused_ignores=suppressor.unused() if config.warn_unused_ignores else None)
+    return apply_baseline(report, baseline) if baseline is not None else report
+
+
+def make_suppressor(config: Config) -> Any:
+    from maskcheck.suppress import Suppressor
+
+    return Suppressor(config.per_layer_ignores, config.source)
+
+
+def locate_and_suppress(model: Any, findings: tuple[Finding, ...], config: Config,
+                        suppressor: Any = None) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
+    """Findings gain `location` where the culprit layer's construction was recorded (SPEC 6);
+    then inline comments and per-layer-ignores move some to the suppressed list."""
+    from maskcheck.locations import site_at
+    from maskcheck.suppress import model_sites
+
+    suppressor = suppressor if suppressor is not None else make_suppressor(config)
+    sites = {}
+    located = []
+    for finding in findings:
+        site = site_at(model, finding.path)
+        if site is not None:
+            sites[finding.path] = site
+            finding = replace(finding, location=site.to_location())
+        located.append(finding)
+    engines = {"static": ("static",), "dynamic": ("dynamic", "data")}.get(
+        config.mode, ("static", "dynamic", "data"))
+    ran = {r.code for r in selected_rules(config.select, config.ignore) if r.engine in engines}
+    suppressor.note_checked({site.file for site in model_sites(model).values()}, ran)
+    return suppressor.apply(located, sites)
 
 
 def assumed_clause(assumed: dict[str, str]) -> str:
@@ -326,7 +379,11 @@ def _refute(finding: Finding, diverging: set[str], dynamic: list[Finding]) -> Fi
 def check_targets(raw_targets: tuple[str, ...], config: Config,
                   progress: Callable[[int, int, str], None] | None = None) -> Report:
     """Load and check every target; failures become error entries, in order."""
+    from maskcheck.baseline import apply_baseline, read_baseline
+
+    baseline = read_baseline(config.baseline) if config.baseline else None  # bad file: fail first
     targets = expand_targets(raw_targets)
+    suppressor = make_suppressor(config)
     import_error: LoadError | None = None
     if config.imports and any(t.error is None for t in targets):
         try:
@@ -338,12 +395,14 @@ def check_targets(raw_targets: tuple[str, ...], config: Config,
         def step(stage: str, number: int = number, label: str = target.label) -> None:
             if progress is not None:
                 progress(number, len(targets), label, stage)
-        results.append(_check_one(target, config, import_error, step))
-    return Report(tuple(results), fail_on=config.fail_on)
+        results.append(_check_one(target, config, import_error, step, suppressor))
+    report = Report(tuple(results), fail_on=config.fail_on,
+                    unused_ignores=suppressor.unused() if config.warn_unused_ignores else None)
+    return apply_baseline(report, baseline) if baseline is not None else report
 
 
 def _check_one(target: Target, config: Config, import_error: LoadError | None,
-               step: Callable[[str], None]) -> ModelReport:
+               step: Callable[[str], None], suppressor: Any) -> ModelReport:
     try:
         if import_error is not None:
             raise import_error
@@ -355,9 +414,11 @@ def _check_one(target: Target, config: Config, import_error: LoadError | None,
         return ModelReport(target.label, None, error=TargetError(exc.type, exc.message))
     step("checking")
     try:
-        return check_model(model, target=target.label, config=config, data=data)
+        return check_model(model, target=target.label, config=config, data=data,
+                           suppressor=suppressor)
     except CheckError as exc:
-        return ModelReport(target.label, model.name, findings=exc.findings,
+        kept, suppressed = locate_and_suppress(model, exc.findings, config, suppressor)
+        return ModelReport(target.label, model.name, findings=kept, suppressed=suppressed,
                            error=TargetError(exc.type, exc.message))
     except Exception as exc:  # an analysis bug must not hide the other targets
         if config.verbose:

@@ -47,9 +47,15 @@ class Finding:
     message: str
     fix: str
     evidence: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: SPEC 6: where the culprit layer was built, {"file", "line"}; None when unknown
+    location: Mapping[str, Any] | None = None
+    #: why the finding does not count: "comment", "per-layer-ignores" or "baseline"
+    suppressed_by: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "severity", Severity(self.severity))
+        if self.location is not None:
+            object.__setattr__(self, "location", _freeze(self.location))
         object.__setattr__(self, "kind", tuple(self.kind))
         object.__setattr__(self, "path", tuple(self.path))
         object.__setattr__(self, "evidence", _freeze(self.evidence))
@@ -69,7 +75,31 @@ class Finding:
             "message": self.message,
             "fix": self.fix,
             "evidence": dict(self.evidence),
+            **({"location": dict(self.location)} if self.location is not None else {}),
+            **({"suppressed_by": self.suppressed_by} if self.suppressed_by else {}),
         }
+
+    def where(self) -> str:
+        """`file:line:` for reporters' line prefixes; empty when the location is unknown."""
+        if self.location is None:
+            return ""
+        return f"{self.location['file']}:{self.location['line']}:"
+
+
+@dataclass(frozen=True, slots=True)
+class UnusedIgnore:
+    """A suppression that matched no finding (reported under --warn-unused-ignores).
+
+    `line` is None for a `per-layer-ignores` entry, whose `file` is the pyproject."""
+
+    file: str
+    line: int | None
+    codes: tuple[str, ...]
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "codes": list(self.codes),
+                "message": self.message}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +122,12 @@ class ModelReport:
     findings: tuple[Finding, ...] = ()
     error: TargetError | None = None
     stats: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: findings kept out of the exit status by a suppression or the baseline (each says which)
+    suppressed: tuple[Finding, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "findings", tuple(sorted(self.findings, key=Finding.sort_key)))
+        object.__setattr__(self, "suppressed", tuple(sorted(self.suppressed, key=Finding.sort_key)))
         object.__setattr__(self, "stats", _freeze(self.stats))
 
     @property
@@ -110,6 +143,7 @@ class ModelReport:
             "status": self.status,
             "error": self.error.to_dict() if self.error else None,
             "findings": [f.to_dict() for f in self.findings],
+            "suppressed": [f.to_dict() for f in self.suppressed],
             "stats": dict(self.stats),
         }
 
@@ -120,6 +154,10 @@ class Report:
 
     models: tuple[ModelReport, ...] = ()
     fail_on: str = "warning"
+    #: suppressions that matched nothing; None unless --warn-unused-ignores asked
+    unused_ignores: tuple[UnusedIgnore, ...] | None = None
+    #: baseline entries no finding matched any more (fixed since the baseline was written)
+    baseline_fixed: int = 0
 
     @property
     def findings(self) -> tuple[Finding, ...]:
@@ -136,14 +174,18 @@ class Report:
     @property
     def ok(self) -> bool:
         """True when no finding is at or above `fail_on` and no target failed."""
-        threshold = FAIL_ON_RANKS[self.fail_on]
-        return not self.errors and all(f.severity.rank < threshold for f in self.findings)
+        return self.exit_code() == 0
 
     def exit_code(self, fail_on: str | None = None) -> int:
-        """0 clean, 1 findings at or above `fail_on`, 2 a target could not be checked."""
+        """0 clean, 1 findings at or above `fail_on`, 2 a target could not be checked.
+
+        Suppressed and baselined findings never count; unused suppressions count as
+        warnings (like mypy's --warn-unused-ignores)."""
         if self.errors:
             return 2
         threshold = FAIL_ON_RANKS[fail_on or self.fail_on]
+        if self.unused_ignores and Severity.WARNING.rank >= threshold:
+            return 1
         return 1 if any(f.severity.rank >= threshold for f in self.findings) else 0
 
     def summary(self) -> dict[str, int]:
@@ -153,6 +195,11 @@ class Report:
             "warnings": self.count(Severity.WARNING),
             "infos": self.count(Severity.INFO),
             "failed": len(self.errors),
+            "suppressed": sum(1 for m in self.models for f in m.suppressed
+                              if f.suppressed_by != "baseline"),
+            "baselined": sum(1 for m in self.models for f in m.suppressed
+                             if f.suppressed_by == "baseline"),
+            "fixed": self.baseline_fixed,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -163,6 +210,8 @@ class Report:
             "tool": {"name": "maskcheck", "version": __version__},
             "models": [m.to_dict() for m in self.models],
             "summary": self.summary(),
+            **({"unused_ignores": [u.to_dict() for u in self.unused_ignores]}
+               if self.unused_ignores is not None else {}),
         }
 
     def to_json(self) -> str:

@@ -99,6 +99,14 @@ def load_target(target: Target, *, unsafe: bool) -> tuple[Any, Any]:
 
 
 def _call_factory(reference: str) -> tuple[Any, Any]:
+    """Import the module and call the factory, recording where each layer is built."""
+    from maskcheck.locations import record_locations
+
+    with record_locations():
+        return _import_and_call(reference)
+
+
+def _import_and_call(reference: str) -> tuple[Any, Any]:
     import keras
 
     _allow_cwd_imports()

@@ -177,11 +177,30 @@ def item_config(node: pytest.Item) -> Any:
     return dataclasses.replace(base, **{key: getattr(validated, key) for key in keys})
 
 
+_RECORDING = pytest.StashKey[Any]()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("maskcheck") is not None:
         _validate_markers(item)
         item_config(item)  # bad values fail here, naming the marker
+    if "maskcheck" in getattr(item, "fixturenames", ()):
+        # Tests that use the fixture record where their layers are built (before any
+        # fixture runs), so findings point at the test's source line (SPEC 6 `location`).
+        from maskcheck.locations import record_locations
+
+        recording = record_locations()
+        recording.__enter__()
+        item.stash[_RECORDING] = recording
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    recording = item.stash.get(_RECORDING, None)
+    if recording is not None:
+        del item.stash[_RECORDING]
+        recording.__exit__(None, None, None)
 
 
 class MaskChecker:
@@ -222,18 +241,9 @@ class MaskChecker:
             A Report with one ModelReport; a model that cannot be checked gives a
             report whose `errors` name why (and which is never `ok`).
         """
-        from maskcheck.engine import CheckError, check_model
-        from maskcheck.finding import ModelReport, Report, TargetError
+        from maskcheck.engine import check_in_memory
 
-        config = self._with(overrides)
-        target = getattr(model, "name", type(model).__name__)
-        extra = {"data": data} if data is not None else {}
-        try:
-            result = check_model(model, target=target, config=config, **extra)
-        except CheckError as exc:
-            result = ModelReport(target, target, findings=exc.findings,
-                                 error=TargetError(exc.type, exc.message))
-        return Report((result,), fail_on=config.fail_on)
+        return check_in_memory(model, self._with(overrides), data)
 
     __call__ = check
 

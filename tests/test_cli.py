@@ -262,7 +262,8 @@ def validate_report(report: dict) -> None:
     assert report["schema"] == 1
     assert report["tool"]["name"] == "maskcheck" and isinstance(report["tool"]["version"], str)
     for model in report["models"]:
-        assert set(model) == {"target", "model", "status", "error", "findings", "stats"}
+        assert set(model) == {"target", "model", "status", "error", "findings", "suppressed", "stats"}
+        assert isinstance(model["suppressed"], list)
         assert isinstance(model["target"], str)
         assert model["status"] in ("ok", "findings", "error")
         assert isinstance(model["findings"], list) and isinstance(model["stats"], dict)
@@ -274,14 +275,15 @@ def validate_report(report: dict) -> None:
             assert model["error"] is None and isinstance(model["model"], str)
             assert (model["status"] == "findings") == bool(model["findings"])
         for finding in model["findings"]:
-            assert set(finding) == set(FINDING_FIELDS)
+            assert set(FINDING_FIELDS) <= set(finding) <= set(FINDING_FIELDS) | {"location"}
             for key, kind in FINDING_FIELDS.items():
                 assert isinstance(finding[key], kind), (key, finding[key])
             assert finding["severity"] in ("error", "warning", "info")
             assert set(finding["kind"]) <= {"static", "dynamic"} and finding["kind"]
             assert finding["path"][-1] == finding["layer"]
     summary = report["summary"]
-    assert set(summary) == {"models", "errors", "warnings", "infos", "failed"}
+    assert set(summary) == {"models", "errors", "warnings", "infos", "failed",
+                            "suppressed", "baselined", "fixed"}
     found = [f for m in report["models"] for f in m["findings"]]
     assert summary["models"] == len(report["models"])
     for key, severity in (("errors", "error"), ("warnings", "warning"), ("infos", "info")):

@@ -3,6 +3,10 @@
 `::error file=PATH,title=MC102 unmasked-mixing::message Fix: fix`. The
 runner turns these into annotations on the pull request; nothing else is
 printed, because every stdout line of a step is parsed for commands.
+
+A finding whose layer was built at a known source line is annotated there
+(`file=models/tagger.py,line=14`) instead of on the target. Suppressed and
+baselined findings get no annotation; unused suppressions are warnings.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ def escape_property(value: str) -> str:
     return escape_data(value).replace(":", "%3A").replace(",", "%2C")
 
 
-def _command(name: str, file: str, title: str, message: str) -> str:
-    return (f"::{name} file={escape_property(file)},title={escape_property(title)}"
+def _command(name: str, file: str, title: str, message: str, line: int | None = None) -> str:
+    at = f",line={line}" if line is not None else ""
+    return (f"::{name} file={escape_property(file)}{at},title={escape_property(title)}"
             f"::{escape_data(message)}")
 
 
@@ -35,6 +40,11 @@ def render(report: Report) -> str:
         if model.error is not None:
             lines.append(_command("error", model.target, "maskcheck load error", model.error.message))
         for f in model.findings:
-            lines.append(_command(COMMANDS[f.severity], model.target, f"{f.rule} {f.name}",
-                                  f"{f.message} Fix: {f.fix}"))
+            file, line = ((f.location["file"], int(f.location["line"])) if f.location is not None
+                          else (model.target, None))
+            lines.append(_command(COMMANDS[f.severity], file, f"{f.rule} {f.name}",
+                                  f"{f.message} Fix: {f.fix}", line))
+    for unused in report.unused_ignores or ():
+        lines.append(_command("warning", unused.file, "maskcheck unused-ignore", unused.message,
+                              unused.line))
     return "".join(line + "\n" for line in lines)

@@ -12,6 +12,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from maskcheck.finding import FAIL_ON_RANKS, Finding, ModelReport, Report
+from maskcheck.reporters.text import finding_line
 
 # Characters XML 1.0 cannot carry at all, even escaped.
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -25,9 +26,7 @@ def _finding_lines(model: ModelReport, findings: list[Finding]) -> str:
     """The text reporter's two lines per finding (what happened, then the fix)."""
     lines: list[str] = []
     for f in findings:
-        where = "/".join(f.path[1:]) or f.layer or "?"
-        lines.append(f"{model.target}:{where} ({f.layer_class}): {f.rule} [{f.severity.value}] "
-                     f"{f.name} {f.message}")
+        lines.append(finding_line(model, f))
         lines.append(f"    fix: {f.fix}")
     return "\n".join(lines) + "\n"
 

@@ -5,18 +5,27 @@ code even when this run did not raise it); each finding becomes a `result`
 pointing at the model file and, logically, at the layer path. Targets that
 could not be loaded are tool execution notifications, not results: they are
 failures of the run, not findings about the model.
+
+A finding whose layer was built at a known source line points at that line
+of that file, relative to the repository root (the nearest folder above the
+working folder with a `.git`), as code scanning expects. Suppressed and
+baselined findings are results too, with SARIF `suppressions`, so code
+scanning shows them as dismissed; unused suppressions are tool configuration
+notifications.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from maskcheck import __version__
-from maskcheck.finding import Finding, ModelReport, Report, Severity
+from maskcheck.finding import Finding, ModelReport, Report, Severity, UnusedIgnore
 from maskcheck.rules import ALL_RULES
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -43,6 +52,31 @@ def artifact_uri(target: str) -> str:
     return quote(path, safe="/")
 
 
+def repository_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The nearest folder at or above `start` (the working folder) holding `.git`.
+
+    Falls back to `start` itself when no repository encloses it."""
+    here = Path(os.path.abspath(start if start is not None else os.getcwd()))
+    for folder in (here, *here.parents):
+        if (folder / ".git").exists():
+            return folder
+    return here
+
+
+def source_uri(file: str, root: Path | None = None) -> str:
+    """A path relative to the working folder as a URI relative to the repository root.
+
+    A file outside the repository keeps its absolute path (a `file://` URI)."""
+    cwd = os.getcwd()
+    root = root if root is not None else repository_root(cwd)
+    path = os.path.abspath(os.path.join(cwd, file))
+    try:
+        path = Path(path).relative_to(root).as_posix()
+    except ValueError:
+        pass
+    return artifact_uri(path)
+
+
 def _rule_descriptor(rule: Any) -> dict[str, Any]:
     return {
         "id": rule.code,
@@ -67,10 +101,21 @@ def _ad_hoc_descriptor(finding: Finding) -> dict[str, Any]:
     }
 
 
-def _physical_location(target: str) -> dict[str, Any]:
+def _physical_location(target: str, finding: Finding, root: Path) -> dict[str, Any]:
+    if finding.location is not None:
+        return {"artifactLocation": {"uri": source_uri(finding.location["file"], root)},
+                "region": {"startLine": int(finding.location["line"])}}
     # A model file has no lines; GitHub still needs a region to place the
     # alert, so it goes on line 1 of the file.
     return {"artifactLocation": {"uri": artifact_uri(target)}, "region": {"startLine": 1}}
+
+
+#: How each kind of suppression is told in SARIF (`suppressions` of a result).
+SUPPRESSIONS = {
+    "comment": {"kind": "inSource"},
+    "per-layer-ignores": {"kind": "external", "justification": "per-layer-ignores in pyproject.toml"},
+    "baseline": {"kind": "external", "justification": "maskcheck baseline"},
+}
 
 
 def _fingerprint(model: ModelReport, finding: Finding) -> str:
@@ -80,15 +125,16 @@ def _fingerprint(model: ModelReport, finding: Finding) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _result(model: ModelReport, finding: Finding, rule_index: int) -> dict[str, Any]:
+def _result(model: ModelReport, finding: Finding, rule_index: int, root: Path,
+            suppressed: bool = False) -> dict[str, Any]:
     qualified = "/".join(finding.path) or finding.layer or model.model or model.target
-    return {
+    result = {
         "ruleId": finding.rule,
         "ruleIndex": rule_index,
         "level": LEVELS[finding.severity],
         "message": {"text": f"{finding.message} Fix: {finding.fix}"},
         "locations": [{
-            "physicalLocation": _physical_location(model.target),
+            "physicalLocation": _physical_location(model.target, finding, root),
             "logicalLocations": [{
                 "name": finding.layer or qualified,
                 "fullyQualifiedName": qualified,
@@ -103,6 +149,9 @@ def _result(model: ModelReport, finding: Finding, rule_index: int) -> dict[str, 
             "evidence": dict(finding.evidence),
         },
     }
+    if suppressed:
+        result["suppressions"] = [dict(SUPPRESSIONS.get(finding.suppressed_by, {"kind": "external"}))]
+    return result
 
 
 def _notification(model: ModelReport) -> dict[str, Any]:
@@ -115,18 +164,39 @@ def _notification(model: ModelReport) -> dict[str, Any]:
     }
 
 
+def _unused_ignore(unused: UnusedIgnore, root: Path) -> dict[str, Any]:
+    physical: dict[str, Any] = {"artifactLocation": {"uri": source_uri(unused.file, root)}}
+    if unused.line is not None:
+        physical["region"] = {"startLine": int(unused.line)}
+    return {
+        "level": "warning",
+        "message": {"text": unused.message},
+        "descriptor": {"id": "unused-ignore"},
+        "locations": [{"physicalLocation": physical}],
+    }
+
+
 def to_sarif(report: Report) -> dict[str, Any]:
     """The SARIF log as plain JSON data (for callers that post-process it)."""
     rules = [_rule_descriptor(rule) for rule in ALL_RULES]
     index = {rule.code: i for i, rule in enumerate(ALL_RULES)}
+    root = repository_root()
     results: list[dict[str, Any]] = []
     for model in report.models:
-        for finding in model.findings:
+        for suppressed, finding in [(False, f) for f in model.findings] + [
+                (True, f) for f in model.suppressed]:
             if finding.rule not in index:
                 index[finding.rule] = len(rules)
                 rules.append(_ad_hoc_descriptor(finding))
-            results.append(_result(model, finding, index[finding.rule]))
+            results.append(_result(model, finding, index[finding.rule], root, suppressed))
     failed = report.errors
+    invocation: dict[str, Any] = {
+        "executionSuccessful": not failed,
+        "toolExecutionNotifications": [_notification(m) for m in failed],
+    }
+    if report.unused_ignores:
+        invocation["toolConfigurationNotifications"] = [
+            _unused_ignore(u, root) for u in report.unused_ignores]
     return {
         "$schema": SCHEMA,
         "version": "2.1.0",
@@ -137,10 +207,7 @@ def to_sarif(report: Report) -> dict[str, Any]:
                 "informationUri": INFORMATION_URI,
                 "rules": rules,
             }},
-            "invocations": [{
-                "executionSuccessful": not failed,
-                "toolExecutionNotifications": [_notification(m) for m in failed],
-            }],
+            "invocations": [invocation],
             "results": results,
         }],
     }

@@ -1,0 +1,169 @@
+"""Where each layer was built in the user's code (SPEC 6 `location`).
+
+A Keras layer does not remember the line that created it, so maskcheck
+records it while it builds models itself: `record_locations()` wraps
+`Operation.__new__` (every layer, model and symbolic `keras.ops` call goes
+through it) and notes the innermost calling frame outside Keras, keras-hub,
+TensorFlow, maskcheck and the standard library. It is active only inside
+the context: factory targets, the `maskcheck` pytest fixture's tests, and
+any user code run under `with maskcheck.record_locations():`. Models built
+elsewhere get no locations, so nobody who never asks pays for a frame walk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import sysconfig
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+#: Top-level packages whose frames are never "the user's code".
+LIBRARY_PACKAGES = ("keras", "keras_hub", "keras_nlp", "keras_cv", "tensorflow", "tf_keras",
+                    "maskcheck", "tree", "optree", "absl")
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """The call that built one layer: absolute file, first and last line of the call."""
+
+    file: str
+    line: int
+    end_line: int
+
+    def lines(self) -> range:
+        return range(self.line, max(self.line, self.end_line) + 1)
+
+    def to_location(self, base: Path | None = None) -> dict[str, Any]:
+        """SPEC 6 `location`: the file relative to `base` (the working folder) when inside it."""
+        return {"file": display_path(self.file, base), "line": self.line}
+
+
+def display_path(file: str, base: Path | None = None) -> str:
+    """`file` relative to `base` (default: the working folder) in slashes, else absolute."""
+    base = (base or Path.cwd()).resolve()
+    path = Path(file).resolve()
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+_SITES: "weakref.WeakKeyDictionary[Any, Site]" = weakref.WeakKeyDictionary()
+_depth = 0
+_original_new: Any = None
+_stdlib_roots: tuple[str, ...] = ()
+#: co_filename -> (real path, is library code)
+_files: dict[str, tuple[str, bool]] = {}
+
+
+def _folders(paths: Any) -> tuple[str, ...]:
+    return tuple(os.path.realpath(folder) + os.sep for folder in paths if folder)
+
+
+def _is_library(filename: str) -> bool:
+    known = _files.get(filename)
+    if known is None:
+        if filename.startswith("<"):  # exec'd strings, frozen modules: no file to point at
+            known = (filename, True)
+        else:
+            real = os.path.realpath(filename)
+            parts = Path(real).parts
+            in_stdlib = (any(real.startswith(root) for root in _stdlib_roots)
+                         and "site-packages" not in parts and "dist-packages" not in parts)
+            known = (real, in_stdlib)
+        _files[filename] = known
+    return known[1]
+
+
+def _user_site(frame: Any) -> Site | None:
+    while frame is not None:
+        code = frame.f_code
+        module = str(frame.f_globals.get("__name__") or "").partition(".")[0]
+        if module not in LIBRARY_PACKAGES and not _is_library(code.co_filename):
+            line = frame.f_lineno
+            end = line
+            positions = getattr(code, "co_positions", None)
+            if positions is not None and frame.f_lasti >= 0:
+                try:
+                    start, stop, _, _ = list(positions())[frame.f_lasti // 2]
+                    line, end = start or line, stop or line
+                except (IndexError, ValueError):
+                    pass
+            return Site(_files[code.co_filename][0], line, end)
+        frame = frame.f_back
+    return None
+
+
+def _recording_new(cls: Any, *args: Any, **kwargs: Any) -> Any:
+    instance = _original_new(cls, *args, **kwargs)
+    try:
+        site = _user_site(sys._getframe(1))
+        if site is not None and instance not in _SITES:
+            _SITES[instance] = site
+    except Exception:  # never let bookkeeping break the user's model
+        pass
+    return instance
+
+
+@contextlib.contextmanager
+def record_locations() -> Iterator[None]:
+    """Record where layers are built while the block runs (re-entrant).
+
+    A frame is the user's when its module is not in LIBRARY_PACKAGES and its file
+    is not in the standard library (site-packages below it excepted).
+
+    >>> with maskcheck.record_locations():
+    ...     model = build_tagger()
+    >>> maskcheck.check(model)  # findings now carry `location`
+    """
+    global _depth, _original_new, _stdlib_roots
+    from keras.src.ops.operation import Operation
+
+    if _depth == 0:
+        _stdlib_roots = _folders(sysconfig.get_paths().get(key) for key in ("stdlib", "platstdlib"))
+        _files.clear()
+        _original_new = Operation.__dict__["__new__"].__func__
+        Operation.__new__ = staticmethod(_recording_new)
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if _depth == 0:
+            Operation.__new__ = staticmethod(_original_new)
+
+
+def site_of(layer: Any) -> Site | None:
+    try:
+        return _SITES.get(layer)
+    except TypeError:  # unhashable or not weak-referenceable
+        return None
+
+
+def children(layer: Any) -> list[Any]:
+    operations = getattr(layer, "operations", None)
+    if operations:
+        return list(operations)
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is None:
+        return []
+    try:
+        return list(flatten(include_self=False, recursive=False))
+    except TypeError:
+        return []
+
+
+def site_at(model: Any, path: tuple[str, ...]) -> Site | None:
+    """The site of the layer at `path` (model name first), else of its nearest recorded
+    enclosing layer below the model itself (a sublayer built outside any recording)."""
+    current, best = model, None
+    for name in path[1:]:
+        current = next((c for c in children(current) if getattr(c, "name", None) == name), None)
+        if current is None:
+            break
+        best = site_of(current) or best
+    return best
