@@ -19,7 +19,10 @@ its baseline, timed in the same run on the same machine:
   1.3 for each model. Each row also shows the traces and `dynamic_ms` the
   report's stats give, and the rules found.
 
-`--only {cli,static,dynamic,v2}` runs one section; `--only v2 --quick`
+* "source locations": building a model under `maskcheck.record_locations()`
+  against building it plainly (benchmarks/locations_bench.py).
+
+`--only {cli,static,dynamic,v2,locations}` runs one section; `--only v2 --quick`
 takes about 2.5 minutes on two cores, most of it the BiLSTM check.
 """
 
@@ -206,7 +209,7 @@ def optional_section(name: str, quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
-    parser.add_argument("--only", choices=("cli", "static", "dynamic", "v2"), help="run one section")
+    parser.add_argument("--only", choices=("cli", "static", "dynamic", "v2", "locations"), help="run one section")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(ROOT))
@@ -220,6 +223,8 @@ def main() -> None:
         optional_section("dynamic_bench", args.quick)
     if args.only in (None, "v2"):
         v2_section(args.quick)
+    if args.only in (None, "locations"):
+        optional_section("locations_bench", args.quick)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ class MaskCheck(keras.callbacks.Callback):
     The check runs before the first train step of `fit` and, with `every=N`,
     again before the first step of epochs N, 2N, ... It never changes the
     weights, the optimizer state, the metrics or the order of the batches.
+    A model built under `with maskcheck.record_locations():` gets warnings that
+    name the source line of each culprit layer, and its `# maskcheck: ignore`
+    comments apply.
 
     Args:
         on_leak: "warn" emits a `MaskCheckWarning` and trains on; "raise"
@@ -274,6 +277,8 @@ def _leak_message(model_name: str, epoch: int, leaks: tuple[Finding, ...]) -> st
         where = f" at {finding.layer!r}" if finding.layer else ""
         if finding.layer_class:
             where += f" ({finding.layer_class})"
+        if finding.location is not None:  # the model was built under maskcheck.record_locations()
+            where += f", built at {finding.where().rstrip(':')}"
         parts.append(f"{finding.rule}{where}: {finding.message.rstrip('.')}")
     noun = "padding leak" if len(leaks) == 1 else "padding leaks"
     return (f"maskcheck: {len(leaks)} {noun} in model {model_name!r} on the first batch of epoch "

@@ -58,6 +58,8 @@ _original_new: Any = None
 _stdlib_roots: tuple[str, ...] = ()
 #: co_filename -> (real path, is library code)
 _files: dict[str, tuple[str, bool]] = {}
+#: code object -> its instructions' (line, end line, column, end column)
+_positions: dict[Any, list[Any]] = {}
 
 
 def _folders(paths: Any) -> tuple[str, ...]:
@@ -79,23 +81,34 @@ def _is_library(filename: str) -> bool:
     return known[1]
 
 
+#: Modules that rebuild layers from a config (loading a file, a preset, a clone): such a
+#: layer was not written at the line that called them, so it gets no location.
+REBUILDERS = ("keras.src.saving", "keras.src.models.cloning", "keras.saving", "keras_hub.src.utils")
+
+
 def _user_site(frame: Any) -> Site | None:
+    """The innermost user frame, or None when no user frame or a rebuilding frame is on the stack."""
+    site = None
     while frame is not None:
+        name = str(frame.f_globals.get("__name__") or "")
+        if name.startswith(REBUILDERS):
+            return None
         code = frame.f_code
-        module = str(frame.f_globals.get("__name__") or "").partition(".")[0]
-        if module not in LIBRARY_PACKAGES and not _is_library(code.co_filename):
+        if site is None and name.partition(".")[0] not in LIBRARY_PACKAGES \
+                and not _is_library(code.co_filename):
             line = frame.f_lineno
             end = line
-            positions = getattr(code, "co_positions", None)
-            if positions is not None and frame.f_lasti >= 0:
+            if hasattr(code, "co_positions") and frame.f_lasti >= 0:  # Python 3.11+: the call's lines
+                if code not in _positions:
+                    _positions[code] = list(code.co_positions())
                 try:
-                    start, stop, _, _ = list(positions())[frame.f_lasti // 2]
+                    start, stop, _, _ = _positions[code][frame.f_lasti // 2]
                     line, end = start or line, stop or line
                 except (IndexError, ValueError):
                     pass
-            return Site(_files[code.co_filename][0], line, end)
+            site = Site(_files[code.co_filename][0], line, end)
         frame = frame.f_back
-    return None
+    return site
 
 
 def _recording_new(cls: Any, *args: Any, **kwargs: Any) -> Any:
@@ -126,6 +139,7 @@ def record_locations() -> Iterator[None]:
     if _depth == 0:
         _stdlib_roots = _folders(sysconfig.get_paths().get(key) for key in ("stdlib", "platstdlib"))
         _files.clear()
+        _positions.clear()
         _original_new = Operation.__dict__["__new__"].__func__
         Operation.__new__ = staticmethod(_recording_new)
     _depth += 1
@@ -135,6 +149,7 @@ def record_locations() -> Iterator[None]:
         _depth -= 1
         if _depth == 0:
             Operation.__new__ = staticmethod(_original_new)
+            _positions.clear()
 
 
 def site_of(layer: Any) -> Site | None:
