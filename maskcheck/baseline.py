@@ -26,8 +26,22 @@ class BaselineError(ValueError):
     """The baseline file cannot be read or was written by another version."""
 
 
+MODEL_FILES = (".keras", ".h5")
+
+
+def target_key(target: str) -> str:
+    """A target as the baseline stores it: model files relative to the working folder in
+    slashes (so `./models/x.keras`, `models\\x.keras` and its absolute path are one
+    target), factory references as written."""
+    if target.lower().endswith(MODEL_FILES):
+        from maskcheck.locations import display_path
+
+        return display_path(target)
+    return target
+
+
 def finding_key(target: str, finding: Finding) -> Key:
-    return (finding.rule, target, tuple(finding.path))
+    return (finding.rule, target_key(target), tuple(finding.path))
 
 
 def render_baseline(report: Report) -> str:
@@ -84,14 +98,22 @@ def read_baseline(path: str) -> Counter[Key]:
                 and all(isinstance(p, str) for p in entry["path"])):
             raise BaselineError(f"--baseline {path}: corrupt baseline (entry {number} needs rule, "
                                 "target and path)")
-        counted[(entry["rule"], entry["target"], tuple(entry["path"]))] += 1
+        counted[(entry["rule"], target_key(entry["target"]), tuple(entry["path"]))] += 1
     return counted
 
 
 def apply_baseline(report: Report, baseline: Counter[Key]) -> Report:
-    """Findings in the baseline move to `suppressed` (suppressed_by "baseline"); the entries
-    left over are counted as fixed."""
+    """Findings in the baseline move to `suppressed` (suppressed_by "baseline").
+
+    Entries left over for a target this run checked are counted as fixed; entries of
+    targets not checked now (a run on part of the tree) are not. A finding suppressed
+    by a comment or per-layer-ignores still uses up its entry: it is not fixed."""
     left = Counter(baseline)
+    for model in report.models:
+        for finding in model.suppressed:
+            key = finding_key(model.target, finding)
+            if left[key] > 0:
+                left[key] -= 1
     models = []
     for model in report.models:
         kept, baselined = [], []
@@ -104,5 +126,7 @@ def apply_baseline(report: Report, baseline: Counter[Key]) -> Report:
                 kept.append(finding)
         models.append(replace(model, findings=tuple(kept),
                               suppressed=model.suppressed + tuple(baselined)) if baselined else model)
-    return replace(report, models=tuple(models), baseline_fixed=sum(left.values()))
+    checked = {target_key(m.target) for m in report.models if m.error is None}
+    fixed = sum(count for (_, target, _), count in left.items() if target in checked)
+    return replace(report, models=tuple(models), baseline_fixed=fixed)
 

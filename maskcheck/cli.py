@@ -219,6 +219,13 @@ def main(targets: tuple[str, ...], **options: object) -> None:
     if config.baseline and config.write_baseline:
         raise MaskcheckError("--baseline and --write-baseline exclude each other: --write-baseline "
                              "records every current finding, replacing the old baseline")
+    if config.baseline:  # a bad baseline fails at once, before TensorFlow loads
+        from maskcheck.baseline import BaselineError, read_baseline
+
+        try:
+            read_baseline(config.baseline)
+        except BaselineError as exc:
+            raise MaskcheckError(str(exc)) from None
     if config.verbose:  # tracebacks behind target errors (the engine logs them)
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("maskcheck: %(message)s"))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from maskcheck.rules import resolve_selection
+from maskcheck.rules import UnknownRuleError, resolve_selection
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -146,7 +146,10 @@ def _per_layer_ignores(value: Any) -> tuple[tuple[str, frozenset[str]], ...]:
         entries = _as_list("per_layer_ignores", codes)
         if not entries:
             raise ConfigError(f"per-layer-ignores: {glob!r} lists no rule codes")
-        pairs.append((glob.strip(), resolve_selection(entries)))
+        try:
+            pairs.append((glob.strip(), resolve_selection(entries)))
+        except UnknownRuleError as exc:
+            raise ConfigError(f"per-layer-ignores {glob!r}: {exc}") from None
     return tuple(sorted(pairs, key=lambda pair: pair[0]))
 
 

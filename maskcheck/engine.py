@@ -161,7 +161,7 @@ def locate_and_suppress(model: Any, findings: tuple[Finding, ...], config: Confi
     engines = {"static": ("static",), "dynamic": ("dynamic", "data")}.get(
         config.mode, ("static", "dynamic", "data"))
     ran = {r.code for r in selected_rules(config.select, config.ignore) if r.engine in engines}
-    suppressor.note_checked({site.file for site in model_sites(model).values()}, ran)
+    suppressor.note_checked(model_sites(model).values(), ran)
     return suppressor.apply(located, sites)
 
 

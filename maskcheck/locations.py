@@ -33,6 +33,9 @@ class Site:
     file: str
     line: int
     end_line: int
+    #: first and last line of the function (or module) whose code made the call: where
+    #: --warn-unused-ignores looks for comments that should have matched something
+    scope: tuple[int, int] | None = None
 
     def lines(self) -> range:
         return range(self.line, max(self.line, self.end_line) + 1)
@@ -60,6 +63,15 @@ _stdlib_roots: tuple[str, ...] = ()
 _files: dict[str, tuple[str, bool]] = {}
 #: code object -> its instructions' (line, end line, column, end column)
 _positions: dict[Any, list[Any]] = {}
+#: code object -> (first line, last line) of its source
+_scopes: dict[Any, tuple[int, int]] = {}
+
+
+def _scope(code: Any) -> tuple[int, int]:
+    if code not in _scopes:
+        lines = [line for _, _, line in code.co_lines() if line]
+        _scopes[code] = (min([code.co_firstlineno, *lines]), max([code.co_firstlineno, *lines]))
+    return _scopes[code]
 
 
 def _folders(paths: Any) -> tuple[str, ...]:
@@ -106,7 +118,7 @@ def _user_site(frame: Any) -> Site | None:
                     line, end = start or line, stop or line
                 except (IndexError, ValueError):
                     pass
-            site = Site(_files[code.co_filename][0], line, end)
+            site = Site(_files[code.co_filename][0], line, end, _scope(code))
         frame = frame.f_back
     return site
 
@@ -140,6 +152,7 @@ def record_locations() -> Iterator[None]:
         _stdlib_roots = _folders(sysconfig.get_paths().get(key) for key in ("stdlib", "platstdlib"))
         _files.clear()
         _positions.clear()
+        _scopes.clear()
         _original_new = Operation.__dict__["__new__"].__func__
         Operation.__new__ = staticmethod(_recording_new)
     _depth += 1
@@ -150,6 +163,7 @@ def record_locations() -> Iterator[None]:
         if _depth == 0:
             Operation.__new__ = staticmethod(_original_new)
             _positions.clear()
+            _scopes.clear()
 
 
 def site_of(layer: Any) -> Site | None:

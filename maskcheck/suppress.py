@@ -95,7 +95,7 @@ class Suppressor:
     _comments: dict[str, dict[int, Comment]] = field(default_factory=dict)
     _used_comments: set[tuple[str, int, str]] = field(default_factory=set)
     _used_entries: set[tuple[str, str]] = field(default_factory=set)
-    _files: set[str] = field(default_factory=set)
+    _scopes: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
     _ran: set[str] = field(default_factory=set)
 
     def comments(self, file: str) -> dict[int, Comment]:
@@ -103,9 +103,11 @@ class Suppressor:
             self._comments[file] = read_comments(file)
         return self._comments[file]
 
-    def note_checked(self, files: Iterable[str], codes: Iterable[str]) -> None:
-        """Files where a checked model's layers were built, and the codes that ran on it."""
-        self._files.update(files)
+    def note_checked(self, sites: Iterable[Site], codes: Iterable[str]) -> None:
+        """Where a checked model's layers were built, and the codes that ran on it."""
+        for site in sites:
+            scopes = self._scopes.setdefault(site.file, set())
+            scopes.add(site.scope or (site.line, site.end_line))
         self._ran.update(codes)
 
     def apply(self, findings: Iterable[Finding],
@@ -142,12 +144,15 @@ class Suppressor:
     def unused(self) -> tuple[UnusedIgnore, ...]:
         """Suppressions that matched no finding, among codes that ran (--warn-unused-ignores).
 
-        Comments are looked for in every file where a checked model's layers were built;
-        a comment's codes whose rules did not run (not selected, other --mode) are not
+        Comments are looked for in the functions (or module code) that built a checked
+        model's layers, so a module's other factories, not run now, are left alone; a
+        comment's codes whose rules did not run (not selected, other --mode) are not
         reported, since they could not have matched."""
         unused = []
-        for file in sorted(self._files):
+        for file, scopes in sorted(self._scopes.items()):
             for line, comment in sorted(self.comments(file).items()):
+                if not any(first <= line <= last for first, last in scopes):
+                    continue
                 used = {code for f, n, code in self._used_comments if f == file and n == line}
                 where = display_path(file)
                 if comment.unknown:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -88,11 +89,14 @@ def test_unused_lists_idle_codes_that_ran_only(tmp_path, monkeypatch) -> None:
     source.write_text("a = 1  # maskcheck: ignore[MC102,MC301]\n"
                       "b = 2  # maskcheck: ignore[MC104]\n"
                       "c = 3  # maskcheck: ignore\n"
-                      "d = 4  # maskcheck: ignore[MC999]\n", encoding="utf-8")
+                      "d = 4  # maskcheck: ignore[MC999]\n"
+                      "def other_factory():  # not run: its comments are left alone\n"
+                      "    return 5  # maskcheck: ignore[MC102]\n", encoding="utf-8")
     suppressor = Suppressor(per_layer_ignores=(("nothing/*", frozenset({"MC101"})),
                                                ("also/*", frozenset({"MC301"}))),
                             pyproject=str(tmp_path / "pyproject.toml"))
-    suppressor.note_checked({str(source)}, {"MC101", "MC102", "MC104"})  # a static-only run
+    ran = {"MC101", "MC102", "MC104"}  # a static-only run
+    suppressor.note_checked([Site(str(source), 1, 1, scope=(1, 4))], ran)
     suppressor.apply([finding()], {("tagger", "conv1d"): Site(str(source), 1, 1)})
     unused = [(u.file, u.line, u.codes) for u in suppressor.unused()]
     # line 1 matched MC102 (MC301 did not run); line 2 and 3 matched nothing; line 4 names
@@ -133,6 +137,28 @@ def test_baseline_is_a_multiset_and_counts_fixed(tmp_path) -> None:
     assert [(f.rule, f.suppressed_by) for f in model.suppressed] == [("MC102", "baseline")]
     assert report.summary()["baselined"] == 1 and report.summary()["fixed"] == 2
     assert report.exit_code() == 1
+
+
+def test_file_targets_match_however_they_are_spelled(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "b.json"
+    path.write_text(render_baseline(report_with(finding(), target="models/x.keras")))
+    for spelling in ("./models/x.keras", str(tmp_path / "models" / "x.keras"), "models//x.keras"):
+        report = apply_baseline(report_with(finding(), target=spelling), read_baseline(str(path)))
+        assert report.models[0].findings == () and report.summary()["fixed"] == 0, spelling
+
+
+def test_only_checked_targets_can_have_fixed_entries(tmp_path) -> None:
+    path = tmp_path / "b.json"
+    both = Report((ModelReport("a:build", "a", (finding(),)), ModelReport("b:build", "b", (finding(),))))
+    path.write_text(render_baseline(both))
+    baseline = read_baseline(str(path))
+    assert apply_baseline(report_with(finding(), target="a:build"), baseline).baseline_fixed == 0
+    # a finding now suppressed by a comment or per-layer-ignores is not "fixed" either
+    quiet = Report((ModelReport("a:build", "a", (),
+                                suppressed=(replace(finding(), suppressed_by="comment"),)),))
+    assert apply_baseline(quiet, baseline).baseline_fixed == 0
+    assert apply_baseline(report_with(target="a:build"), baseline).baseline_fixed == 1
 
 
 def test_an_empty_baseline_reads_back(tmp_path) -> None:
