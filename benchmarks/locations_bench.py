@@ -30,29 +30,35 @@ def build(blocks: int):
     return keras.Model(tokens, x)
 
 
-def seconds(blocks: int, repeats: int, recording: bool) -> float:
+def seconds(blocks: int, repeats: int) -> tuple[float, float]:
+    """Median build times (recording, plain), interleaved and in alternating order so drift
+    and warm-up hit both alike."""
+    import keras
+
     from maskcheck.locations import record_locations
 
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        if recording:
-            with record_locations():
+    recorded, plain = [], []
+    for repeat in range(repeats):
+        pair = ((True, recorded), (False, plain))
+        for recording, times in (pair if repeat % 2 == 0 else pair[::-1]):
+            keras.backend.clear_session()
+            started = time.perf_counter()
+            if recording:
+                with record_locations():
+                    build(blocks)
+            else:
                 build(blocks)
-        else:
-            build(blocks)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+            times.append(time.perf_counter() - started)
+    return statistics.median(recorded), statistics.median(plain)
 
 
 def main(quick: bool = False) -> None:
     import warnings
 
     warnings.filterwarnings("ignore")
-    blocks, repeats = (25, 3) if quick else (50, 5)
+    blocks, repeats = (25, 4) if quick else (50, 6)
     build(2)  # warm up Keras and TensorFlow
-    plain = seconds(blocks, repeats, recording=False)
-    recorded = seconds(blocks, repeats, recording=True)
+    recorded, plain = seconds(blocks, repeats)
     layers = 2 + 4 * blocks
     print("Source locations: building a model with and without record_locations() (median)")
     print(f"  {layers}-layer Functional model, recording   {recorded:8.3f} s   "
