@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from maskcheck.finding import Finding, UnusedIgnore
-from maskcheck.locations import Site, display_path
+from maskcheck.locations import Site, children, display_path, site_of
 from maskcheck.rules import UnknownRuleError, resolve_selection
 
 COMMENT = re.compile(r"#\s*maskcheck:\s*ignore(?:\[(?P<codes>[^\]]*)\])?", re.IGNORECASE)
@@ -92,11 +92,11 @@ class Suppressor:
 
     per_layer_ignores: tuple[tuple[str, frozenset[str]], ...] = ()
     pyproject: str | None = None
-    _comments: dict[str, dict[int, Comment]] = field(default_factory=dict)
-    _used_comments: set[tuple[str, int, str]] = field(default_factory=set)
-    _used_entries: set[tuple[str, str]] = field(default_factory=set)
-    _scopes: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
-    _ran: set[str] = field(default_factory=set)
+    _comments: dict[str, dict[int, Comment]] = field(default_factory=dict, init=False)
+    _used_comments: set[tuple[str, int, str]] = field(default_factory=set, init=False)
+    _used_entries: set[tuple[str, str]] = field(default_factory=set, init=False)
+    _scopes: dict[str, set[tuple[int, int]]] = field(default_factory=dict, init=False)
+    _ran: set[str] = field(default_factory=set, init=False)
 
     def comments(self, file: str) -> dict[int, Comment]:
         if file not in self._comments:
@@ -184,8 +184,6 @@ class Suppressor:
 
 def model_sites(model: Any) -> dict[tuple[str, ...], Site]:
     """Every recorded layer site of `model`, by layer path (the adapter's paths)."""
-    from maskcheck.locations import children, site_of
-
     sites: dict[tuple[str, ...], Site] = {}
 
     def walk(layer: Any, path: tuple[str, ...], depth: int) -> None:
