@@ -75,8 +75,8 @@ def probe_tensors(model, config):
 
     from maskcheck.dynamic.batches import prepare, stack_draws, stacked_inputs, synthesize
     from maskcheck.dynamic.plan import build_plan
-    from maskcheck.keras_adapter import adapt_model
-    from maskcheck.maskflow import analyze
+    from maskcheck.static.adapter import adapt_model
+    from maskcheck.static.dataflow import analyze
 
     graph = adapt_model(model)
     plan = build_plan(model, config, graph, analyze(graph))

@@ -48,7 +48,7 @@ def transformer_encoder_stack(n_blocks: int = 4, length: int = 64, width: int = 
 def time_static(model, repeat: int = 1) -> float:
     """Best wall time (seconds) of adapting `model` and running every static rule."""
     from maskcheck.engine import run_rules
-    from maskcheck.keras_adapter import adapt_model
+    from maskcheck.static.adapter import adapt_model
     from maskcheck.rules import ALL_RULES
 
     best = float("inf")

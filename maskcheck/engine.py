@@ -58,7 +58,7 @@ def run_rules(graph: Any, rules: tuple[type[Rule], ...], *, side: str = "both",
     when unknown; causal layers are safe under "post" only); `mask_inputs` and
     `padded` are the user's --mask-input and --padded declarations.
     """
-    from maskcheck.maskflow import analyze
+    from maskcheck.static.dataflow import analyze
 
     if flow is None:
         flow = analyze(graph, side=side, mask_inputs=mask_inputs, padded=padded)
@@ -81,8 +81,8 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
             run, a forward pass that raises, no padded input for a
             dynamic-only run).
     """
-    from maskcheck.keras_adapter import adapt_model
-    from maskcheck.maskflow import analyze
+    from maskcheck.static.adapter import adapt_model
+    from maskcheck.static.dataflow import analyze
 
     rules = selected_rules(config.select, config.ignore)
     stats: dict[str, Any] = {}
@@ -181,7 +181,7 @@ def _as_the_data_says(static: tuple[Finding, ...], info: dict[str, Any], config:
     only is analysed for that side (a causal layer is safe under post-padding);
     per-step sample weights that are 0 on every padded step keep padded labels
     out of the loss, so MC201 does not hold (MC403 says when they do not)."""
-    from maskcheck.maskflow import analyze
+    from maskcheck.static.dataflow import analyze
 
     sides = info.get("data_sides") or set()
     if graph is not None and config.padding == "both" and len(sides) == 1:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, ClassVar, Iterator
 from maskcheck.finding import Finding, Severity
 
 if TYPE_CHECKING:  # pragma: no cover
-    from maskcheck.graph import MaskGraph, Node
-    from maskcheck.maskflow import MaskFlow
+    from maskcheck.static.graph import MaskGraph, Node
+    from maskcheck.static.dataflow import MaskFlow
 
 
 @dataclass(frozen=True)

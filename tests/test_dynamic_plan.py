@@ -9,8 +9,8 @@ import pytest
 import maskcheck
 from maskcheck.config import Config
 from maskcheck.dynamic import build_plan
-from maskcheck.keras_adapter import adapt_model
-from maskcheck.maskflow import analyze
+from maskcheck.static.adapter import adapt_model
+from maskcheck.static.dataflow import analyze
 
 
 @pytest.fixture(autouse=True)

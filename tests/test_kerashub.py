@@ -139,8 +139,8 @@ def test_task_model_preprocessor_declares_pad_id_and_side():
     # on which side its packer pads; the plan follows it (post only, once the packer exists).
     from maskcheck.config import Config
     from maskcheck.dynamic.plan import build_plan, preprocessor_padding
-    from maskcheck.keras_adapter import adapt_model
-    from maskcheck.maskflow import analyze
+    from maskcheck.static.adapter import adapt_model
+    from maskcheck.static.dataflow import analyze
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(40)]
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab)

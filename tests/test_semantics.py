@@ -24,8 +24,8 @@ import pytest
 from keras import layers
 from keras.src.backend.common.masking import set_keras_mask
 
-from maskcheck.keras_adapter import adapt_model
-from maskcheck.semantics import (CAUSAL, NOT_APPLICABLE, OPS_TABLE, POINTWISE, TABLE,
+from maskcheck.static.adapter import adapt_model
+from maskcheck.static.semantics import (CAUSAL, NOT_APPLICABLE, OPS_TABLE, POINTWISE, TABLE,
                                  effect_on_axis, semantics_for)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

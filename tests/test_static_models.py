@@ -13,8 +13,8 @@ from keras import layers
 
 from maskcheck.config import Config
 from maskcheck.engine import check_model
-from maskcheck.keras_adapter import adapt_model
-from maskcheck.maskflow import POST, PRE, analyze
+from maskcheck.static.adapter import adapt_model
+from maskcheck.static.dataflow import POST, PRE, analyze
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

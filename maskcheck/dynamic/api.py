@@ -44,8 +44,8 @@ def _plan(model: Any) -> ProbePlan:
             return plan
     graph = flow = None
     try:
-        from maskcheck.keras_adapter import adapt_model
-        from maskcheck.maskflow import analyze
+        from maskcheck.static.adapter import adapt_model
+        from maskcheck.static.dataflow import analyze
 
         graph = adapt_model(model)
         flow = analyze(graph)

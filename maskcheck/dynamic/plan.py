@@ -401,7 +401,7 @@ def _from_graph(model: Any, config: Any, graph: Any, flow: Any,
                     frontier.extend(nxt.outputs)
         return order
 
-    from maskcheck.maskflow import token_inputs
+    from maskcheck.static.dataflow import token_inputs
 
     tokens = token_inputs(graph)
     mask_lengths = _mask_input_lengths(graph, flow, declared_masks)

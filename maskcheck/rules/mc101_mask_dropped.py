@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from maskcheck.finding import Finding, Severity
-from maskcheck.maskflow import mask_needed_after
+from maskcheck.static.dataflow import mask_needed_after
 from maskcheck.rule import Invalid, Rule, Valid, fix_class
 
 _CONV = ("{cls} cannot carry a mask: multiply its input by the mask, use padding='causal' "

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from maskcheck.finding import Finding, Severity
-from maskcheck.maskflow import is_mask_input, mask_needed_after
+from maskcheck.static.dataflow import is_mask_input, mask_needed_after
 from maskcheck.rule import Invalid, Rule, Valid
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from maskcheck.graph import MaskGraph, Node, Tensor
+from maskcheck.static.graph import MaskGraph, Node, Tensor
 
 #: Layer and op attributes that decide semantics (see `semantics.semantics_for`).
 _CONFIG_ATTRS = (

@@ -1,7 +1,7 @@
 """MaskGraph: the engine's view of a Keras model, free of Keras objects.
 
-`keras_adapter.adapt_model` builds it from a model; rules and the dataflow
-analysis in `maskflow` read it. Everything here is a frozen value, so an
+`adapter.adapt_model` builds it from a model; rules and the dataflow
+analysis in `dataflow` read it. Everything here is a frozen value, so an
 analysis can never change the model it describes.
 """
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-from maskcheck.graph import MaskGraph, Node
-from maskcheck.semantics import (CAUSAL, MIXING, POINTWISE, REDUCING, LayerSemantics,
+from maskcheck.static.graph import MaskGraph, Node
+from maskcheck.static.semantics import (CAUSAL, MIXING, POINTWISE, REDUCING, LayerSemantics,
                                  acted_axes, effect_on_axis, semantics_for)
 
 #: Padding sides. A None-length input axis can be padded either way.
