@@ -49,6 +49,15 @@ class LayerSemantics:
     changes_length: bool = False
     #: the layer broadcasts a (batch, time) mask against its whole input (Softmax)
     broadcasts_mask: bool = False
+    #: the layer adds positions counted from the start of the axis (absolute
+    #: position embeddings): under pre-padding valid steps get other positions
+    absolute_positions: bool = False
+    #: a mean divided by the mask's sum (masked GlobalAveragePooling1D): 0/0 when
+    #: a sample is fully padded
+    masked_mean: bool = False
+    #: the layer attaches its mask at run time although Keras shows none on the
+    #: symbolic graph (keras-hub embeddings): trust the table over the graph
+    mask_at_runtime: bool = False
     #: False for classes missing from the table: their semantics are assumed
     known: bool = True
 
@@ -99,7 +108,7 @@ TABLE: Mapping[str, LayerSemantics] = {
             "Cropping1D", "Cropping2D", "Cropping3D"),
     **_rows(_GLOBAL_POOL, "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
             "GlobalAveragePooling2D", "GlobalAveragePooling3D"),
-    "GlobalAveragePooling1D": LayerSemantics(REDUCING, SPATIAL, uses_mask=True),
+    "GlobalAveragePooling1D": LayerSemantics(REDUCING, SPATIAL, uses_mask=True, masked_mean=True),
     "Flatten": LayerSemantics(REDUCING, ALL),
     "Reshape": LayerSemantics(REDUCING, ALL),
     "Permute": LayerSemantics(POINTWISE, NONE),
