@@ -16,6 +16,7 @@ imports Hypothesis and NumPy; `import maskcheck` imports neither.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 from hypothesis.extra import numpy as hnp
 
-__all__ = ["lengths", "padded_batches"]
+__all__ = ["architectures", "lengths", "padded_batches"]
 
 #: Input names that carry a padding mask rather than data (SPEC section 4).
 MASK_INPUT_NAMES = ("padding_mask", "attention_mask", "mask")
@@ -241,3 +242,230 @@ def _padded_batches(draw: Any, specs: list[_InputSpec], batch_size: int | None, 
                 allow_infinity=False)))
             arrays.append(np.where(where, values, spec.pad_value).astype(spec.dtype))
     return (arrays[0] if len(arrays) == 1 else arrays), mask
+
+
+# --- random architectures (for differential tests of the two engines) ---------------------
+
+#: Where the drawn models' padding and mask come from (the first part of `describe_architecture`).
+MASK_SOURCES = ("embedding", "masking", "padding_mask_passed", "padding_mask_multiplied", "no_mask")
+_ZOO_NAMES = ("CausalCumsum", "TimeCentre", "MaskedTimeCentre", "NeighbourSmooth", "TimeReverse", "TimeShift")
+
+
+def architectures(*, max_layers: int = 4) -> st.SearchStrategy[Any]:
+    """Small random Functional Keras models over a padded time axis (built, not compiled).
+
+    Each model has one padded sequence input, with its time axis declared None,
+    and a mask source drawn from `MASK_SOURCES`: int token ids into
+    ``Embedding(mask_zero=True)``; floats into ``Masking(0.0)``; floats plus an
+    int ``padding_mask`` input, either passed as ``mask=`` to every layer that
+    takes one (``attention_mask=`` for attention) or multiplied into the
+    features by hand; or floats with no mask at all. Then come 1 to
+    `max_layers` layers drawn from the custom layers of `maskcheck._zoo`,
+    Lambdas, raw `keras.ops` calls, Dense, LSTM/GRU (forward, backward or
+    Bidirectional), Conv1D (same or causal, kernel 1 or 3), self-attention and
+    an Add/Concatenate merge of two branches; the last may instead end the
+    time axis (global pooling, a masked sum, ``ops.mean``) or break the mask's
+    shape (`TimeHalve`, `WrongLengthMask`). A ``Dense(2)`` head ends the model.
+    Features are 4 to 8 wide, so one probe takes a fraction of a second.
+
+    The model's name says its mask source (``arch_<source>``);
+    `maskcheck._zoo.describe_architecture` renders it on one line. Importing
+    this module does not import Keras: the first draw does.
+
+    Args:
+        max_layers: the most layers drawn between the mask source and the head
+            (a merge counts as one).
+
+    Returns:
+        A strategy of built `keras.Model`s that shrinks towards one layer.
+
+    Raises:
+        InvalidArgument: `max_layers` is not an integer >= 1.
+
+    Example:
+        >>> @settings(max_examples=50, deadline=None)
+        ... @given(model=architectures(max_layers=3))
+        ... def test_static_engine_runs(model):
+        ...     maskcheck.check(model, mode="static", padding="pre")
+    """
+    _check_int("max_layers", max_layers, minimum=1)
+    return _architectures(int(max_layers))
+
+
+def _step(terminal: bool, merge: bool = True) -> st.SearchStrategy[tuple[Any, ...]]:
+    """One layer of a drawn architecture, as data: (kind, *parameters)."""
+    body = [
+        st.tuples(st.just("zoo"), st.sampled_from(_ZOO_NAMES)),
+        st.tuples(st.just("positionwise"), st.booleans()),  # keeps the mask?
+        st.tuples(st.just("lambda"), st.sampled_from(("centre_over_time", "double"))),
+        st.tuples(st.just("op"), st.sampled_from(("cumsum", "flip", "centre", "tanh", "affine"))),
+        st.tuples(st.just("dense")),
+        st.tuples(st.just("rnn"), st.sampled_from(("LSTM", "GRU")),
+                  st.sampled_from(("forward", "backward", "bidirectional"))),
+        st.tuples(st.just("conv"), st.sampled_from(("same", "causal")), st.sampled_from((1, 3))),
+        st.tuples(st.just("attention")),
+    ]
+    if merge:
+        body.append(st.tuples(st.just("merge"), st.sampled_from(("add", "concatenate")),
+                              _step(False, merge=False), st.none() | _step(False, merge=False)))
+    if terminal:
+        body += [
+            st.tuples(st.just("pool"), st.sampled_from(("average", "max"))),
+            st.tuples(st.just("masked_sum")),
+            st.tuples(st.just("op_mean")),
+            st.tuples(st.just("halve")),
+            st.tuples(st.just("wrong_mask")),
+        ]
+    return st.one_of(body)
+
+
+@st.composite
+def _architectures(draw: Any, max_layers: int) -> Any:
+    from hypothesis import assume
+
+    source = draw(st.sampled_from(MASK_SOURCES), label="mask_source")
+    features = draw(st.sampled_from((4, 6, 8)), label="features")
+    count = draw(st.integers(1, max_layers), label="layers")
+    steps = [draw(_step(terminal=i == count - 1), label=f"layer {i}") for i in range(count)]
+    seed = draw(st.integers(0, 2**16 - 1), label="weights seed")
+    # Keras's unseeded initializers draw their seeds from Python's global `random`; seed it for
+    # the build (reproducible weights) and restore it after, so the strategy leaves it as it was.
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        model = _build_architecture(source, features, steps)
+    except Exception:  # a combination Keras refuses to build: not an example
+        model = None
+    finally:
+        random.setstate(state)
+    assume(model is not None)
+    # plain str attribute: Keras tracks no state for it; describe_architecture reads it
+    model.maskcheck_architecture = _render(source, steps)
+    return model
+
+
+_SOURCE_LABELS = {"embedding": "tokens>Embedding(mask_zero)", "masking": "frames>Masking(0.0)",
+                  "padding_mask_passed": "features+padding_mask(passed as mask=)",
+                  "padding_mask_multiplied": "features*padding_mask(by hand)",
+                  "no_mask": "signal(no mask)"}
+
+
+def _render(source: str, steps: list[tuple[Any, ...]]) -> str:
+    def one(step: tuple[Any, ...] | None) -> str:
+        if step is None:
+            return "identity"
+        kind, *args = step
+        if kind == "zoo":
+            return str(args[0])
+        if kind == "positionwise":
+            return "PositionwiseDense" if args[0] else "PositionwiseNoMask"
+        if kind == "lambda":
+            return f"Lambda[{args[0]}]"
+        if kind == "op":
+            return f"ops.{args[0]}"
+        if kind == "rnn":
+            cell, direction = args
+            return {"forward": cell, "backward": f"{cell}(go_backwards)",
+                    "bidirectional": f"Bidirectional({cell})"}[direction]
+        if kind == "conv":
+            return f"Conv1D({args[0]},k{args[1]})"
+        if kind == "merge":
+            return f"{'Add' if args[0] == 'add' else 'Concatenate'}[{one(args[1])}, {one(args[2])}]"
+        return {"dense": "Dense", "attention": "MultiHeadAttention", "masked_sum": "MaskedTimeSum",
+                "op_mean": "ops.mean(axis=1)", "halve": "TimeHalve", "wrong_mask": "WrongLengthMask",
+                "pool": f"Global{str(args[0] if args else '').title()}Pooling1D"}.get(kind, kind)
+
+    return " > ".join([_SOURCE_LABELS[source], *map(one, steps), "Dense(head)"])
+
+
+def _build_architecture(source: str, features: int, steps: list[tuple[Any, ...]]) -> Any:
+    import inspect
+
+    import keras
+    from keras import layers, ops
+
+    from maskcheck import _zoo
+
+    # Non-zero biases, as in a trained model: with Keras's zero biases an untrained layer
+    # maps zeroed padding to zeros, which would hide leaks from the probes.
+    # (a fresh initializer each time: an unseeded one repeats its values when shared)
+    def bias() -> dict[str, Any]:
+        return {"bias_initializer": keras.initializers.RandomNormal(stddev=0.5)}
+
+    explicit = None  # the bool mask passed by hand ("padding_mask_passed")
+    if source == "embedding":
+        tokens = keras.Input((None,), dtype="int32", name="tokens")
+        inputs: Any = tokens
+        h = layers.Embedding(20, features, mask_zero=True)(tokens)
+    elif source == "masking":
+        frames = keras.Input((None, features), name="frames")
+        inputs = frames
+        h = layers.Masking(0.0)(frames)
+    elif source.startswith("padding_mask"):
+        values = keras.Input((None, features), name="features")
+        padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
+        inputs = {"features": values, "padding_mask": padding_mask}
+        if source == "padding_mask_passed":
+            explicit = ops.cast(padding_mask, "bool")
+            h = values
+        else:
+            h = values * ops.cast(padding_mask, "float32")[:, :, None]
+    else:
+        inputs = h = keras.Input((None, features), name="signal")
+
+    def call(layer: Any, x: Any) -> Any:
+        if explicit is not None and "mask" in inspect.signature(layer.call).parameters \
+                and not isinstance(layer, layers.Lambda):
+            return layer(x, mask=explicit)
+        return layer(x)
+
+    def apply(step: tuple[Any, ...], x: Any) -> Any:
+        kind, *args = step
+        width = int(x.shape[-1])
+        if kind == "zoo":
+            return call(getattr(_zoo, args[0])(), x)
+        if kind == "positionwise":
+            return call((_zoo.PositionwiseDense if args[0] else _zoo.PositionwiseNoMask)(width), x)
+        if kind == "lambda":
+            return layers.Lambda(getattr(_zoo, args[0]))(x)
+        if kind == "op":
+            return {"cumsum": lambda: ops.cumsum(x, axis=1), "flip": lambda: ops.flip(x, axis=1),
+                    "centre": lambda: x - ops.mean(x, axis=1, keepdims=True),
+                    "tanh": lambda: ops.tanh(x), "affine": lambda: x * 0.5 + 1.0}[args[0]]()
+        if kind == "dense":
+            return layers.Dense(width, **bias())(x)
+        if kind == "rnn":
+            cell, direction = args
+            rnn = getattr(layers, cell)
+            if direction == "bidirectional":
+                return call(layers.Bidirectional(rnn(width // 2, return_sequences=True, **bias())), x)
+            return call(rnn(width, return_sequences=True, go_backwards=direction == "backward", **bias()), x)
+        if kind == "conv":
+            return layers.Conv1D(width, args[1], padding=args[0], **bias())(x)
+        if kind == "attention":
+            attention = layers.MultiHeadAttention(num_heads=2, key_dim=2, **bias())
+            if explicit is not None:
+                return attention(x, x, attention_mask=explicit[:, None, :])
+            return attention(x, x)
+        if kind == "merge":
+            how, first, second = args
+            a = apply(first, x)
+            b = x if second is None else apply(second, x)
+            return (layers.Add() if how == "add" else layers.Concatenate())([a, b])
+        if kind == "pool":
+            return call(layers.GlobalAveragePooling1D() if args[0] == "average"
+                        else layers.GlobalMaxPooling1D(), x)
+        if kind == "masked_sum":
+            return call(_zoo.MaskedTimeSum(), x)
+        if kind == "op_mean":
+            return ops.mean(x, axis=1)
+        if kind == "halve":
+            return _zoo.TimeHalve()(x)
+        if kind == "wrong_mask":
+            return _zoo.WrongLengthMask()(x)
+        raise AssertionError(f"unknown step {step!r}")
+
+    for step in steps:
+        h = apply(step, h)
+    outputs = layers.Dense(2, name="head", **bias())(h)
+    return keras.Model(inputs, outputs, name=f"arch_{source}")

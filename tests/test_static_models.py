@@ -419,11 +419,31 @@ class Smoother(layers.Layer):
         return (x + keras.ops.roll(x, 1, axis=1)) / 2.0
 
 
-def test_unknown_layer_gets_an_info_note_and_no_crash() -> None:
+def test_custom_layer_is_read_op_by_op() -> None:
+    """The op-level reader sees the roll over time: an error, not an assumption."""
     x = keras.Input((None, 4))
     model = keras.Model(x, Smoother(name="smoother")(x))
     found = full(model)
-    assert [(f.rule, f.layer, f.severity.value) for f in found] == [("MC102", "smoother", "info")]
+    assert [(f.rule, f.layer, f.severity.value) for f in found] == [("MC102", "smoother", "error")]
+    assert "assumed_semantics" not in found[0].evidence
+
+
+class Opaque(layers.Layer):
+    """A custom layer whose values go through Python: no operation to read."""
+
+    def call(self, x):
+        import tensorflow as tf
+
+        y = tf.numpy_function(lambda v: v, [x], x.dtype, stateful=False)
+        y.set_shape(x.shape)
+        return y
+
+
+def test_unreadable_layer_gets_an_info_note_and_no_crash() -> None:
+    x = keras.Input((None, 4))
+    model = keras.Model(x, Opaque(name="opaque")(x))
+    found = full(model)
+    assert [(f.rule, f.layer, f.severity.value) for f in found] == [("MC102", "opaque", "info")]
     assert "assumed" in found[0].message
     assert found[0].evidence["assumed_semantics"] is True
 
@@ -439,11 +459,24 @@ class Encoder(keras.Model):
         return self.dense(x)
 
 
-def test_subclassed_model_inside_a_functional_one_is_assumed_not_crashed() -> None:
+class ConvEncoder(keras.Model):
+    """A subclassed model whose Conv1D mixes neighbouring steps."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = layers.Conv1D(4, 3, padding="same")
+
+    def call(self, x):
+        return self.conv(x)
+
+
+def test_subclassed_model_inside_a_functional_one_is_read_not_crashed() -> None:
+    """No graph to inline, so its call is read: Dense keeps positions apart, Conv1D does not."""
     x = keras.Input((None, 4))
-    model = keras.Model(x, Encoder(name="encoder")(x))
-    assert [(f.rule, f.layer, f.severity.value) for f in full(model)] == [
-        ("MC102", "encoder", "info")]
+    assert full(keras.Model(x, Encoder(name="encoder")(x))) == ()
+    assert [(f.rule, f.layer, f.severity.value)
+            for f in full(keras.Model(x, ConvEncoder(name="encoder")(x)))] == [
+        ("MC102", "encoder", "error")]
 
 
 def test_permute_moves_the_padded_axis_under_dense() -> None:

@@ -142,6 +142,49 @@ def _config(op: Any, knode: Any) -> dict[str, object]:
     return config
 
 
+def _read_unknown(op: Any, data: list[Any]) -> Any:
+    """The op-level reading of a layer the semantics tables do not know, else None."""
+    from maskcheck.static.ops import read_layer
+    from maskcheck.static.semantics import lookup
+
+    if lookup(type(op).__name__, _bases(type(op))).known or not data:
+        return None
+    if not getattr(op, "built", True):
+        return None
+    shapes = [tuple(kt.shape) for kt in data]
+    dtypes = [str(kt.dtype) for kt in data]
+    mask_aware = (_takes_mask(op) or bool(getattr(op, "supports_masking", False))
+                  or type(op).compute_mask is not _base_compute_mask())
+    return read_layer(op, shapes, dtypes, takes_mask=mask_aware, known=_known_sublayer)
+
+
+def _base_compute_mask() -> Any:
+    from keras.src.layers.layer import Layer
+
+    return Layer.compute_mask
+
+
+def _known_sublayer(layer: Any) -> Any:
+    """Table semantics for a sub-layer inside read code, or None to read it op by op."""
+    from maskcheck.static.semantics import lookup, semantics_for
+
+    name, bases = type(layer).__name__, _bases(type(layer))
+    if hasattr(layer, "operations") or not lookup(name, bases).known:
+        return None
+    return semantics_for(name, _layer_config(layer), bases=bases)
+
+
+def _layer_config(op: Any) -> dict[str, object]:
+    attrs = vars(op) if hasattr(op, "__dict__") else {}
+    config: dict[str, object] = {}
+    for attr in _CONFIG_ATTRS:
+        value = attrs.get(attr, attrs.get("_" + attr))
+        plain = _plain(value)
+        if plain is not None:
+            config[attr] = plain
+    return config
+
+
 def _embedding_vocab(op: Any) -> int | None:
     """The smallest input_dim of the Embedding `op` is, or of those inside a custom layer."""
     dims = []
@@ -242,6 +285,7 @@ def _walk(builder: _Builder, functional: Any, path: tuple[str, ...],
         observed = (tuple(getattr(kt, "_keras_mask", None) is not None for kt in knode.outputs)
                     if top_level else None)
         is_layer = isinstance(op, Layer)
+        reading = _read_unknown(op, data) if is_layer else None
         builder.nodes.append(Node(
             index=index,
             name=op.name,
@@ -257,6 +301,7 @@ def _walk(builder: _Builder, functional: Any, path: tuple[str, ...],
             config=_config(op, knode),
             call_index=_call_index(knode),
             bases=_bases(type(op)),
+            reading=reading,
         ))
         for tid in out_ids:
             builder.set_producer(tid, index)

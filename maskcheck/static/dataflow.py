@@ -16,7 +16,13 @@ from dataclasses import dataclass, field, replace
 
 from maskcheck.static.graph import MaskGraph, Node
 from maskcheck.static.semantics import (CAUSAL, MIXING, POINTWISE, REDUCING, LayerSemantics,
-                                 acted_axes, effect_on_axis, semantics_for)
+                                        acted_axes, effect_on_axis, semantics_for)
+
+#: Looks only forwards along the axis (a reversed cumsum, x[t + 1]): safe under
+#: pre-padding, a leak under post-padding. Only the op-level reader reports it.
+ANTICAUSAL = "anticausal"
+_READ_KINDS = {"pointwise": POINTWISE, "causal": CAUSAL, "anticausal": ANTICAUSAL,
+               "mixing": MIXING}
 
 #: Padding sides. A None-length input axis can be padded either way.
 POST, PRE, BOTH = "post", "pre", "both"
@@ -136,6 +142,23 @@ class AssumedEvent:
     passes_mask: bool = False  # the layer hands that mask on (supports_masking)
 
 
+@dataclass(frozen=True, slots=True)
+class AbsoluteEvent:
+    """A layer adds positions counted from the start of a padded axis that may be pre-padded."""
+
+    node: Node
+    axis: PaddedAxis
+
+
+@dataclass(frozen=True, slots=True)
+class MeanEvent:
+    """A layer divides by the sum of a mask that is all zeros for a fully padded sample."""
+
+    node: Node
+    axis: PaddedAxis
+    mask_source: str
+
+
 @dataclass(frozen=True)
 class MaskFlow:
     states: dict[int, TensorState] = field(default_factory=dict)
@@ -153,6 +176,8 @@ class MaskFlow:
     needs_self: frozenset[int] = frozenset()
     #: tensor id -> the nodes that read it, in topological order
     consumers: dict[int, tuple[Node, ...]] = field(default_factory=dict)
+    absolute: tuple[AbsoluteEvent, ...] = ()
+    means: tuple[MeanEvent, ...] = ()
 
 
 def is_mask_input(name: str, dtype: str) -> bool:
@@ -255,6 +280,9 @@ class _Analysis:
         self.stats: list[StatsEvent] = []
         self.mismatches: list[MismatchEvent] = []
         self.assumed: list[AssumedEvent] = []
+        self.absolute: list[AbsoluteEvent] = []
+        self.means: list[MeanEvent] = []
+        self.read: dict[int, object] = {}  # padded axis -> ops.AxisEffect, for the node visited
         self.used: set[str] = set()
         self.needs_self: set[int] = set()
         self.generates: set[int] = set()
@@ -310,11 +338,24 @@ class _Analysis:
                 if state.mask is not None:
                     self.used.update(state.mask.sources)
 
+        reading = node.reading if node.reading is not None and not node.reading.failed else None
+        self.read = {}
+        if reading is not None:  # the op-level reader's verdict replaces the unknown row
+            sem = replace(sem, known=True, propagates=reading.mask_out == "passes",
+                          generates=reading.mask_out == "generates" and arrived is None)
+            for p in padded:
+                index = next((i for i, (_, st) in enumerate(data)
+                              if any(q.axis == p.axis for q in st.padded)), 0)
+                effect = reading.effect(arrived is not None, index, p.axis)
+                if effect is not None:
+                    self.read[p.axis] = effect
         # Is the mask this node would need there? (for MC101 / MC104)
-        effects = {p.axis: (_effect(node, sem, p.axis, in_rank) if sem.known else POINTWISE)
+        effects = {p.axis: (_READ_KINDS[self.read[p.axis].kind] if p.axis in self.read
+                            else _effect(node, sem, p.axis, in_rank) if sem.known else POINTWISE)
                    for p in padded}
         mixes = [p for p in padded if effects[p.axis] in (MIXING, REDUCING)
-                 or (effects[p.axis] == CAUSAL and p.side != POST)]
+                 or (effects[p.axis] == CAUSAL and p.side != POST)
+                 or (effects[p.axis] == ANTICAUSAL and p.side != PRE)]
         explicit_axes = set(range(1, max(in_rank - 1, 2))) if explicit else set()
         if padded and (any(p.axis not in explicit_axes for p in mixes)
                        or ((sem.batch_stats or sem.sample_stats) and not explicit)
@@ -324,11 +365,27 @@ class _Analysis:
         out_mask = self._output_mask(node, sem, arrived, in_rank)
         covered = set(arrived.axes) if (consumes and arrived) else set()
         covered |= explicit_axes
+        if self.read:
+            covered = set()  # the reading already says what the mask it got protects
 
         node_tainted = False
         if padded and not sem.known:
             self._assume(node, padded[0], consumes, out_mask is not None,
-                         arrived.source if arrived else None)
+                         arrived.source if arrived else None, node.reading)
+        elif padded and reading is not None and reading.unknown_ops:
+            self.assumed.append(AssumedEvent(
+                node, padded[0], "to keep positions apart in the operations maskcheck does not "
+                "read (" + ", ".join(reading.unknown_ops[:4]) + ")",
+                arrived.source if arrived else None, out_mask is not None and arrived is not None))
+        if padded:
+            p = padded[0]
+            effect = self.read.get(p.axis)
+            if (sem.absolute_positions or (effect is not None and effect.absolute)) \
+                    and any(q.side != POST for q in padded):
+                self.absolute.append(AbsoluteEvent(node, next(q for q in padded if q.side != POST)))
+            if arrived is not None and ((sem.masked_mean and consumes)
+                                        or (effect is not None and effect.masked_mean)):
+                self.means.append(MeanEvent(node, p, arrived.source))
         leaking = [] if tainted else [p for p in mixes if p.axis not in covered]
         if leaking:
             p = leaking[0]
@@ -397,6 +454,10 @@ class _Analysis:
             if not any(node.keras_output_masks):
                 return None
             return arrived if arrived is not None else MaskInfo(node.name)
+        if node.reading is not None and not node.reading.failed:
+            if node.reading.mask_out == "generates":
+                return MaskInfo(node.name)
+            return arrived if node.reading.mask_out == "passes" else None
         propagates = sem.propagates if sem.known else node.supports_masking
         if propagates and arrived is not None and node.class_name in _MERGES:
             # Keras 3.15 merges drop the mask unless every input carries one.
@@ -406,8 +467,12 @@ class _Analysis:
         return arrived if (propagates and arrived is not None) else None
 
     def _assume(self, node: Node, axis: PaddedAxis, consumes: bool, propagates: bool,
-                arrived: str | None) -> None:
-        if consumes:
+                arrived: str | None, reading: object = None) -> None:
+        failed = getattr(reading, "failed", "")
+        if failed:
+            text = ("to keep positions apart: its code could not be read on symbolic inputs ("
+                    + failed + ")")
+        elif consumes:
             text = "to apply the mask it receives"
         elif propagates:
             text = "to be position-wise, since it passes the mask on (supports_masking)"
@@ -429,6 +494,16 @@ class _Analysis:
         if not padded:
             return ()
         in_shape = self.graph.tensors[data[0][0]].shape if data else ()
+        if self.read:
+            moved = []
+            for p in padded:
+                effect = self.read.get(p.axis)
+                if effect is None:
+                    moved.append(p)
+                elif effect.out_axis is not None and effect.out_axis < out.rank:
+                    moved.append(replace(p, axis=effect.out_axis,
+                                         side=_SWAPPED[p.side] if effect.flipped else p.side))
+            return tuple(moved)
         if node.class_name in ("Permute", "Transpose"):
             return self._permuted(node, padded, in_rank)
         if node.is_op and node.class_name == "Flip":  # reversing time swaps the padding side
@@ -469,6 +544,18 @@ class _Analysis:
 
     def _check_mismatch(self, node, sem, data, arrived, out_mask, consumes, in_rank,
                         padded, out_padded) -> None:
+        reading = node.reading
+        if reading is not None and not reading.failed and out_mask is not None and padded:
+            if reading.mask_mismatch:
+                self.mismatches.append(MismatchEvent(node, out_mask.source, reading.mask_mismatch))
+                return
+            changed = [p.axis for p in padded if p.axis in self.read
+                       and self.read[p.axis].length_changed]
+            if changed and arrived is not None and out_mask.source == arrived.source:
+                self.mismatches.append(MismatchEvent(
+                    node, arrived.source, f"it changes the length of axis {changed[0]} but "
+                    "passes the mask through unchanged"))
+                return
         if arrived is not None and consumes and sem.broadcasts_mask and in_rank > len(arrived.axes) + 1:
             self.mismatches.append(MismatchEvent(
                 node, arrived.source,
@@ -540,7 +627,8 @@ class _Analysis:
                         tuple(self.propagations), tuple(self.stats), tuple(self.mismatches),
                         tuple(self.assumed), frozenset(self.used), frozenset(needs),
                         frozenset(self.needs_self),
-                        {t: tuple(ns) for t, ns in consumers.items()})
+                        {t: tuple(ns) for t, ns in consumers.items()},
+                        tuple(self.absolute), tuple(self.means))
 
 
 def _effect(node: Node, sem: LayerSemantics, axis: int, rank: int) -> str:

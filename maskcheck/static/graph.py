@@ -68,6 +68,9 @@ class Node:
     #: Names of the Keras classes it derives from, nearest first (a custom
     #: subclass of Conv1D keeps Conv1D's semantics).
     bases: tuple[str, ...] = ()
+    #: what the operation-level reader found in a layer the tables do not know
+    #: (`ops.Reading`: plain values), or None for table-known layers
+    reading: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,15 @@ applies it), `propagates` (its output carries it), `generates`. Statistics
 columns: `batch_stats` (across the batch, in training) and `sample_stats`
 (within a sample, over the padded axis). `TABLE` covers every class that
 `keras.layers` exports (``NOT_APPLICABLE`` lists those that never see a
-padded tensor); `tests/test_semantics.py` measures it against Keras.
+padded tensor); `tests/test_semantics.py` measures it against Keras. The
+keras-hub rows come from `maskcheck.static.hub` (`HUB_TABLE`, measured against
+keras-hub by `tests/test_hub_semantics.py`) and are merged into `TABLE`.
 A class missing from both is handled by `semantics_for` as unknown.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
@@ -85,7 +88,7 @@ _LOOKUP = LayerSemantics(POINTWISE, NONE)
 
 #: Built-in layer classes, keyed by class name (aliases such as Conv1D /
 #: Convolution1D share a class). Mask columns were measured on Keras 3.15.
-TABLE: Mapping[str, LayerSemantics] = {
+_KERAS_TABLE: Mapping[str, LayerSemantics] = {
     **_rows(_ELEMENTWISE, "Activation", "ActivityRegularization", "AlphaDropout", "Dropout",
             "ELU", "GaussianDropout", "GaussianNoise", "Identity", "LeakyReLU", "PReLU",
             "ReLU", "Rescaling", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -126,7 +129,10 @@ TABLE: Mapping[str, LayerSemantics] = {
             "Concatenate"),
     "Dot": LayerSemantics(MIXING, AXIS),
     "Embedding": LayerSemantics(POINTWISE, NONE, generates=True),
-    "ReversibleEmbedding": LayerSemantics(POINTWISE, NONE, generates=True),
+    # With mask_zero, its mask is attached at run time only (Keras 3.15 shows none on the
+    # symbolic graph); called with reverse=True it is a Dense onto the vocabulary.
+    "ReversibleEmbedding": LayerSemantics(POINTWISE, NONE, generates=True,
+                                          mask_at_runtime=True),
     "Masking": LayerSemantics(POINTWISE, NONE, generates=True, propagates=True),
     "BatchNormalization": LayerSemantics(POINTWISE, NONE, uses_mask=True, propagates=True,
                                          batch_stats=True),
@@ -151,14 +157,19 @@ TABLE: Mapping[str, LayerSemantics] = {
     **_rows(_IMAGE_PIXEL, "RandomBrightness", "RandomColorDegeneration", "RandomGrayscale",
             "RandomHue", "RandomInvert", "RandomPosterization", "RandomSaturation",
             "Solarization"),
-    # keras-hub layers that Transformer models use.
-    **_rows(LayerSemantics(MIXING, TIME, mixes_features=True, uses_mask=True, propagates=True),
-            "TransformerEncoder", "TransformerDecoder", "CachedMultiHeadAttention"),
-    "FNetEncoder": LayerSemantics(MIXING, TIME, mixes_features=True),
-    **_rows(LayerSemantics(POINTWISE, NONE, propagates=True), "PositionEmbedding",
-            "SinePositionEncoding", "RotaryEmbedding"),
-    "TokenAndPositionEmbedding": LayerSemantics(POINTWISE, NONE, generates=True),
 }
+
+# The keras-hub rows live in `maskcheck.static.hub`, which imports LayerSemantics
+# from here. Imported first, hub is still initializing at this point: it adds its
+# rows to TABLE itself once HUB_TABLE exists.
+_hub = sys.modules.get("maskcheck.static.hub")
+if _hub is not None and not hasattr(_hub, "HUB_TABLE"):
+    HUB_TABLE: Mapping[str, LayerSemantics] = {}
+else:
+    from maskcheck.static.hub import HUB_TABLE
+
+#: Every layer class maskcheck knows, Keras's and keras-hub's, keyed by class name.
+TABLE: Mapping[str, LayerSemantics] = {**_KERAS_TABLE, **HUB_TABLE}
 
 #: Exported classes that never run on a padded tensor themselves: bases,
 #: cells used inside RNN, wrappers of foreign frameworks, bounding-box tools.
@@ -215,6 +226,7 @@ OPS_TABLE: Mapping[str, LayerSemantics] = {
 }
 
 _UNKNOWN = LayerSemantics(POINTWISE, NONE, known=False)
+_DENSE_ONTO_VOCABULARY = LayerSemantics(POINTWISE, NONE, mixes_features=True)
 _RNN_CLASSES = frozenset({"RNN", "LSTM", "GRU", "SimpleRNN", "ConvLSTM1D", "ConvLSTM2D",
                           "ConvLSTM3D"})
 _STRIDED = frozenset({"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D",
@@ -242,8 +254,11 @@ def semantics_for(class_name: str, config: Mapping[str, object], *, is_op: bool 
     if is_op or not base.known:
         return base
     name = class_name if class_name in TABLE else next((b for b in bases if b in TABLE), class_name)
+    if name == "ReversibleEmbedding" and config.get("call:reverse"):
+        return _DENSE_ONTO_VOCABULARY  # logits: no mask generated, none passed on
     if name in ("Embedding", "ReversibleEmbedding", "TokenAndPositionEmbedding"):
-        return replace(base, generates=bool(config.get("mask_zero")))
+        mask_zero = bool(config.get("mask_zero"))
+        return replace(base, generates=mask_zero, mask_at_runtime=base.mask_at_runtime and mask_zero)
     if name in _STRIDED:
         if config.get("padding") == "causal":
             return replace(base, along=CAUSAL)
@@ -263,6 +278,8 @@ def semantics_for(class_name: str, config: Mapping[str, object], *, is_op: bool 
     if name in ("MultiHeadAttention", "GroupedQueryAttention", "CachedMultiHeadAttention",
                 "TransformerDecoder") and config.get("call:use_causal_mask"):
         return replace(base, along=CAUSAL)
+    if name in ("TransformerDecoder", "BloomDecoder") and config.get("call:use_causal_mask") is False:
+        return replace(base, along=MIXING)  # causal by default, unless told otherwise
     return base
 
 
