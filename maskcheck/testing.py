@@ -21,6 +21,14 @@ def build_case(case: Valid | Invalid) -> Any:
 def build_example(case: Valid | Invalid) -> tuple[Any, Any]:
     """Run a snippet and return (model, data): data rules' snippets also define `data`,
     the user's batch (None elsewhere).
+    """
+    namespace = _run_snippet(case)
+    return namespace["model"], namespace.get("data")
+
+
+def _run_snippet(case: Valid | Invalid) -> dict[str, Any]:
+    """Run a snippet; `model` is set in the namespace it returns. A snippet may
+    also set `data` (the user's batch) and `padding` (the side, as --padding).
 
     Keras's name counters restart first, so auto-generated names (``multiply``,
     ``cumsum``) in `Invalid.at` do not depend on what ran before.
@@ -32,24 +40,28 @@ def build_example(case: Valid | Invalid) -> tuple[Any, Any]:
 
     namespace: dict[str, Any] = {"keras": keras, "np": np}
     exec(compile(case.code, "<maskcheck example>", "exec"), namespace)  # our own source strings
-    model = namespace["model"] if "model" in namespace else keras.Model(namespace["x"], namespace["y"])
-    return model, namespace.get("data")
+    if "model" not in namespace:
+        namespace["model"] = keras.Model(namespace["x"], namespace["y"])
+    return namespace
 
 
-def run_rule(rule: type[Rule], model: Any, data: Any = None) -> tuple[Finding, ...]:
+def run_rule(rule: type[Rule], model: Any, data: Any = None,
+             padding: str = "both") -> tuple[Finding, ...]:
     """Findings of `rule` alone on `model` (and `data`), from the engine that raises it."""
     from maskcheck.config import Config
     from maskcheck.engine import check_model
 
     mode = "dynamic" if rule.engine == "data" else rule.engine
-    config = Config.from_values(select=[rule.code], mode=mode)
+    config = Config.from_values(select=[rule.code], mode=mode, padding=padding)
     report = check_model(model, target=model.name, config=config, data=data)
     return tuple(f for f in report.findings if f.rule == rule.code)
 
 
 def assert_case(rule: type[Rule], case: Valid | Invalid) -> None:
     """A Valid case yields no finding; an Invalid one yields one at `case.at`."""
-    findings = run_rule(rule, *build_example(case))
+    namespace = _run_snippet(case)
+    findings = run_rule(rule, namespace["model"], namespace.get("data"),
+                        namespace.get("padding", "both"))
     listed = "\n".join(f"  {f.rule} at {f.layer}: {f.message}" for f in findings) or "  (none)"
     if isinstance(case, Valid):
         assert not findings, f"{rule.code} should not fire on its VALID example, but found:\n{listed}"

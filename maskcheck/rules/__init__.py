@@ -14,6 +14,8 @@ from maskcheck.rules.mc104_mask_never_used import MaskNeverUsed
 from maskcheck.rules.mc105_false_propagation import FalsePropagation
 from maskcheck.rules.mc106_batch_statistics_leak import BatchStatisticsLeak
 from maskcheck.rules.mc107_padding_value_collision import PaddingValueCollision
+from maskcheck.rules.mc108_absolute_positions import AbsolutePositions
+from maskcheck.rules.mc109_mean_over_empty_mask import MeanOverEmptyMask
 from maskcheck.rules.mc201_loss_ignores_padding import LossIgnoresPadding
 from maskcheck.rules.mc202_metric_ignores_padding import MetricIgnoresPadding
 from maskcheck.rules.mc203_loss_bypasses_mask import LossBypassesMask
@@ -29,7 +31,7 @@ from maskcheck.rules.mc404_pad_value_in_data import PadValueInData
 
 ALL_RULES: tuple[type[Rule], ...] = (
     MaskDropped, UnmaskedMixing, MaskShapeMismatch, MaskNeverUsed, FalsePropagation,
-    BatchStatisticsLeak, PaddingValueCollision, LossIgnoresPadding, MetricIgnoresPadding,
+    BatchStatisticsLeak, PaddingValueCollision, AbsolutePositions, MeanOverEmptyMask, LossIgnoresPadding, MetricIgnoresPadding,
     LossBypassesMask, PaddingLeak, CrossSampleLeak, LossLeak, PadLengthSensitivity,
     EmptySequenceNonfinite, PaddingSideMismatch, LabelPaddingCounted, SampleWeightMisaligned,
     PadValueInData,

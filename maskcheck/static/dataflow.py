@@ -438,8 +438,10 @@ class _Analysis:
                      in_rank: int) -> MaskInfo | None:
         if node.is_op:
             return None
+        if sem.generates and sem.mask_at_runtime:
+            return MaskInfo(node.name)  # attached at run time, invisible on the symbolic graph
         if sem.generates and node.keras_output_masks is not None and not any(node.keras_output_masks):
-            return None  # configured to generate, but Keras attached nothing (keras-hub 0.32)
+            return None  # configured to generate, but Keras attached nothing
         if sem.generates:
             if node.class_name == "Masking" or "Masking" in node.bases:
                 return MaskInfo(node.name, tuple(range(1, max(in_rank - 1, 2))))
@@ -451,6 +453,8 @@ class _Analysis:
                 # the features: the mask it attaches marks every position valid.
                 return None
         if node.keras_output_masks is not None:  # what Keras itself attached
+            if sem.mask_at_runtime and sem.propagates and arrived is not None:
+                return arrived
             if not any(node.keras_output_masks):
                 return None
             return arrived if arrived is not None else MaskInfo(node.name)
