@@ -180,7 +180,8 @@ def _as_the_data_says(static: tuple[Finding, ...], info: dict[str, Any], config:
     Padding in the data replaces the token-0 assumption; data padded on one side
     only is analysed for that side (a causal layer is safe under post-padding);
     per-step sample weights that are 0 on every padded step keep padded labels
-    out of the loss, so MC201 does not hold (MC403 says when they do not)."""
+    out of the loss, so MC201 does not hold (MC403 says when they do not); data
+    with no fully padded sample cannot divide by an empty mask (MC109)."""
     from maskcheck.static.dataflow import analyze
 
     sides = info.get("data_sides") or set()
@@ -192,6 +193,10 @@ def _as_the_data_says(static: tuple[Finding, ...], info: dict[str, Any], config:
         static = tuple(_drop_assumption(s) for s in static)
     if info.get("weights_cover_padding"):
         static = tuple(s for s in static if s.rule != "MC201")
+    if info.get("data") and not info.get("data_empty"):
+        # Decision: with real data, a 0/0 masked mean is reported only when the data
+        # hold a fully padded sample (MC305 then measures the NaN too)
+        static = tuple(s for s in static if s.rule != "MC109")
     return static
 
 

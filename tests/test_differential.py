@@ -13,8 +13,13 @@ Opt-in group: ``pytest -m differential`` (about 200 models, a few minutes on
 two cores). A smoke test of the strategy runs in the default suite.
 
 Fairness of the oracle: a pair whose probes cannot run (the check ends in a
-target error, or the model raises once padding is present) is excluded from
-the ratio, counted and printed with its reason, never dropped silently.
+target error, or the model raises once padding is present) or cannot see (a
+resampled time axis hides pad-length effects from MC304, so "nothing
+measured" is no verdict there) is excluded from the ratio, counted and
+printed with its reason, never dropped silently; at least 80% of the pairs
+must stay comparable. The drawn models have non-zero biases, as trained
+ones do: Keras's zero biases would map zeroed padding to zeros and hide
+pad-length effects from the probes.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import maskcheck
-from maskcheck._zoo import describe_architecture
+from maskcheck._zoo import TimeHalve, describe_architecture
 from maskcheck.strategies import architectures
 
 #: Static codes that mean "padding changes what this model computes" (MC108, absolute
@@ -39,6 +44,8 @@ DYNAMIC_LEAK_CODES = frozenset({"MC301", "MC304"})
 SIDES = ("post", "pre")
 EXAMPLES = 200
 REQUIRED_AGREEMENT = 0.95
+#: the share of pairs that must be comparable (not excluded) for the ratio to mean anything
+MIN_COMPARED = 0.8
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,13 @@ def _verdicts(model, side: str) -> Outcome:
         if raised:  # the model raises on padded batches: no valid outputs to compare
             excluded = (f"model raises under padding ({raised[0].rule} at {raised[0].layer}): "
                         f"{str(raised[0].evidence['exception']).splitlines()[0]}")
+        elif not dynamic_hits and any(isinstance(layer, TimeHalve) for layer in model.layers):
+            # The pad-length probe cuts the longer run back to the short one's length; a
+            # tensor whose time axis was resampled cannot be cut back, so it is not compared
+            # (maskcheck.dynamic.findings._pad_amount) and nothing after it is either. A
+            # measured leak still counts; "nothing measured" is no verdict here.
+            excluded = ("probes blind: TimeHalve resamples the time axis, so the pad-length probe "
+                        "(MC304) compares nothing after it")
     return Outcome(name, side, _codes(static.findings), _codes(dynamic.findings),
                    bool(static_hits), bool(dynamic_hits), excluded=excluded[:200] if excluded else None,
                    static_culprit=static_hits[0].layer_class if static_hits else None,
@@ -108,7 +122,7 @@ def _collect(model) -> None:
     MODELS.append(describe_architecture(model))
     for side in SIDES:
         OUTCOMES.append(_verdicts(model, side))
-    keras.backend.clear_session()  # keeps graph state (and the run time) flat over 200 models
+    keras.backend.clear_session(free_memory=False)  # fresh names and graph state; skipping gc.collect saves ~0.5 s a model
 
 
 def _verdict(leak: bool, codes: tuple[str, ...]) -> str:
@@ -141,7 +155,9 @@ def test_static_verdict_agrees_with_probes() -> None:
               f"| dynamic {_verdict(o.dynamic_leak, o.dynamic)}")
     for kind, count in Counter(_kind(o) for o in disagreements).most_common():
         print(f"{count:4d}  {kind}")
-    assert compared, "no pair could be compared"
+    # the oracle must stay an oracle: most pairs have to be comparable
+    assert len(compared) >= MIN_COMPARED * len(OUTCOMES), (
+        f"only {len(compared)} of {len(OUTCOMES)} pairs could be compared; exclusions printed above")
     assert ratio >= REQUIRED_AGREEMENT, (
         f"static and dynamic verdicts agree on {ratio:.1%} of {len(compared)} pairs "
         f"(need {REQUIRED_AGREEMENT:.0%}); disagreements printed above (pytest -s)")
@@ -158,4 +174,4 @@ def test_drawn_architectures_build_and_check_statically(model) -> None:
         ("tokens>", "frames>", "features+", "features*", "signal("))
     report = maskcheck.check(model, mode="static", padding="pre")
     assert report.models[0].error is None, report.models[0].error
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)

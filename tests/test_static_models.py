@@ -32,8 +32,10 @@ def findings(model, severity: str | None = None) -> set[tuple[str, str]]:
 
 
 def full(model):
+    """Static findings, less MC109: the masked GlobalAveragePooling1D heads these models use
+    to test other rules divide by the mask's sum (MC109 has its own examples and tests)."""
     report = check_model(model, target=model.name, config=Config.from_values(mode="static"))
-    return report.findings
+    return tuple(f for f in report.findings if f.rule != "MC109")
 
 
 def _classes(model) -> set[tuple[str, str]]:
@@ -398,16 +400,17 @@ def test_keras_hub_encoder_uses_the_implicit_embedding_mask() -> None:
 
 @pytest.mark.kerashub
 @pytest.mark.kerashub
-def test_keras_hub_token_and_position_embedding_creates_no_mask() -> None:
-    """keras-hub 0.32: TokenAndPositionEmbedding(mask_zero=True) attaches no mask."""
+def test_keras_hub_token_and_position_embedding_mask_exists_at_run_time() -> None:
+    """keras-hub 0.32: TokenAndPositionEmbedding(mask_zero=True) shows no mask on the
+    symbolic graph but attaches one at run time (tests/test_hub_semantics.py measures
+    it), so the encoder is masked; only the absolute positions are noted."""
     keras_hub = pytest.importorskip("keras_hub")
     x = tokens("token_ids")
     h = keras_hub.layers.TokenAndPositionEmbedding(50, 32, 16, mask_zero=True, name="tpe")(x)
     h = keras_hub.layers.TransformerEncoder(16, 2, name="encoder")(h)
     model = keras.Model(x, layers.GlobalAveragePooling1D()(h))
     found = full(model)
-    assert {(f.rule, f.layer) for f in found} == {("MC101", "tpe"), ("MC102", "encoder")}
-    assert "attaches no mask" in next(f.message for f in found if f.rule == "MC101")
+    assert {(f.rule, f.layer, f.severity.value) for f in found} == {("MC108", "tpe", "info")}
 
 
 # --- unknown layers ------------------------------------------------------------------

@@ -68,6 +68,9 @@ def run_dynamic(model: Any, data: Any, config: Any, codes: set[str], graph: Any 
         seen: set[tuple] = set()
         for batch in read_padding(model, plan, data, config):
             info["data_padded"] = info.get("data_padded", False) or batch.padded
+            mask = np.asarray(batch.probe.mask)
+            info["data_empty"] = info.get("data_empty", False) or bool(
+                mask.ndim >= 2 and (~mask.reshape(mask.shape[0], -1).astype(bool)).all(axis=1).any())
             info.setdefault("data_sides", set()).update(
                 side for side, row in zip(batch.probe.sides, batch.probe.mask) if not row.all())
             weights = batch.sample_weight

@@ -142,7 +142,7 @@ def _config(op: Any, knode: Any) -> dict[str, object]:
     return config
 
 
-def _read_unknown(op: Any, data: list[Any]) -> Any:
+def _read_unknown(op: Any, data: list[Any], masks: list[tuple[str, Any]] = ()) -> Any:
     """The op-level reading of a layer the semantics tables do not know, else None."""
     from maskcheck.static.ops import read_layer
     from maskcheck.static.semantics import lookup
@@ -155,7 +155,9 @@ def _read_unknown(op: Any, data: list[Any]) -> Any:
     dtypes = [str(kt.dtype) for kt in data]
     mask_aware = (_takes_mask(op) or bool(getattr(op, "supports_masking", False))
                   or type(op).compute_mask is not _base_compute_mask())
-    return read_layer(op, shapes, dtypes, takes_mask=mask_aware, known=_known_sublayer)
+    keywords = tuple((key, tuple(kt.shape), str(kt.dtype)) for key, kt in masks)
+    return read_layer(op, shapes, dtypes, takes_mask=mask_aware, known=_known_sublayer,
+                      mask_keywords=keywords)
 
 
 def _base_compute_mask() -> Any:
@@ -285,7 +287,7 @@ def _walk(builder: _Builder, functional: Any, path: tuple[str, ...],
         observed = (tuple(getattr(kt, "_keras_mask", None) is not None for kt in knode.outputs)
                     if top_level else None)
         is_layer = isinstance(op, Layer)
-        reading = _read_unknown(op, data) if is_layer else None
+        reading = _read_unknown(op, data, masks) if is_layer else None
         builder.nodes.append(Node(
             index=index,
             name=op.name,

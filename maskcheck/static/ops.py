@@ -147,17 +147,22 @@ _CACHE: dict[Any, Reading] = {}
 
 
 def read_layer(layer: Any, input_shapes: list[tuple], input_dtypes: list[str], *,
-               takes_mask: bool, known: Any) -> Reading:
+               takes_mask: bool, known: Any,
+               mask_keywords: tuple[tuple[str, tuple, str], ...] = ()) -> Reading:
     """Trace `layer` on symbolic inputs and read what it does to each padded axis.
 
     `known(sub_layer)` returns the table semantics of a sub-layer maskcheck
-    knows (read as one block), or None to read it op by op.
+    knows (read as one block), or None to read it op by op. `mask_keywords`
+    are the explicit masks the model passes (``padding_mask=``): (keyword,
+    shape, dtype), handed to every traced call as masks of the valid steps.
     """
     key = _cache_key(layer, input_shapes, input_dtypes, takes_mask)
+    if key is not None:
+        key = key + (mask_keywords,)
     if key is not None and key in _CACHE:
         return _CACHE[key]
     try:
-        reading = _read(layer, input_shapes, input_dtypes, takes_mask, known)
+        reading = _read(layer, input_shapes, input_dtypes, takes_mask, known, mask_keywords)
     except Exception as exc:  # user code that does not trace: stay conservative
         reading = Reading(failed=f"{type(exc).__name__}: {_first_line(exc)}")
     if key is not None:
@@ -200,7 +205,7 @@ def _padded_axes(shape: tuple) -> list[int]:
 
 
 def _read(layer: Any, shapes: list[tuple], dtypes: list[str], takes_mask: bool,
-          known: Any) -> Reading:
+          known: Any, mask_keywords: tuple = ()) -> Reading:
     effects: dict[tuple[bool, int, int], AxisEffect] = {}
     unknown: set[str] = set()
     mask_out, mismatch = "none", ""
@@ -208,7 +213,7 @@ def _read(layer: Any, shapes: list[tuple], dtypes: list[str], takes_mask: bool,
     failures = []
     for masked in ((False, True) if takes_mask else (False,)):
         try:
-            trace = _trace(layer, concrete, dtypes, masked, known)
+            trace = _trace(layer, concrete, dtypes, masked, known, mask_keywords)
         except Exception as exc:  # e.g. a call that needs its mask: read the other variant
             failures.append(exc)
             continue
@@ -287,6 +292,10 @@ class _Trace:
         if self.mask is not None:
             states[self.mask.name] = _State(mask="+", mask_axes={1: side}, data=True) if masked \
                 else _State(data=True)
+        for mask in getattr(self, "keyword_masks", ()):
+            rank = len(_shape(mask) or (0, 0))
+            states[mask.name] = _State(mask="+", mask_axes={a: side for a in range(1, rank)},
+                                       data=True)
         _Flow(self, states, side).run()
         self._last = states
         out = states.get(self.output.name, _CLEAN) if self.output is not None else _CLEAN
@@ -332,7 +341,8 @@ def _shape(tensor: Any) -> tuple | None:
         return None
 
 
-def _trace(layer: Any, shapes: list[tuple], dtypes: list[str], masked: bool, known: Any) -> _Trace:
+def _trace(layer: Any, shapes: list[tuple], dtypes: list[str], masked: bool, known: Any,
+           mask_keywords: tuple = ()) -> _Trace:
     import tensorflow as tf
     from keras.src.layers.layer import Layer
 
@@ -366,13 +376,19 @@ def _trace(layer: Any, shapes: list[tuple], dtypes: list[str], masked: bool, kno
         return out
 
     specs = [tf.TensorSpec(s, d) for s, d in zip(shapes, dtypes)]
+    time = shapes[0][1] if len(shapes[0]) > 1 else 1
+    keyword_specs = [tf.TensorSpec(_concrete(tuple(time if i else d for i, d in enumerate(shape)))
+                                   if len(shape) > 1 else _concrete(shape), dtype)
+                     for _, shape, dtype in mask_keywords]
+    specs.extend(keyword_specs)
     if masked:
         specs.append(tf.TensorSpec(shapes[0][:2], "bool"))
 
     def traced(*tensors):
         xs = list(tensors[:len(shapes)])
         x = xs[0] if len(xs) == 1 else xs
-        kwargs = {}
+        kwargs = {key: tensors[len(shapes) + i] for i, (key, _, _) in enumerate(mask_keywords)}
+        captured["keyword_masks"] = [tensors[len(shapes) + i] for i in range(len(mask_keywords))]
         if masked:
             m = tensors[-1]
             kwargs["mask"] = m if len(xs) == 1 else [m] + [None] * (len(xs) - 1)
@@ -406,8 +422,10 @@ def _trace(layer: Any, shapes: list[tuple], dtypes: list[str], masked: bool, kno
         for block in block_ends.get(i, ()):
             program.append(("block", block))
     unknown = {op.type for kind, op in program if kind == "op" and not _is_known_op(op.type)}
-    return _Trace(program, captured.get("inputs", []), captured.get("mask"),
-                  captured.get("output"), captured.get("out_mask"), [], unknown)
+    trace = _Trace(program, captured.get("inputs", []), captured.get("mask"),
+                   captured.get("output"), captured.get("out_mask"), [], unknown)
+    trace.keyword_masks = captured.get("keyword_masks", [])
+    return trace
 
 
 def _takes_training(layer: Any) -> bool:
