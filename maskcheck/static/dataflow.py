@@ -387,6 +387,15 @@ class _Analysis:
                                         or (effect is not None and effect.masked_mean)):
                 self.means.append(MeanEvent(node, p, arrived.source))
         leaking = [] if tainted else [p for p in mixes if p.axis not in covered]
+        moved = [p for p in padded if p.axis in self.read and self.read[p.axis].moved]
+        if moved and out_mask is not None and arrived is not None \
+                and out_mask.source == arrived.source:
+            # steps moved under a mask passed through unchanged: the mask no longer lines up
+            self.mismatches.append(MismatchEvent(
+                node, arrived.source, f"it moves the steps along axis {moved[0].axis} (reversed "
+                "or shifted) but passes the mask through unchanged"))
+            leaking = []
+            node_tainted = True
         if leaking:
             p = leaking[0]
             if out_mask is not None and arrived is not None and out_mask.source == arrived.source:

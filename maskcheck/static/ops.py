@@ -45,6 +45,8 @@ class AxisEffect:
     masked_mean: bool = False  # divides by the mask's sum, 0/0 for a fully padded sample
     #: the output length along the axis differs from the input's
     length_changed: bool = False
+    #: steps moved along the axis (reversed, shifted)
+    moved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,9 @@ class _Pad:
     shift: int = 0  # position u holds the value of position u + shift
     #: (stride, size) when a reshape merged the padded axis into a larger one
     merged: tuple[int, int] | None = None
+    #: steps were moved along the axis (reversed, shifted, padded): a mask passed
+    #: through unchanged no longer lines up
+    moved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +255,7 @@ def _effect_of(by_side: dict[str, "_Outcome"], length: int, trace: "_Trace") -> 
     return AxisEffect(kind, out_axis, flipped=post.out_side == PRE,
                       absolute=pre.absolute and not post.absolute,
                       masked_mean=post.masked_mean or pre.masked_mean,
-                      length_changed=changed)
+                      length_changed=changed, moved=post.moved or pre.moved)
 
 
 MIXING_KIND = "mixing"
@@ -264,6 +269,7 @@ class _Outcome:
     absolute: bool
     masked_mean: bool
     masked_only: bool = False
+    moved: bool = False
 
 
 class _Trace:
@@ -309,8 +315,9 @@ class _Trace:
         out = replace(out, pads={a: p for a, p in out.pads.items() if not p.merged})
         pad = out.pads.get(_first_axis(out))
         out_axis = _first_axis(out)
+        moved = pad is not None and (pad.moved or pad.shift != 0)
         return _Outcome(tainted, out_axis, pad.side if pad else None, out.absolute,
-                        out.masked_mean)
+                        out.masked_mean, moved=moved)
 
     def mask_verdict(self) -> tuple[str, str]:
         if self.out_mask is None:
@@ -698,7 +705,8 @@ class _Flow:
             if axis in acted:
                 if pad.fill == DIRTY:
                     tainted = True
-                pad = _Pad(pad.side, ZERO if (op.type == "Softmax" and pad.fill == NEG) else OTHER)
+                pad = _Pad(pad.side, ZERO if (op.type == "Softmax" and pad.fill == NEG) else OTHER,
+                           moved=op.type == "Roll")
             pads[axis] = pad
         return replace(state, pads=pads, tainted=tainted, mask="", mask_axes={})
 
@@ -800,7 +808,7 @@ class _Flow:
                 continue
             if start < 0:
                 start = src[axis] + start if src and src[axis] else 0
-            pads[target] = replace(pad, shift=pad.shift + start)
+            pads[target] = replace(pad, shift=pad.shift + start, moved=pad.moved or start != 0)
         mask_axes: dict[int, str] = {}
         for axis, side in state.mask_axes.items():
             target, start, step, shrink = plan.get(axis, (axis, 0, 1, False))
@@ -848,7 +856,8 @@ class _Flow:
                     if len([q for q in parts if a in q.pads or q.data]) > 1 and p.fill == DIRTY \
                             and part is not parts[0]:
                         flags["tainted"] = True
-                    pads.setdefault(a, replace(p, shift=0) if part is parts[0] else p)
+                    pads.setdefault(a, replace(p, shift=0, moved=p.moved or p.shift != 0)
+                                    if part is parts[0] else p)
                 else:
                     pads.setdefault(a, p)
         masks = [p for p in parts if p.mask]
@@ -895,7 +904,7 @@ class _Flow:
         pads = {}
         for a, p in state.pads.items():
             before = int(amounts[a][0]) if a < len(amounts) else 0
-            pads[a] = replace(p, shift=p.shift - before)
+            pads[a] = replace(p, shift=p.shift - before, moved=p.moved or before != 0)
         self.set_all(op, replace(state, pads=pads))
 
     op_PadV2 = op_Pad
@@ -905,8 +914,8 @@ class _Flow:
         rank = len(_shape(op.inputs[0]) or ())
         axes = _axes_value(op.inputs[1], rank) or set()
         state = ins[0]
-        pads = {a: replace(p, side=PRE if p.side == POST else POST, shift=-p.shift) if a in axes else p
-                for a, p in state.pads.items()}
+        pads = {a: replace(p, side=PRE if p.side == POST else POST, shift=-p.shift, moved=True)
+                if a in axes else p for a, p in state.pads.items()}
         mask_axes = {a: (PRE if s == POST else POST) if a in axes else s
                      for a, s in state.mask_axes.items()}
         self.set_all(op, replace(state, pads=pads, mask_axes=mask_axes))
