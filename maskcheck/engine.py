@@ -62,7 +62,7 @@ def run_rules(graph: Any, rules: tuple[type[Rule], ...], *, side: str = "both",
 
     if flow is None:
         flow = analyze(graph, side=side, mask_inputs=mask_inputs, padded=padded)
-    return tuple(f for rule in rules if rule.engine == "static" for f in rule().check(graph, flow))
+    return tuple(f for rule in rules if "static" in rule.engines() for f in rule().check(graph, flow))
 
 
 def check_model(model: Any, *, target: str, config: Config, data: Any = None,
@@ -160,7 +160,8 @@ def locate_and_suppress(model: Any, findings: tuple[Finding, ...], config: Confi
         located.append(finding)
     engines = {"static": ("static",), "dynamic": ("dynamic", "data")}.get(
         config.mode, ("static", "dynamic", "data"))
-    ran = {r.code for r in selected_rules(config.select, config.ignore) if r.engine in engines}
+    ran = {r.code for r in selected_rules(config.select, config.ignore)
+           if set(r.engines()) & set(engines)}
     suppressor.note_checked(model_sites(model).values(), ran)
     return suppressor.apply(located, sites)
 
@@ -236,7 +237,7 @@ def mark_assumed(findings: tuple[Finding, ...], graph: Any, flow: Any) -> tuple[
 
 #: Static codes that a dynamic result at the same layer confirms.
 CONFIRMS = {"MC301": ("MC101", "MC102", "MC103", "MC105"), "MC304": ("MC102", "MC105"),
-            "MC302": ("MC106",), "MC303": ("MC201",), "MC203": ("MC201",), "MC103": ("MC103",)}
+            "MC302": ("MC106",), "MC303": ("MC201",), "MC203": ("MC201", "MC203"), "MC103": ("MC103",)}
 #: Static suspicions that probes can refute (the layer is an unknown custom layer).
 REFUTABLE = ("MC102", "MC105", "MC106")
 

@@ -55,6 +55,8 @@ class Rule:
     severity: ClassVar[Severity]
     #: "static" rules read the graph; "dynamic" rules need probe runs.
     engine: ClassVar[str] = "static"
+    #: other engines that raise the rule too (MC203: "static" reads loss code)
+    also: ClassVar[tuple[str, ...]] = ()
     message: ClassVar[str]
     fix: ClassVar[str]
     VALID: ClassVar[tuple[Valid, ...]] = ()
@@ -75,7 +77,8 @@ class Rule:
         """The `--explain` text: docstring, message, fix and the first examples."""
         parts = [
             f"{cls.code} {cls.name} (default severity: {cls.severity.value}, "
-            f"engine: {cls.engine}{'' if cls.implemented() else ', not checked yet in this release'})",
+            f"engine: {cls.engine}{''.join(' and ' + e for e in cls.also)}"
+            f"{'' if cls.implemented() else ', not checked yet in this release'})",
             "",
             inspect.getdoc(cls),
             "",
@@ -97,6 +100,11 @@ class Rule:
         parts += ["", "What counts as padding (token inputs assumed padded with 0, --padded none, "
                   "real data with --data): maskcheck --explain padding"]
         return "\n".join(parts) + "\n"
+
+    @classmethod
+    def engines(cls) -> tuple[str, ...]:
+        """Every engine that raises the rule, its main one first."""
+        return (cls.engine, *cls.also)
 
     def check(self, graph: "MaskGraph", flow: "MaskFlow") -> Iterator[Finding]:
         """Yield findings for `graph`, given its padded-axis dataflow `flow`.

@@ -46,22 +46,24 @@ def _run_snippet(case: Valid | Invalid) -> dict[str, Any]:
 
 
 def run_rule(rule: type[Rule], model: Any, data: Any = None,
-             padding: str = "both") -> tuple[Finding, ...]:
-    """Findings of `rule` alone on `model` (and `data`), from the engine that raises it."""
+             padding: str = "both", engine: str | None = None) -> tuple[Finding, ...]:
+    """Findings of `rule` alone on `model` (and `data`), from the engine that raises it
+    (or `engine`, one of `rule.engines()`)."""
     from maskcheck.config import Config
     from maskcheck.engine import check_model
 
-    mode = "dynamic" if rule.engine == "data" else rule.engine
+    engine = engine or rule.engine
+    mode = "dynamic" if engine == "data" else engine
     config = Config.from_values(select=[rule.code], mode=mode, padding=padding)
     report = check_model(model, target=model.name, config=config, data=data)
     return tuple(f for f in report.findings if f.rule == rule.code)
 
 
-def assert_case(rule: type[Rule], case: Valid | Invalid) -> None:
+def assert_case(rule: type[Rule], case: Valid | Invalid, engine: str | None = None) -> None:
     """A Valid case yields no finding; an Invalid one yields one at `case.at`."""
     namespace = _run_snippet(case)
     findings = run_rule(rule, namespace["model"], namespace.get("data"),
-                        namespace.get("padding", "both"))
+                        namespace.get("padding", "both"), engine)
     listed = "\n".join(f"  {f.rule} at {f.layer}: {f.message}" for f in findings) or "  (none)"
     if isinstance(case, Valid):
         assert not findings, f"{rule.code} should not fire on its VALID example, but found:\n{listed}"

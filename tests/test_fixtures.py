@@ -20,6 +20,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 MODELS = Path(__file__).resolve().parent.parent / "fixtures" / "models"
 README_MODELS = ("conv_tagger", "conv_classifier", "lstm_tagger", "masked_bilstm")
+#: Rules no built-in Keras layer triggers (absolute positions come from a custom or
+#: keras-hub layer, which a safe-mode load of a gallery file could not rebuild): their
+#: rule examples and tests/test_static_models.py / test_static_hub.py cover them.
+NEEDS_CUSTOM_CODE = frozenset({"MC108"})
 REBUILD = "run `python fixtures/build.py` to regenerate the fixtures"
 
 
@@ -75,7 +79,7 @@ def test_maskcheck_reports_exactly_the_expected_findings(name: str, static_repor
 
 def test_gallery_covers_every_static_rule_both_ways() -> None:
     bad = {code for _, expected in GALLERY.values() for code, _ in expected}
-    static = {r.code for r in ALL_RULES if r.engine == "static"}
+    static = {r.code for r in ALL_RULES if r.engine == "static"} - NEEDS_CUSTOM_CODE
     assert static <= bad, f"no bad fixture for {sorted(static - bad)}"
     clean = [name for name, (_, expected) in GALLERY.items() if not expected]
     assert len(clean) >= 5

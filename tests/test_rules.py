@@ -18,14 +18,16 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 def _cases():
     for rule in ALL_RULES:
-        for kind, cases in (("VALID", rule.VALID), ("INVALID", rule.INVALID)):
-            for i, case in enumerate(cases):
-                yield pytest.param(rule, case, id=f"{rule.code}-{kind}-{i}")
+        for engine in rule.engines():  # a rule raised by two engines: both hold to its examples
+            suffix = f"-{engine}" if rule.also else ""
+            for kind, cases in (("VALID", rule.VALID), ("INVALID", rule.INVALID)):
+                for i, case in enumerate(cases):
+                    yield pytest.param(rule, case, engine, id=f"{rule.code}-{kind}-{i}{suffix}")
 
 
-@pytest.mark.parametrize("rule, case", list(_cases()))
-def test_rule_example(rule: type[Rule], case) -> None:
-    assert_case(rule, case)
+@pytest.mark.parametrize("rule, case, engine", list(_cases()))
+def test_rule_example(rule: type[Rule], case, engine: str) -> None:
+    assert_case(rule, case, engine)
 
 
 def test_codes_are_unique_and_well_formed() -> None:

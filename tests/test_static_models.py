@@ -583,3 +583,36 @@ def test_any_layer_stack_is_analysed(masked: bool, blocks: list[str], head: str)
     assert all(f.layer in names for f in first)
     if not blocks and head == "gap" and masked:
         assert first == ()
+
+
+# --- MC203 statically: loss code read op by op ---------------------------------------
+
+class _DelegatingTagger(keras.Model):
+    """A compute_loss that hands over to Keras: the compiled loss applies the mask."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return super().compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                    training=training)
+
+
+class _UnmaskedTagger(keras.Model):
+    """A compute_loss that averages every position itself, padded ones included."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        per_step = keras.losses.sparse_categorical_crossentropy(y, y_pred, from_logits=True)
+        return keras.ops.mean(per_step)
+
+
+def _masked_tagger(cls):
+    x = tokens("tokens")
+    h = layers.Embedding(50, 8, mask_zero=True)(x)
+    model = cls(x, layers.Dense(5, name="tags")(layers.LSTM(8, return_sequences=True)(h)))
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def test_custom_compute_loss_is_read_statically() -> None:
+    bad = [(f.rule, f.layer) for f in full(_masked_tagger(_UnmaskedTagger)) if f.rule == "MC203"]
+    assert bad == [("MC203", "tags")]
+    assert not [f for f in full(_masked_tagger(_DelegatingTagger)) if f.rule == "MC203"]

@@ -33,7 +33,8 @@ def finding(rule: str = "MC102", path: tuple[str, ...] = ("tagger", "conv1d"), m
     ("# maskcheck: ignore", None, ()),
     ("#maskcheck:ignore[MC101]", {"MC101"}, ()),
     ("# MASKCHECK: Ignore[mc101, MC102]", {"MC101", "MC102"}, ()),
-    ("# maskcheck: ignore[MC10]", {"MC101", "MC102", "MC103", "MC104", "MC105", "MC106", "MC107"}, ()),
+    ("# maskcheck: ignore[MC10]", {"MC101", "MC102", "MC103", "MC104", "MC105", "MC106", "MC107",
+                                    "MC108", "MC109"}, ()),
     ("# maskcheck: ignore[mask-dropped]", {"MC101"}, ()),
     ("# noqa: E501  # maskcheck: ignore[MC9]", set(), ("MC9",)),
 ])

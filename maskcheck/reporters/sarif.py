@@ -85,7 +85,7 @@ def _rule_descriptor(rule: Any) -> dict[str, Any]:
         "fullDescription": {"text": rule.explain().rstrip("\n")},
         "help": {"text": rule.fix},
         "defaultConfiguration": {"level": LEVELS[rule.severity]},
-        "properties": {"tags": ["maskcheck", rule.engine]},
+        "properties": {"tags": ["maskcheck", *rule.engines()]},
     }
 
 

@@ -441,7 +441,54 @@ def adapt_model(model: Any) -> MaskGraph:
     compiled, losses, metrics = _compile_info(model, output_names)
     return MaskGraph(model.name, tuple(builder.nodes), dict(builder.tensors), inputs, outputs,
                      output_names=output_names, input_names=input_names, losses=losses,
-                     metrics=metrics, compiled=compiled)
+                     metrics=metrics, compiled=compiled,
+                     loss_readings=_loss_readings(model, functional, output_names))
+
+
+def _loss_readings(model: Any, functional: Any, output_names: tuple[str, ...]) -> dict:
+    """Read the loss code Keras does not apply the mask for: a Loss that overrides
+    `__call__` and a model's own `compute_loss` (ops.read_loss), per output."""
+    import keras
+
+    from maskcheck.static.ops import read_loss
+    from keras.src.losses.loss import Loss
+
+    outputs = list(functional.outputs)
+    shapes = [tuple(kt.shape) for kt in outputs]
+    dtypes = [str(kt.dtype) for kt in outputs]
+    structure = getattr(functional, "_outputs_struct", None)
+    if structure is None or len(outputs) == 1:
+        structure = None
+    readings: dict[int, list[tuple[str, bool | None]]] = {}
+    compile_loss = getattr(model, "_compile_loss", None)
+    spec = getattr(compile_loss, "_user_loss", None) if compile_loss is not None else None
+    for index, items in _per_output(spec if spec is not None else getattr(model, "loss", None),
+                                    output_names, nested_lists=False).items():
+        for loss in items:
+            if isinstance(loss, Loss) and type(loss).__call__ is not Loss.__call__ \
+                    and _per_step(shapes[index]):
+                # a per-output Loss sees that output's labels and predictions only
+                verdict = read_loss(loss, [shapes[index]], [dtypes[index]], 0)
+                readings.setdefault(index, []).append((type(loss).__name__, verdict))
+    if type(model).compute_loss is not keras.Model.compute_loss:
+        name = f"{type(model).__name__}.compute_loss"
+
+        takes_training = "training" in inspect.signature(model.compute_loss).parameters
+
+        def compute(y_true, y_pred):
+            extra = {"training": True} if takes_training else {}
+            return model.compute_loss(x=None, y=y_true, y_pred=y_pred, sample_weight=None, **extra)
+
+        for index, shape in enumerate(shapes):
+            if _per_step(shape):
+                verdict = read_loss(compute, shapes, dtypes, index, structure)
+                readings.setdefault(index, []).append((name, verdict))
+    return {i: tuple(v) for i, v in readings.items()}
+
+
+def _per_step(shape: tuple) -> bool:
+    """An output with a step axis a loss could average padding over."""
+    return len(shape) >= 3 or (len(shape) == 2 and shape[1] is None)
 
 
 def _output_names(model: Any, functional: Any, builder: _Builder,

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from maskcheck.static.graph import MaskGraph, Node
+from maskcheck.static.ops import AxisEffect
 from maskcheck.static.semantics import (CAUSAL, MIXING, POINTWISE, REDUCING, LayerSemantics,
                                         acted_axes, effect_on_axis, semantics_for)
 
@@ -349,6 +350,11 @@ class _Analysis:
                 effect = reading.effect(arrived is not None, index, p.axis)
                 if effect is not None:
                     self.read[p.axis] = effect
+        elif sem.reverses and padded:
+            # read from the end: masked steps are skipped, unmasked post-padding is read first
+            kind = "pointwise" if (consumes and arrived is not None) else "anticausal"
+            self.read = {p.axis: AxisEffect(kind, p.axis, flipped=True, moved=True)
+                         for p in padded if p.axis == 1}
         # Is the mask this node would need there? (for MC101 / MC104)
         effects = {p.axis: (_READ_KINDS[self.read[p.axis].kind] if p.axis in self.read
                             else _effect(node, sem, p.axis, in_rank) if sem.known else POINTWISE)
@@ -356,6 +362,10 @@ class _Analysis:
         mixes = [p for p in padded if effects[p.axis] in (MIXING, REDUCING)
                  or (effects[p.axis] == CAUSAL and p.side != POST)
                  or (effects[p.axis] == ANTICAUSAL and p.side != PRE)]
+        if self.read and not (consumes and arrived is not None):
+            # reversed with no mask to follow it: valid positions now hold padding
+            mixes += [p for p in padded if p not in mixes and p.axis in self.read
+                      and self.read[p.axis].flipped]
         explicit_axes = set(range(1, max(in_rank - 1, 2))) if explicit else set()
         if padded and (any(p.axis not in explicit_axes for p in mixes)
                        or ((sem.batch_stats or sem.sample_stats) and not explicit)

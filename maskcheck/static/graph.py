@@ -91,6 +91,10 @@ class MaskGraph:
     losses: Mapping[int, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
     metrics: Mapping[int, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
     compiled: bool = False
+    #: per output index, (loss name, does it reduce the padded steps without the output's
+    #: mask?) for code maskcheck read: a Loss with its own __call__, a custom compute_loss
+    #: (None: the code could not be read)
+    loss_readings: Mapping[int, tuple[tuple[str, bool | None], ...]] = field(default_factory=dict)
     _consumers: dict = field(default_factory=dict, repr=False, compare=False)
 
     def consumers(self, tensor_id: int) -> tuple[Node, ...]:

@@ -435,6 +435,85 @@ def _trace(layer: Any, shapes: list[tuple], dtypes: list[str], masked: bool, kno
     return trace
 
 
+def read_loss(loss: Any, pred_shapes: list[tuple], pred_dtypes: list[str], index: int,
+              structure: Any = None) -> bool | None:
+    """Does `loss(y_true, y_pred)` reduce output `index`'s padded steps without its mask?
+
+    `loss` is a Loss with its own `__call__`, or a model's custom
+    `compute_loss` wrapped as loss(y_true, y_pred). It is traced like a layer
+    call (no data): the output `index` carries a mask over axis 1, labels and
+    predictions hold padding there, and the scalar it returns is read by the
+    same dataflow. True: padded positions reach the value; False: they do
+    not; None: the code could not be read (no verdict; the probes decide).
+    `structure` packs the flat predictions the way the model returns them.
+    """
+    try:
+        return _read_loss(loss, pred_shapes, pred_dtypes, index, structure)
+    except Exception:  # user code that does not trace: no static verdict
+        return None
+
+
+def _read_loss(loss: Any, pred_shapes: list[tuple], pred_dtypes: list[str], index: int,
+               structure: Any) -> bool | None:
+    import tensorflow as tf
+
+    concrete = [_concrete(s) for s in pred_shapes]
+    padded_shape = concrete[index]
+    if len(padded_shape) < 2:
+        return None
+    # sparse labels (batch, time) first, then labels shaped like the predictions
+    for sparse in (True, False):
+        labels = [(s[:-1], "int32") if sparse and len(s) > 2 else (s, "float32") for s in concrete]
+        captured: dict[str, Any] = {}
+
+        def traced(*tensors):
+            n = len(concrete)
+            ys, preds, mask = list(tensors[:n]), list(tensors[n:2 * n]), tensors[-1]
+            preds[index] = _with_mask(preds[index], mask)
+            y_true = ys[0] if structure is None and n == 1 else tf.nest.pack_sequence_as(structure, ys)
+            y_pred = preds[0] if structure is None and n == 1 else \
+                tf.nest.pack_sequence_as(structure, preds)
+            value = loss(y_true, y_pred)
+            captured.update(labels=ys[index], pred=preds[index], mask=mask,
+                            value=tf.nest.flatten(value)[0])
+            return value
+
+        specs = [tf.TensorSpec(shape, dtype) for shape, dtype in labels]
+        specs += [tf.TensorSpec(s, d if "float" in d else "float32")
+                  for s, d in zip(concrete, pred_dtypes)]
+        specs.append(tf.TensorSpec(padded_shape[:2], "bool"))
+        try:
+            graph = tf.function(traced, autograph=False).get_concrete_function(*specs).graph
+        except Exception:
+            continue
+        program = [("op", op) for op in graph.get_operations()]
+        unknown = {op.type for _, op in program if not _is_known_op(op.type)}
+        trace = _Trace(program, [], None, captured["value"], None, [], unknown)
+        reached = False
+        for side in (POST, PRE):
+            states = {captured["labels"].name: _State(pads={1: _Pad(side)}, data=True),
+                      captured["pred"].name: _State(pads={1: _Pad(side)}, data=True),
+                      captured["mask"].name: _State(mask="+", mask_axes={1: side}, data=True)}
+            _Flow(trace, states, side).run()
+            out = states.get(captured["value"].name, _CLEAN)
+            reached = reached or out.tainted or any(p.fill == DIRTY for p in out.pads.values())
+        if unknown and not reached:
+            return None
+        return reached
+    return None
+
+
+def _with_mask(tensor: Any, mask: Any) -> Any:
+    """Attach `mask` the way Keras hands an output's mask to its loss."""
+    try:
+        from keras.src.backend import set_keras_mask
+
+        set_keras_mask(tensor, mask)
+    except ImportError:
+        tensor._keras_mask = mask
+    return tensor
+
+
 def _takes_training(layer: Any) -> bool:
     import inspect
     try:
@@ -453,7 +532,8 @@ _STRUCTURAL = frozenset({"Reshape", "Transpose", "ExpandDims", "Squeeze", "Strid
                          "PadV2", "MirrorPad", "ReverseV2", "Tile", "BroadcastTo", "GatherV2",
                          "Select", "SelectV2", "AddN", "Cumsum", "Cumprod",
                          "CumulativeLogsumexp", "Einsum", "MatMul", "BatchMatMulV2",
-                         "BatchMatMulV3", "BatchMatMul", "OneHot", "Where"})
+                         "BatchMatMulV3", "BatchMatMul", "OneHot", "Where",
+                         "SparseSoftmaxCrossEntropyWithLogits", "SoftmaxCrossEntropyWithLogits"})
 _MIXERS = frozenset({"Softmax", "LogSoftmax", "Roll", "TopKV2", "Sort", "FFT", "IFFT",
                      "RFFT", "IRFFT", "ResizeBilinear", "ResizeNearestNeighbor", "ResizeBicubic",
                      "ResizeArea", "ScaleAndTranslate", "L2Loss", "MatrixBandPart"})
@@ -632,6 +712,9 @@ class _Flow:
             fill = b if cond.mask == "+" else a
             fill_tensor = op.inputs[2] if cond.mask == "+" else op.inputs[1]
             value = _scalar(fill_tensor)
+            if value == 0 and not keep.pads and not keep.mask:
+                # where(mask, w, 0): a weighted mask, still zero at the padded steps
+                return replace(_CLEAN, mask=cond.mask, mask_axes=dict(cond.mask_axes), data=True)
             neutral = NEG if value is not None and value < -1e3 else (ZERO if value == 0 else OTHER)
             if fill.data and fill.pads:
                 neutral = OTHER if all(p.fill != DIRTY for p in fill.pads.values()) else DIRTY
@@ -846,20 +929,22 @@ class _Flow:
     def concat(self, op: Any, parts: list[_State], axis: int | None) -> _State:
         flags = _merge_flags(parts)
         pads: dict[int, _Pad] = {}
-        for part in parts:
+        offset = 0
+        for part, tensor in zip(parts, op.inputs):
             for a, p in part.pads.items():
                 if a == axis:
-                    # positions joined along the padded axis: later parts are shifted
-                    if p.fill == DIRTY and (p.shift > 0 and p.side == POST or
-                                            p.shift < 0 and p.side == PRE):
-                        flags["tainted"] = True
+                    # joined along the padded axis: a part that starts `offset` steps
+                    # in holds at position u the value of position u - offset
                     if len([q for q in parts if a in q.pads or q.data]) > 1 and p.fill == DIRTY \
                             and part is not parts[0]:
-                        flags["tainted"] = True
-                    pads.setdefault(a, replace(p, shift=0, moved=p.moved or p.shift != 0)
-                                    if part is parts[0] else p)
+                        flags["tainted"] = True  # padding of one part lands inside another
+                    pads.setdefault(a, replace(p, shift=p.shift - offset,
+                                               moved=p.moved or p.shift != offset))
                 else:
                     pads.setdefault(a, p)
+            size = (_shape(tensor) or ())[axis] if axis is not None and axis < len(
+                _shape(tensor) or ()) else None
+            offset += size or 0
         masks = [p for p in parts if p.mask]
         if masks and len(masks) == len(parts):
             return replace(masks[0])
@@ -952,6 +1037,21 @@ class _Flow:
 
     def op_OneHot(self, op: Any, ins: list[_State]) -> None:
         self.set_all(op, replace(ins[0], mask="", mask_axes={}))
+
+    def op_SparseSoftmaxCrossEntropyWithLogits(self, op: Any, ins: list[_State]) -> None:
+        """Per-row cross-entropy: the class axis (last) is reduced, rows stay apart."""
+        features = self.reduce_like(ins[0], len(_shape(op.inputs[0]) or (1, 1)) - 1, "pick")
+        labels = ins[1]
+        if ins[1].pads and len(_shape(op.inputs[1]) or ()) == len(_shape(op.inputs[0]) or ()):
+            labels = self.reduce_like(ins[1], len(_shape(op.inputs[1]) or (1, 1)) - 1, "pick")
+        merged = _merge_flags([features, labels])
+        pads = {**labels.pads, **features.pads}
+        state = _State(pads, **merged)
+        self.states[op.outputs[0].name] = state
+        for out in op.outputs[1:]:  # the gradient, shaped like the logits
+            self.states[out.name] = ins[0]
+
+    op_SoftmaxCrossEntropyWithLogits = op_SparseSoftmaxCrossEntropyWithLogits
 
     def op_Cumsum(self, op: Any, ins: list[_State]) -> None:
         state = ins[0]
@@ -1053,6 +1153,9 @@ def _elementwise(op: Any, ins: list[_State], side: str) -> _State:
                 pads[out_axis] = pad
             elif current.shift != pad.shift and DIRTY in (current.fill, pad.fill):
                 flags["tainted"] = True
+            if current is not None and current.shift != pad.shift and pad.shift == 0:
+                # neighbours combined (x[t-1] + x[t]): positions stay where the unshifted term is
+                pads[out_axis] = replace(pads[out_axis], shift=0, moved=current.moved and pad.moved)
     # a table of positions (weights or constants, not data, size T along a padded axis)
     for tensor, state in zip(op.inputs, ins):
         if state.data or state.mask:

@@ -61,6 +61,10 @@ class LayerSemantics:
     #: the layer attaches its mask at run time although Keras shows none on the
     #: symbolic graph (keras-hub embeddings): trust the table over the graph
     mask_at_runtime: bool = False
+    #: the output runs backwards in time (an RNN with go_backwards and
+    #: return_sequences): it reads the sequence from its end, the padding side
+    #: swaps, and a mask passed on unchanged no longer lines up
+    reverses: bool = False
     #: False for classes missing from the table: their semantics are assumed
     known: bool = True
 
@@ -260,17 +264,17 @@ def semantics_for(class_name: str, config: Mapping[str, object], *, is_op: bool 
         mask_zero = bool(config.get("mask_zero"))
         return replace(base, generates=mask_zero, mask_at_runtime=base.mask_at_runtime and mask_zero)
     if name in _STRIDED:
+        if _is_pointwise_kernel(config):  # k=1: causal or not, each step on its own
+            return replace(base, along=POINTWISE)
         if config.get("padding") == "causal":
             return replace(base, along=CAUSAL)
-        if _is_pointwise_kernel(config):
-            return replace(base, along=POINTWISE)
         if config.get("padding") == "valid" or _any_above_one(config.get("strides")):
             return replace(base, changes_length=True)
     if name in _RNN_CLASSES:
         if not config.get("return_sequences", False):
             return replace(base, along=REDUCING, propagates=False)
         if config.get("go_backwards", False):
-            return replace(base, along=MIXING)
+            return replace(base, along=MIXING, reverses=True)
     if name == "Bidirectional" and not config.get("return_sequences", False):
         return replace(base, along=REDUCING, propagates=False)
     if name == "TimeDistributed" and config.get("inner") in ("Embedding", "ReversibleEmbedding"):
