@@ -325,12 +325,15 @@ def test_declared_padding_and_mask_inputs() -> None:
     assert "valid" in declared.used_masks
 
 
-def test_flip_turns_post_padding_into_pre_padding() -> None:
+def test_flip_without_a_mask_is_where_padding_reaches_valid_positions() -> None:
+    """Reversing time with no mask to follow it puts padding where the valid steps were,
+    on either side (the probes localise the leak at the flip too); the causal conv after
+    it is not blamed again."""
     x = keras.Input((None, 4))
     h = layers.Conv1D(4, 3, padding="causal", name="causal")(keras.ops.flip(x, axis=1))
     graph = adapt_model(keras.Model(x, h))
-    assert [e.node.name for e in analyze(graph, side=POST).mixing] == ["causal"]
-    assert analyze(graph, side=PRE).mixing == ()
+    assert [e.node.name for e in analyze(graph, side=POST).mixing] == ["flip"]
+    assert [e.node.name for e in analyze(graph, side=PRE).mixing] == ["flip"]
 
 
 def test_mask_applied_by_hand_counts_as_used() -> None:
@@ -616,3 +619,95 @@ def test_custom_compute_loss_is_read_statically() -> None:
     bad = [(f.rule, f.layer) for f in full(_masked_tagger(_UnmaskedTagger)) if f.rule == "MC203"]
     assert bad == [("MC203", "tags")]
     assert not [f for f in full(_masked_tagger(_DelegatingTagger)) if f.rule == "MC203"]
+
+
+# --- reversed, shifted and zeroed padding (the differential test's disagreements) ------
+
+def _static(model, side):
+    report = check_model(model, target=model.name, config=Config.from_values(mode="static",
+                                                                             padding=side))
+    return {(f.rule, f.layer) for f in report.findings if f.severity.value != "info"
+            and f.rule != "MC109"}
+
+
+def test_backward_rnn_passing_its_mask_is_a_shape_mismatch() -> None:
+    """go_backwards + return_sequences: outputs in reversed order, the mask passed on as is."""
+    x = tokens()
+    h = layers.Embedding(50, 8, mask_zero=True)(x)
+    h = layers.LSTM(8, return_sequences=True, go_backwards=True, name="backward")(h)
+    model = keras.Model(x, layers.Dense(3)(h))
+    for side in ("post", "pre"):
+        assert _static(model, side) == {("MC103", "backward")}
+
+
+def test_backward_rnn_without_a_mask_misplaces_padding_on_both_sides() -> None:
+    x = keras.Input((None, 4))
+    h = layers.GRU(8, return_sequences=True, go_backwards=True, name="backward")(x)
+    model = keras.Model(x, layers.Dense(3)(h))
+    for side in ("post", "pre"):  # post: read first; pre: now at the end, where valid steps were
+        assert ("MC102", "backward") in _static(model, side)
+
+
+def test_flip_without_a_mask_moves_padding_onto_valid_positions() -> None:
+    x = keras.Input((None, 4), name="frames")
+    h = keras.ops.flip(layers.Masking()(x), axis=1)
+    model = keras.Model(x, layers.Dense(3)(h))
+    assert ("MC102", "flip") in _static(model, "post")
+
+
+def test_causal_pointwise_conv_is_pointwise() -> None:
+    x = keras.Input((None, 4))
+    model = keras.Model(x, layers.Conv1D(3, 1, padding="causal", name="k1")(x))
+    assert _static(model, "pre") == set()
+
+
+def test_neighbour_smoothing_leaks_under_both_sides() -> None:
+    from maskcheck._zoo import NeighbourSmooth
+
+    x = keras.Input((None, 4), name="frames")
+    h = NeighbourSmooth(name="smooth")(layers.Masking()(x))
+    model = keras.Model(x, layers.Dense(3)(h))
+    for side in ("post", "pre"):
+        assert ("MC105", "smooth") in _static(model, side)
+
+
+def _zeroed_by_hand(build):
+    values = keras.Input((None, 4), name="features")
+    padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
+    h = values * keras.ops.cast(padding_mask, "float32")[:, :, None]
+    return keras.Model({"features": values, "padding_mask": padding_mask},
+                       layers.Dense(2)(build(h)))
+
+
+@pytest.mark.parametrize("conv", ["same", "causal"])
+def test_zeroed_padding_is_no_padding_for_one_convolution(conv) -> None:
+    """A convolution reads zeroed padding as its own zero padding: nothing leaks. A second
+    one reads the first one's outputs there, which depend on the valid steps nearby."""
+    one = _zeroed_by_hand(lambda h: layers.Conv1D(3, 3, padding=conv, name="first")(h))
+    two = _zeroed_by_hand(lambda h: layers.Conv1D(3, 3, padding=conv, name="second")(
+        layers.Conv1D(3, 3, padding=conv, name="first")(h)))
+    for side in ("post", "pre"):
+        assert _static(one, side) == set()
+        assert ("MC102", "second") in _static(two, side) or conv == "causal" and side == "post"
+
+
+def test_zeroed_padding_stays_zero_through_read_code_without_a_bias() -> None:
+    from maskcheck._zoo import CausalCumsum
+
+    doubled = _zeroed_by_hand(lambda h: layers.Conv1D(3, 3, padding="same", name="conv")(
+        layers.Lambda(lambda t: t * 2.0)(h)))
+    biased = _zeroed_by_hand(lambda h: layers.Conv1D(3, 3, padding="same", name="conv")(
+        layers.Lambda(lambda t: t + 1.0)(h)))
+    summed = _zeroed_by_hand(lambda h: CausalCumsum(name="cumsum")(h))
+    for side in ("post", "pre"):
+        assert _static(doubled, side) == set()
+        assert ("MC102", "conv") in _static(biased, side)
+        assert _static(summed, side) == set()
+
+
+def test_masked_bidirectional_outputs_zeros_at_padded_steps() -> None:
+    x = keras.Input((None, 4), name="frames")
+    h = layers.Bidirectional(layers.LSTM(3, return_sequences=True))(layers.Masking()(x))
+    model = keras.Model(x, layers.Dense(2)(layers.Conv1D(3, 3, padding="same", name="conv")(h)))
+    for side in ("post", "pre"):
+        assert ("MC102", "conv") not in _static(model, side)

@@ -81,6 +81,12 @@ class UnmaskedMixing(Rule):
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
         h = keras.layers.Bidirectional(keras.layers.LSTM(8))(h)
         y = keras.layers.Dense(1)(h)
+    """), Valid("""
+        x = keras.Input((None, 4), name="frames")
+        h = keras.ops.cumsum(x, axis=1)
+        y = keras.layers.Dense(2)(h)
+        model = keras.Model(x, y)
+        padding = "post"
     """))
     INVALID = (Invalid("""
         x = keras.Input((None,), dtype="int32")
@@ -95,7 +101,18 @@ class UnmaskedMixing(Rule):
         x = keras.Input((None, None, 3))
         h = keras.layers.Conv2D(8, 3, name="conv2d")(x)
         y = keras.layers.GlobalAveragePooling2D()(h)
-    """, at="conv2d"))
+    """, at="conv2d"), Invalid("""
+        x = keras.Input((None, 4))
+        h = keras.layers.Lambda(lambda t: t - keras.ops.mean(t, axis=1, keepdims=True),
+                                name="centre")(keras.layers.Dense(8)(x))
+        y = keras.layers.Dense(2)(h)
+    """, at="centre"), Invalid("""
+        x = keras.Input((None, 4), name="frames")
+        h = keras.ops.cumsum(x, axis=1)
+        y = keras.layers.Dense(2)(h)
+        model = keras.Model(x, y)
+        padding = "pre"
+    """, at="cumsum"))
 
     def check(self, graph, flow) -> Iterator[Finding]:
         for event in flow.mixing:

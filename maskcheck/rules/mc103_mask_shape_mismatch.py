@@ -43,6 +43,33 @@ class MaskShapeMismatch(Rule):
         mask = keras.Input((None,), dtype="bool", name="mask")
         y = keras.layers.Softmax()(scores, mask=mask)
         model = keras.Model([scores, mask], y)
+    """), Valid("""
+        class Halve(keras.layers.Layer):
+            def call(self, x):
+                return x[:, ::2]
+            def compute_mask(self, x, mask=None):
+                return None if mask is None else mask[:, ::2]
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(4)(Halve(name="halve")(h))
+    """), Valid("""
+        class Reverse(keras.layers.Layer):
+            def call(self, x):
+                return keras.ops.flip(x, axis=1)
+            def compute_mask(self, x, mask=None):
+                return None if mask is None else keras.ops.flip(mask, axis=1)
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(4)(Reverse(name="reverse")(h))
+    """), Valid("""
+        class Halve(keras.layers.Layer):
+            def call(self, x):
+                return x[:, ::2]
+            def compute_mask(self, x, mask=None):
+                return None if mask is None else mask[:, ::2]
+        x = keras.Input((20,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(4)(Halve(name="halve")(h))
     """))
     INVALID = (Invalid("""
         x = keras.Input((None,), dtype="int32")
@@ -59,7 +86,36 @@ class MaskShapeMismatch(Rule):
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
         h = Downsample(name="downsample")(h)
         y = keras.layers.LSTM(4)(h)
-    """, at="downsample"))
+    """, at="downsample"), Invalid("""
+        class Reverse(keras.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.supports_masking = True
+            def call(self, x):
+                return keras.ops.flip(x, axis=1)
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(4)(Reverse(name="reverse")(h))
+    """, at="reverse"), Invalid("""
+        class ShiftRight(keras.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.supports_masking = True
+            def call(self, x):
+                return keras.ops.concatenate([keras.ops.zeros_like(x[:, :1]), x[:, :-1]], axis=1)
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(4)(ShiftRight(name="shift")(h))
+    """, at="shift"), Invalid("""
+        class Halve(keras.layers.Layer):
+            def call(self, x):
+                return x[:, ::2]
+            def compute_mask(self, x, mask=None):
+                return mask
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(4)(Halve(name="halve")(h))
+    """, at="halve"))
 
     @classmethod
     def hint(cls, layer: str, layer_class: str | None, bases: tuple[str, ...] = ()) -> str:

@@ -38,6 +38,28 @@ class FalsePropagation(Rule):
     """), Valid("""
         x = keras.Input((12, 8))
         y = keras.layers.GroupNormalization(groups=2)(x)
+    """), Valid("""
+        class RunningTotal(keras.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.supports_masking = True
+            def call(self, x):
+                return keras.ops.cumsum(x, axis=1)
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(4)(RunningTotal(name="total")(h))
+        model = keras.Model(x, y)
+        padding = "post"
+    """), Valid("""
+        class Scale(keras.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.supports_masking = True
+            def call(self, x):
+                return x * 2.0
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(4)(Scale(name="scale")(h))
     """))
     INVALID = (Invalid("""
         x = keras.Input((None,), dtype="int32")
@@ -52,6 +74,38 @@ class FalsePropagation(Rule):
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
         h = MaskedConv1D(8, 3, padding="same", name="smooth")(h)
         y = keras.layers.LSTM(4)(h)
+    """, at="smooth"), Invalid("""
+        class RunningTotal(keras.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.supports_masking = True
+            def call(self, x):
+                return keras.ops.cumsum(x, axis=1)
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(4)(RunningTotal(name="total")(h))
+        model = keras.Model(x, y)
+        padding = "pre"
+    """, at="total"), Invalid("""
+        class CentreOverTime(keras.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.supports_masking = True
+            def call(self, x):
+                return x - keras.ops.mean(x, axis=1, keepdims=True)
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(4)(CentreOverTime(name="centre")(h))
+    """, at="centre"), Invalid("""
+        class Smooth(keras.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.supports_masking = True
+            def call(self, x):
+                return (x + keras.ops.roll(x, 1, axis=1) + keras.ops.roll(x, -1, axis=1)) / 3.0
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(4)(Smooth(name="smooth")(h))
     """, at="smooth"))
 
     @classmethod

@@ -30,6 +30,13 @@ POST, PRE, BOTH = "post", "pre", "both"
 
 _SWAPPED = {POST: PRE, PRE: POST, BOTH: BOTH}
 _MERGES = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
+#: convolutions (padding "same" or "causal") for which zeroed padding is no padding at all
+_CONVOLUTIONS = frozenset({"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D",
+                           "SeparableConv1D", "SeparableConv2D"})
+#: identities at inference: zeroed padding stays zero
+_KEEPS_ZERO = frozenset({"Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+                         "GaussianDropout", "GaussianNoise", "AlphaDropout",
+                         "ActivityRegularization", "Identity"})
 
 #: SPEC section 4: integer or boolean inputs with these names are explicit masks.
 _MASK_INPUT = re.compile(r"^(padding_mask|attention_mask|mask|.+_mask)$")
@@ -44,6 +51,9 @@ class PaddedAxis:
     #: why this axis is taken to hold padding when nothing in the model or data says so
     #: (SPEC 4 item 6); empty when the model, the data or the user says it
     assumed: str = ""
+    #: the padded positions hold exact zeros (the mask was multiplied in): a
+    #: convolution reads them as its own zero padding, so they add nothing
+    zero: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +323,8 @@ class _Analysis:
             for p in state.padded:
                 first_by_axis.setdefault(p.axis, p)
         padded = tuple(first_by_axis.values())
+        zero_axes = {a for a in first_by_axis
+                     if all(q.zero for _, st in data for q in st.padded if q.axis == a)}
         tainted = any(s.tainted for _, s in data)
         carried = any(s.carried for _, s in data)
         arrived = next((s.mask for _, s in data if s.mask is not None), None)
@@ -347,9 +359,13 @@ class _Analysis:
             for p in padded:
                 index = next((i for i, (_, st) in enumerate(data)
                               if any(q.axis == p.axis for q in st.padded)), 0)
-                effect = reading.effect(arrived is not None, index, p.axis)
+                effect = reading.effect(arrived is not None, index, p.axis, p.axis in zero_axes)
                 if effect is not None:
                     self.read[p.axis] = effect
+        elif node.is_op and node.class_name == "Flip" and padded:
+            flipped = acted_axes(sem, node.config, in_rank)
+            self.read = {p.axis: AxisEffect("pointwise", p.axis, flipped=True, moved=True)
+                         for p in padded if p.axis in flipped}
         elif sem.reverses and padded:
             # read from the end: masked steps are skipped, unmasked post-padding is read first
             kind = "pointwise" if (consumes and arrived is not None) else "anticausal"
@@ -362,6 +378,8 @@ class _Analysis:
         mixes = [p for p in padded if effects[p.axis] in (MIXING, REDUCING)
                  or (effects[p.axis] == CAUSAL and p.side != POST)
                  or (effects[p.axis] == ANTICAUSAL and p.side != PRE)]
+        if zero_axes and _is_convolution(node):
+            mixes = [p for p in mixes if p.axis not in zero_axes]
         if self.read and not (consumes and arrived is not None):
             # reversed with no mask to follow it: valid positions now hold padding
             mixes += [p for p in padded if p not in mixes and p.axis in self.read
@@ -398,7 +416,8 @@ class _Analysis:
                 self.means.append(MeanEvent(node, p, arrived.source))
         leaking = [] if tainted else [p for p in mixes if p.axis not in covered]
         moved = [p for p in padded if p.axis in self.read and self.read[p.axis].moved]
-        if moved and out_mask is not None and arrived is not None \
+        follows = reading is not None and reading.mask_follows
+        if moved and out_mask is not None and arrived is not None and not follows \
                 and out_mask.source == arrived.source:
             # steps moved under a mask passed through unchanged: the mask no longer lines up
             self.mismatches.append(MismatchEvent(
@@ -436,7 +455,8 @@ class _Analysis:
             axis = padded[0] if padded else PaddedAxis(1, BOTH, node.name, node.name)
             self.drops.append(DropEvent(node, node.name, axis, not_created=True))
 
-        out_padded = self._out_padded(node, sem, padded, effects, data, in_rank)
+        out_padded = self._zeroed(node, self._out_padded(node, sem, padded, effects, data, in_rank),
+                                  zero_axes, data, mask_like, consumes and arrived is not None)
         self._check_mismatch(node, sem, data, arrived, out_mask, consumes, in_rank, padded,
                              out_padded)
 
@@ -452,6 +472,21 @@ class _Analysis:
             mask = out_mask if axes else None
             self.states[tid] = TensorState(axes, mask, tainted or node_tainted,
                                            (carried or rnn_carry) and bool(axes))
+
+    def _zeroed(self, node: Node, out_padded: tuple[PaddedAxis, ...], zero_axes: set[int],
+                data: list, mask_like: list, consumed: bool) -> tuple[PaddedAxis, ...]:
+        """Which output axes hold exact zeros at their padded positions."""
+        if node.is_op and node.class_name == "Multiply" and data and mask_like:
+            zero = {p.axis for p in out_padded}  # x * cast(mask)[..., None]: by hand
+        elif node.class_name == "Bidirectional" and consumed:
+            zero = {1}  # Keras 3 zeroes both directions' outputs at masked steps
+        elif self.read:
+            zero = {e.out_axis for e in self.read.values() if e.out_zero}
+        elif node.class_name in _KEEPS_ZERO or (node.is_op and node.class_name == "Multiply"):
+            zero = zero_axes
+        else:
+            zero = set()
+        return tuple(replace(p, zero=p.axis in zero) for p in out_padded)
 
     def _output_mask(self, node: Node, sem: LayerSemantics, arrived: MaskInfo | None,
                      in_rank: int) -> MaskInfo | None:
@@ -574,7 +609,8 @@ class _Analysis:
                 return
             changed = [p.axis for p in padded if p.axis in self.read
                        and self.read[p.axis].length_changed]
-            if changed and arrived is not None and out_mask.source == arrived.source:
+            if changed and arrived is not None and out_mask.source == arrived.source \
+                    and not reading.mask_follows:
                 self.mismatches.append(MismatchEvent(
                     node, arrived.source, f"it changes the length of axis {changed[0]} but "
                     "passes the mask through unchanged"))
@@ -585,7 +621,9 @@ class _Analysis:
                 f"a mask of rank {len(arrived.axes) + 1} is broadcast against a rank-{in_rank} "
                 "input, so it lines up with the last axes instead of the time axis"))
             return
-        if out_mask is not None and arrived is not None and out_mask.source == arrived.source and node.outputs:
+        follows = reading is not None and not reading.failed and reading.mask_follows
+        if out_mask is not None and arrived is not None and out_mask.source == arrived.source \
+                and node.outputs and not follows:
             in_shape = self.graph.tensors[data[0][0]].shape
             out_shape = self.graph.tensors[node.outputs[0]].shape
             for axis in arrived.axes:
@@ -664,6 +702,11 @@ def _effect(node: Node, sem: LayerSemantics, axis: int, rank: int) -> str:
             return MIXING
         return POINTWISE  # slices move positions but mix nothing
     return effect_on_axis(sem, node.config, axis, rank)
+
+
+def _is_convolution(node: Node) -> bool:
+    return ((node.class_name in _CONVOLUTIONS or any(b in _CONVOLUTIONS for b in node.bases))
+            and node.config.get("padding") in ("same", "causal"))
 
 
 def _dim(shape: tuple, axis: int) -> str:

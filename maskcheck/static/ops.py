@@ -47,6 +47,8 @@ class AxisEffect:
     length_changed: bool = False
     #: steps moved along the axis (reversed, shifted)
     moved: bool = False
+    #: the output's padded positions hold exact zeros (the mask was multiplied in)
+    out_zero: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +65,17 @@ class Reading:
     unknown_ops: tuple[str, ...] = ()
     #: why the layer could not be read ("" when it was)
     failed: str = ""
+    #: the same effects when the input's padded positions hold exact zeros
+    zero_effects: Mapping[tuple[bool, int, int], AxisEffect] = field(default_factory=dict)
+    #: compute_mask transforms the mask the way call transforms the steps (sliced,
+    #: reversed, shifted with them): it lines up although the length or order changed
+    mask_follows: bool = False
 
-    def effect(self, masked: bool, index: int, axis: int) -> AxisEffect | None:
-        found = self.effects.get((masked, index, axis))
+    def effect(self, masked: bool, index: int, axis: int, zero: bool = False) -> AxisEffect | None:
+        table = self.zero_effects if zero and self.zero_effects else self.effects
+        found = table.get((masked, index, axis))
         if found is None and masked:
-            found = self.effects.get((False, index, axis))
+            found = table.get((False, index, axis))
         return found
 
 
@@ -131,6 +139,13 @@ _BINARY = frozenset({
     "Atan2", "Xdivy", "Xlogy", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "LeftShift",
     "RightShift", "Equal", "NotEqual", "Greater", "GreaterEqual", "Less", "LessEqual",
     "LogicalAnd", "LogicalOr", "ApproximateEqual",
+})
+#: unary operations with f(0) = 0: zeroed padding stays zero
+_KEEPS_ZERO = frozenset({
+    "Identity", "Cast", "Relu", "Relu6", "Elu", "Selu", "LeakyRelu", "Tanh", "Neg", "Abs",
+    "Square", "Sqrt", "Sin", "Tan", "Softsign", "Sign", "Floor", "Ceil", "Round", "Rint",
+    "StopGradient", "PreventGradient", "Snapshot", "EnsureShape", "CheckNumerics", "Gelu",
+    "Atan", "Asin", "Sinh", "Asinh", "Atanh", "Real", "Imag", "Conj", "IdentityN", "Erf",
 })
 _COMPARE = frozenset({"Equal", "NotEqual", "Greater", "GreaterEqual", "Less", "LessEqual"})
 _REDUCE = frozenset({"Sum", "Mean", "Max", "Min", "Prod", "All", "Any", "ArgMax", "ArgMin",
@@ -212,8 +227,9 @@ def _padded_axes(shape: tuple) -> list[int]:
 def _read(layer: Any, shapes: list[tuple], dtypes: list[str], takes_mask: bool,
           known: Any, mask_keywords: tuple = ()) -> Reading:
     effects: dict[tuple[bool, int, int], AxisEffect] = {}
+    zero_effects: dict[tuple[bool, int, int], AxisEffect] = {}
     unknown: set[str] = set()
-    mask_out, mismatch = "none", ""
+    mask_out, mismatch, follows = "none", "", False
     concrete = [_concrete(s) for s in shapes]
     failures = []
     for masked in ((False, True) if takes_mask else (False,)):
@@ -231,11 +247,15 @@ def _read(layer: Any, shapes: list[tuple], dtypes: list[str], takes_mask: bool,
                     continue
                 by_side = {side: trace.run(index, axis, side, masked) for side in (POST, PRE)}
                 effects[(masked, index, axis)] = _effect_of(by_side, shape[axis], trace)
+                by_side = {side: trace.run(index, axis, side, masked, ZERO) for side in (POST, PRE)}
+                zero_effects[(masked, index, axis)] = _effect_of(by_side, shape[axis], trace)
         if masked or not takes_mask:
             mask_out, mismatch = trace.mask_verdict()
+            follows = trace.mask_follows()
     if failures and not effects:
         raise failures[0]
-    return Reading(effects, mask_out, mismatch, tuple(sorted(unknown)))
+    return Reading(effects, mask_out, mismatch, tuple(sorted(unknown)), zero_effects=zero_effects,
+                   mask_follows=follows)
 
 
 def _effect_of(by_side: dict[str, "_Outcome"], length: int, trace: "_Trace") -> AxisEffect:
@@ -255,7 +275,8 @@ def _effect_of(by_side: dict[str, "_Outcome"], length: int, trace: "_Trace") -> 
     return AxisEffect(kind, out_axis, flipped=post.out_side == PRE,
                       absolute=pre.absolute and not post.absolute,
                       masked_mean=post.masked_mean or pre.masked_mean,
-                      length_changed=changed, moved=post.moved or pre.moved)
+                      length_changed=changed, moved=post.moved or pre.moved,
+                      out_zero=post.out_zero and pre.out_zero)
 
 
 MIXING_KIND = "mixing"
@@ -270,6 +291,7 @@ class _Outcome:
     masked_mean: bool
     masked_only: bool = False
     moved: bool = False
+    out_zero: bool = False
 
 
 class _Trace:
@@ -290,10 +312,10 @@ class _Trace:
         shape = _shape(self.output)
         return shape[axis] if shape is not None and axis < len(shape) else None
 
-    def run(self, index: int, axis: int, side: str, masked: bool) -> _Outcome:
+    def run(self, index: int, axis: int, side: str, masked: bool, fill: str = DIRTY) -> _Outcome:
         states: dict[str, _State] = {}
         for i, tensor in enumerate(self.inputs):
-            padded = {axis: _Pad(side)} if i == index else {}
+            padded = {axis: _Pad(side, fill)} if i == index else {}
             states[tensor.name] = _State(pads=padded, data=True)
         if self.mask is not None:
             states[self.mask.name] = _State(mask="+", mask_axes={1: side}, data=True) if masked \
@@ -317,7 +339,26 @@ class _Trace:
         out_axis = _first_axis(out)
         moved = pad is not None and (pad.moved or pad.shift != 0)
         return _Outcome(tainted, out_axis, pad.side if pad else None, out.absolute,
-                        out.masked_mean, moved=moved)
+                        out.masked_mean, moved=moved,
+                        out_zero=pad is not None and pad.fill == ZERO and not tainted)
+
+    def mask_follows(self) -> bool:
+        """The returned mask was computed from the mask it got (not handed back as is) and
+        lines up with the output: same length, padding on the same side."""
+        if self.out_mask is None or self.mask is None:
+            return False
+        source = self.out_mask
+        while source.op.type in ("Identity", "Cast") and source.op.inputs:
+            source = source.op.inputs[0]
+        if source is self.mask or source.name == self.mask.name:
+            return False
+        out_shape, mask_shape = _shape(self.output), _shape(self.out_mask)
+        if out_shape is None or mask_shape is None or len(mask_shape) < 2 or len(out_shape) < 2 \
+                or mask_shape[1] != out_shape[1]:
+            return False
+        data = self._last.get(self.output.name, _CLEAN).pads.get(1)
+        mask = self._last.get(self.out_mask.name, _CLEAN).mask_axes.get(1)
+        return data is None or mask is None or data.side == mask
 
     def mask_verdict(self) -> tuple[str, str]:
         if self.out_mask is None:
@@ -396,10 +437,12 @@ def _trace(layer: Any, shapes: list[tuple], dtypes: list[str], masked: bool, kno
         x = xs[0] if len(xs) == 1 else xs
         kwargs = {key: tensors[len(shapes) + i] for i, (key, _, _) in enumerate(mask_keywords)}
         captured["keyword_masks"] = [tensors[len(shapes) + i] for i in range(len(mask_keywords))]
-        if masked:
+        if masked and _takes(layer, "mask"):
             m = tensors[-1]
             kwargs["mask"] = m if len(xs) == 1 else [m] + [None] * (len(xs) - 1)
-        out = layer(x, training=False, **kwargs) if _takes_training(layer) else layer(x, **kwargs)
+        elif masked:  # call takes no mask: Keras hands the attached one to compute_mask
+            _with_mask(xs[0], tensors[-1])
+        out = layer(x, training=False, **kwargs) if _takes(layer, "training") else layer(x, **kwargs)
         flat = tf.nest.flatten(out)
         captured["output"] = flat[0] if flat else None
         captured["out_mask"] = getattr(flat[0], "_keras_mask", None) if flat else None
@@ -514,10 +557,11 @@ def _with_mask(tensor: Any, mask: Any) -> Any:
     return tensor
 
 
-def _takes_training(layer: Any) -> bool:
+def _takes(layer: Any, argument: str) -> bool:
+    """`layer.call` has a parameter named `argument` (mask, training)."""
     import inspect
     try:
-        return "training" in inspect.signature(layer.call).parameters
+        return argument in inspect.signature(layer.call).parameters
     except (TypeError, ValueError):
         return False
 
@@ -610,10 +654,12 @@ class _Flow:
             return
         if kind in _UNARY:
             state = ins[0]
-            if kind in ("Neg",) and state.mask:
+            if kind == "Neg" and state.mask:
                 state = replace(state, mask=_negate(state.mask))
             if kind == "ClipByValue":
                 state = _elementwise(op, ins, self.side)
+            if kind not in _KEEPS_ZERO:  # exp(0) = 1, sigmoid(0) = 0.5: no longer zero
+                state = _unzeroed(state)
             self.set_all(op, state)
             return
         if kind == "LogicalNot":
@@ -667,6 +713,9 @@ class _Flow:
                 pads = {a: replace(p, fill=NEG) if a in _aligned(mask, op, out_shape) else p
                         for a, p in state.pads.items()}
                 state = replace(state, pads=pads)
+        if kind in ("AddV2", "Add", "Sub", "BiasAdd", "Maximum", "Minimum", "Pow",
+                    "SquaredDifference") and any(not s.pads and not s.mask for s in ins):
+            state = _unzeroed(state)  # x + b: zeroed padding now holds b
         if kind in ("Mul", "MulNoNan"):  # zeros at padded positions kill what they multiply
             zeroed = {a for s in ins for a, p in s.pads.items() if p.fill == ZERO}
             state = replace(state, pads={a: replace(p, fill=ZERO) if a in zeroed else p
@@ -762,12 +811,14 @@ class _Flow:
             k = kernel[axis - 1] if kernel and axis - 1 < len(kernel) else 3
             if k is None or k > 1:
                 if padding == "VALID":
-                    back, ahead = pad.shift if pad.shift < 0 else 0, (k or 3) - 1
                     back, ahead = -pad.shift, (k or 3) - 1 + pad.shift
                 else:
                     back = ahead = (k or 3) // 2
-                if pad.fill == DIRTY and ((pad.side == POST and ahead > 0)
-                                          or (pad.side == PRE and back > 0)):
+                # a pooling window at the edge of a full-length row sees its own padding,
+                # not the zeros: only a convolution treats zeroed padding as nothing
+                neutral = pad.fill != DIRTY and not (pad.fill == ZERO and "Pool" in op.type)
+                if not neutral and ((pad.side == POST and ahead > 0)
+                                    or (pad.side == PRE and back > 0)):
                     tainted = True
                 pad = _Pad(pad.side, DIRTY if pad.fill == DIRTY else OTHER)
             pads[axis] = replace(pad, shift=0)
@@ -1066,7 +1117,10 @@ class _Flow:
                 looks_at_padding = (p.side == PRE) != reverse
                 if p.fill == DIRTY and looks_at_padding:
                     tainted = True
-                p = replace(p, fill=DIRTY if p.fill == DIRTY else OTHER)
+                # zeros summed before the valid steps stay zero; after them, they hold a total
+                fill = DIRTY if p.fill == DIRTY else (ZERO if p.fill == ZERO and looks_at_padding
+                                                      and op.type == "Cumsum" else OTHER)
+                p = replace(p, fill=fill)
             pads[a] = p
         self.set_all(op, replace(state, pads=pads, tainted=tainted, mask="", mask_axes={}))
 
@@ -1169,21 +1223,17 @@ def _elementwise(op: Any, ins: list[_State], side: str) -> _State:
     return _State(pads, **flags)
 
 
+def _unzeroed(state: _State) -> _State:
+    if not any(p.fill == ZERO for p in state.pads.values()):
+        return state
+    return replace(state, pads={a: replace(p, fill=OTHER) if p.fill == ZERO else p
+                                for a, p in state.pads.items()})
+
+
 def _aligned(mask: _State, op: Any, out_shape: tuple) -> set[int]:
-    """The output axes a mask operand covers (it may have been expanded or broadcast)."""
-    rank = len(out_shape)
-    for tensor in op.inputs:
-        pass
-    axes = set()
-    for tensor in op.inputs:
-        shape = _shape(tensor) or ()
-        if len(shape) == 0:
-            continue
-    # masks keep their axis numbers when expanded at the end (mask[..., None])
-    for axis in mask.mask_axes:
-        if axis < rank:
-            axes.add(axis)
-    return axes
+    """The output axes a mask operand covers (masks keep their axis numbers when
+    expanded at the end, mask[..., None])."""
+    return {axis for axis in mask.mask_axes if axis < len(out_shape)}
 
 
 def _remap(state: _State, mapping: Any, keep: bool = False) -> _State:
