@@ -75,8 +75,12 @@ def time_static(model, repeat: int = 1, fresh: bool = False) -> float:
     """Best wall time (seconds) of adapting `model` and running every static rule
     (`fresh`: forget earlier op-level readings first, so their tracing is counted)."""
     from maskcheck.engine import run_rules
-    from maskcheck.static.adapter import adapt_model
     from maskcheck.rules import ALL_RULES
+
+    try:
+        from maskcheck.static.adapter import adapt_model
+    except ImportError:  # 0.1 and issue-14 releases, for before/after numbers
+        from maskcheck.keras_adapter import adapt_model
 
     best = float("inf")
     for _ in range(repeat):

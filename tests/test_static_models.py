@@ -378,14 +378,17 @@ def test_keras_hub_transformer_encoder_consumes_padding_mask() -> None:
     h = keras_hub.layers.TransformerEncoder(16, 2, name="encoder")(h, padding_mask=mask)
     pooled = layers.GlobalAveragePooling1D()(h, mask=mask)
     good = keras.Model({"token_ids": x, "padding_mask": mask}, pooled)
-    assert findings(good) == set()
+    # the absolute positions are noted (info: the padding side is unknown), nothing else
+    assert {(code, layer) for code, layer in findings(good) if code != "MC108"} == set()
+    assert findings(good, "error") == findings(good, "warning") == set()
     first_token = keras.Model({"token_ids": x, "padding_mask": mask}, h[:, 0, :])
     # reading position 0 is right under post-padding only
-    assert {(code, cls) for code, cls in _classes(first_token)} == {("MC102", "GetItem")}
+    assert {(code, cls) for code, cls in _classes(first_token)} == {
+        ("MC102", "GetItem"), ("MC108", "TokenAndPositionEmbedding")}
     h2 = keras_hub.layers.TransformerEncoder(16, 2, name="encoder_no_mask")(
         keras_hub.layers.TokenAndPositionEmbedding(50, 32, 16)(x))
     bad = keras.Model(x, h2)
-    assert findings(bad) == {("MC102", "encoder_no_mask")}
+    assert {f for f in findings(bad) if f[0] != "MC108"} == {("MC102", "encoder_no_mask")}
 
 
 @pytest.mark.kerashub

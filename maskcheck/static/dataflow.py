@@ -61,6 +61,9 @@ class MaskInfo:
     source: str  # the layer (or explicit mask input) that created the mask
     axes: tuple[int, ...] = (1,)  # the data axes the mask covers
     also: tuple[str, ...] = ()  # other generators merged into it (Add of two masked inputs)
+    #: attached at run time only (keras-hub embeddings): the symbolic graph shows no
+    #: mask after it, so what Keras attached symbolically says nothing about it
+    runtime: bool = False
 
     @property
     def sources(self) -> tuple[str, ...]:
@@ -455,7 +458,8 @@ class _Analysis:
             axis = padded[0] if padded else PaddedAxis(1, BOTH, node.name, node.name)
             self.drops.append(DropEvent(node, node.name, axis, not_created=True))
 
-        out_padded = self._zeroed(node, self._out_padded(node, sem, padded, effects, data, in_rank),
+        out_padded = self._zeroed(node, padded,
+                                  self._out_padded(node, sem, padded, effects, data, in_rank),
                                   zero_axes, data, mask_like, consumes and arrived is not None)
         self._check_mismatch(node, sem, data, arrived, out_mask, consumes, in_rank, padded,
                              out_padded)
@@ -473,15 +477,22 @@ class _Analysis:
             self.states[tid] = TensorState(axes, mask, tainted or node_tainted,
                                            (carried or rnn_carry) and bool(axes))
 
-    def _zeroed(self, node: Node, out_padded: tuple[PaddedAxis, ...], zero_axes: set[int],
-                data: list, mask_like: list, consumed: bool) -> tuple[PaddedAxis, ...]:
+    def _zeroed(self, node: Node, padded: tuple[PaddedAxis, ...],
+                out_padded: tuple[PaddedAxis, ...], zero_axes: set[int], data: list,
+                mask_like: list, consumed: bool) -> tuple[PaddedAxis, ...]:
         """Which output axes hold exact zeros at their padded positions."""
         if node.is_op and node.class_name == "Multiply" and data and mask_like:
             zero = {p.axis for p in out_padded}  # x * cast(mask)[..., None]: by hand
         elif node.class_name == "Bidirectional" and consumed:
             zero = {1}  # Keras 3 zeroes both directions' outputs at masked steps
         elif self.read:
-            zero = {e.out_axis for e in self.read.values() if e.out_zero}
+            zero = set()
+            for p in padded:
+                effect = self.read.get(p.axis)
+                sides = {POST, PRE} if p.side == BOTH else {p.side}
+                if effect is not None and effect.out_axis is not None \
+                        and sides <= effect.zero_sides:
+                    zero.add(effect.out_axis)
         elif node.class_name in _KEEPS_ZERO or (node.is_op and node.class_name == "Multiply"):
             zero = zero_axes
         else:
@@ -493,7 +504,7 @@ class _Analysis:
         if node.is_op:
             return None
         if sem.generates and sem.mask_at_runtime:
-            return MaskInfo(node.name)  # attached at run time, invisible on the symbolic graph
+            return MaskInfo(node.name, runtime=True)  # invisible on the symbolic graph
         if sem.generates and node.keras_output_masks is not None and not any(node.keras_output_masks):
             return None  # configured to generate, but Keras attached nothing
         if sem.generates:
@@ -506,7 +517,8 @@ class _Analysis:
                 # Keras 3.15 fills a missing input mask with ones and ORs the masks over
                 # the features: the mask it attaches marks every position valid.
                 return None
-        if node.keras_output_masks is not None:  # what Keras itself attached
+        if node.keras_output_masks is not None and not (arrived is not None and arrived.runtime):
+            # what Keras itself attached (it never saw a mask that exists at run time only)
             if sem.mask_at_runtime and sem.propagates and arrived is not None:
                 return arrived
             if not any(node.keras_output_masks):

@@ -47,8 +47,9 @@ class AxisEffect:
     length_changed: bool = False
     #: steps moved along the axis (reversed, shifted)
     moved: bool = False
-    #: the output's padded positions hold exact zeros (the mask was multiplied in)
-    out_zero: bool = False
+    #: the padding sides (of the input) for which the output's padded positions hold
+    #: exact zeros (the mask was multiplied in; a cumsum over leading zeros)
+    zero_sides: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +148,8 @@ _KEEPS_ZERO = frozenset({
     "StopGradient", "PreventGradient", "Snapshot", "EnsureShape", "CheckNumerics", "Gelu",
     "Atan", "Asin", "Sinh", "Asinh", "Atanh", "Real", "Imag", "Conj", "IdentityN", "Erf",
 })
+#: reductions that zeroed padding still changes (a mean divides by the full length)
+_ZEROS_COUNT = frozenset({"Mean", "Max", "Min", "Prod", "ArgMax", "ArgMin", "All"})
 _COMPARE = frozenset({"Equal", "NotEqual", "Greater", "GreaterEqual", "Less", "LessEqual"})
 _REDUCE = frozenset({"Sum", "Mean", "Max", "Min", "Prod", "All", "Any", "ArgMax", "ArgMin",
                      "EuclideanNorm"})
@@ -269,14 +272,13 @@ def _effect_of(by_side: dict[str, "_Outcome"], length: int, trace: "_Trace") -> 
     else:
         kind = "pointwise"
     out_axis = post.out_axis
-    if out_axis is None and kind == "pointwise" and not post.masked_only:
-        kind = "pointwise"
     changed = out_axis is not None and trace.out_length(out_axis) not in (None, length)
     return AxisEffect(kind, out_axis, flipped=post.out_side == PRE,
                       absolute=pre.absolute and not post.absolute,
                       masked_mean=post.masked_mean or pre.masked_mean,
                       length_changed=changed, moved=post.moved or pre.moved,
-                      out_zero=post.out_zero and pre.out_zero)
+                      zero_sides=frozenset(side for side, outcome in by_side.items()
+                                           if outcome.out_zero))
 
 
 MIXING_KIND = "mixing"
@@ -289,7 +291,6 @@ class _Outcome:
     out_side: str | None
     absolute: bool
     masked_mean: bool
-    masked_only: bool = False
     moved: bool = False
     out_zero: bool = False
 
@@ -781,7 +782,8 @@ class _Flow:
         pads: dict[int, _Pad] = {}
         for axis, pad in state.pads.items():
             if axes is None or axis in axes:
-                if pad.fill == DIRTY:
+                # zeros are nothing to a sum, but a mean counts them and a max sees them
+                if pad.fill == DIRTY or (pad.fill == ZERO and op.type in _ZEROS_COUNT):
                     tainted = True
                 continue
             new = axis if keep else axis - sum(1 for a in (axes or ()) if a < axis)
