@@ -58,11 +58,14 @@ def run_rules(graph: Any, rules: tuple[type[Rule], ...], *, side: str = "both",
     when unknown; causal layers are safe under "post" only); `mask_inputs` and
     `padded` are the user's --mask-input and --padded declarations.
     """
+    from maskcheck.static import collector_paused
     from maskcheck.static.dataflow import analyze
 
     if flow is None:
         flow = analyze(graph, side=side, mask_inputs=mask_inputs, padded=padded)
-    return tuple(f for rule in rules if "static" in rule.engines() for f in rule().check(graph, flow))
+    with collector_paused():
+        return tuple(f for rule in rules if "static" in rule.engines()
+                     for f in rule().check(graph, flow))
 
 
 def check_model(model: Any, *, target: str, config: Config, data: Any = None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from maskcheck.static import collector_paused
 from maskcheck.static.graph import MaskGraph, Node, Tensor
 
 #: Layer and op attributes that decide semantics (see `semantics.semantics_for`).
@@ -416,6 +417,7 @@ def _compile_info(model: Any, output_names: tuple[str, ...]) -> tuple[bool, dict
     return compiled, losses, {i: tuple(v) for i, v in metrics.items()}
 
 
+@collector_paused()
 def adapt_model(model: Any) -> MaskGraph:
     """Build the MaskGraph of a Functional or Sequential Keras model.
 

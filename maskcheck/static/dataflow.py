@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from maskcheck.static import collector_paused
 from maskcheck.static.graph import MaskGraph, Node
 from maskcheck.static.ops import AxisEffect
 from maskcheck.static.semantics import (CAUSAL, MIXING, POINTWISE, REDUCING, LayerSemantics,
@@ -256,6 +257,7 @@ def _input_state(graph: MaskGraph, node: Node, side: str, declared_masks: frozen
     return TensorState(tuple(PaddedAxis(a, side, node.name, node.name) for a in axes))
 
 
+@collector_paused()
 def analyze(graph: MaskGraph, *, side: str = BOTH,
             mask_inputs: tuple[tuple[str, str], ...] = (),
             padded: tuple[tuple[str, int], ...] = (), assume: bool = True) -> MaskFlow:
