@@ -388,11 +388,16 @@ def _per_output(spec: Any, output_names: tuple[str, ...], *, nested_lists: bool)
     return result
 
 
+def _loss_spec(model: Any) -> Any:
+    """The loss argument `compile` got (single, list or dict), or None."""
+    compile_loss = getattr(model, "_compile_loss", None)
+    spec = getattr(compile_loss, "_user_loss", None) if compile_loss is not None else None
+    return spec if spec is not None else getattr(model, "loss", None)
+
+
 def _compile_info(model: Any, output_names: tuple[str, ...]) -> tuple[bool, dict, dict]:
     compile_loss = getattr(model, "_compile_loss", None)
-    loss_spec = getattr(compile_loss, "_user_loss", None) if compile_loss is not None else None
-    if loss_spec is None:
-        loss_spec = getattr(model, "loss", None)
+    loss_spec = _loss_spec(model)
     weights_spec = getattr(compile_loss, "_user_loss_weights", None) if compile_loss is not None else None
     compiled = bool(getattr(model, "compiled", False)) or loss_spec is not None
     weights = _per_output(weights_spec, output_names, nested_lists=False)
@@ -462,10 +467,7 @@ def _loss_readings(model: Any, functional: Any, output_names: tuple[str, ...]) -
     if structure is None or len(outputs) == 1:
         structure = None
     readings: dict[int, list[tuple[str, bool | None]]] = {}
-    compile_loss = getattr(model, "_compile_loss", None)
-    spec = getattr(compile_loss, "_user_loss", None) if compile_loss is not None else None
-    for index, items in _per_output(spec if spec is not None else getattr(model, "loss", None),
-                                    output_names, nested_lists=False).items():
+    for index, items in _per_output(_loss_spec(model), output_names, nested_lists=False).items():
         for loss in items:
             if isinstance(loss, Loss) and type(loss).__call__ is not Loss.__call__ \
                     and _per_step(shapes[index]):
