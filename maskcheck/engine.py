@@ -240,7 +240,8 @@ def mark_assumed(findings: tuple[Finding, ...], graph: Any, flow: Any) -> tuple[
 
 #: Static codes that a dynamic result at the same layer confirms.
 CONFIRMS = {"MC301": ("MC101", "MC102", "MC103", "MC105"), "MC304": ("MC102", "MC105"),
-            "MC302": ("MC106",), "MC303": ("MC201",), "MC203": ("MC201", "MC203"), "MC103": ("MC103",)}
+            "MC302": ("MC106",), "MC303": ("MC201",), "MC203": ("MC201", "MC203"), "MC103": ("MC103",),
+            "MC305": ("MC109",)}
 #: Static suspicions that probes can refute (the layer is an unknown custom layer).
 REFUTABLE = ("MC102", "MC105", "MC106")
 
@@ -250,7 +251,7 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule
                    flow: Any = None) -> tuple[Finding, ...]:
     """Run the dynamic rules and merge their results with the static findings.
 
-    Merging: a static finding (MC101/MC102/MC103/MC105/MC106/MC201) at the
+    Merging: a static finding (MC101/MC102/MC103/MC105/MC106/MC109/MC201/MC203) at the
     layer (same path) where a probe localized a leak keeps its static code,
     message and fix (the static engine says *why*, the code users already
     know), becomes kind ("static", "dynamic"), keeps its severity unless no
