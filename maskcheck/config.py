@@ -20,7 +20,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MODES = ("static", "dynamic", "all")
-FORMATS = ("text", "json", "sarif", "github", "junit")
+FORMATS = ("text", "json", "sarif", "github", "junit", "html")
 FAIL_ON = ("error", "warning", "info", "never")
 PADDINGS = ("post", "pre", "both")
 DEVICES = ("auto", "cpu", "gpu")

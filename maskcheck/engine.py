@@ -116,8 +116,15 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
     if no_graph is not None and (not dynamic or "dynamic" in stats):  # neither engine could look
         raise CheckError("NoGraph", f"{no_graph}; dynamic checks {stats['dynamic']}")
     kept, suppressed = locate_and_suppress(model, findings, config, suppressor)
+    view = None
+    if graph is not None:  # what the HTML report draws (cheap: one pass over the graph)
+        from maskcheck.static.view import model_view
+
+        view = model_view(graph, flow)
+        view["profiles"] = stats.pop("_profiles", {})
+    stats.pop("_profiles", None)
     return ModelReport(target=target, model=model.name, findings=kept, stats=stats,
-                       suppressed=suppressed)
+                       suppressed=suppressed, view=view)
 
 
 def check_in_memory(model: Any, config: Config, data: Any = None) -> Report:
@@ -135,8 +142,20 @@ def check_in_memory(model: Any, config: Config, data: Any = None) -> Report:
         result = ModelReport(name, name, findings=kept, suppressed=suppressed,
                              error=TargetError(exc.type, exc.message))
     report = Report((result,), fail_on=config.fail_on,
-                    unused_ignores=suppressor.unused() if config.warn_unused_ignores else None)
+                    unused_ignores=suppressor.unused() if config.warn_unused_ignores else None,
+                    settings=run_settings(config))
     return apply_baseline(report, baseline) if baseline is not None else report
+
+
+def run_settings(config: Config) -> dict[str, Any]:
+    """The settings a report's reader needs to reproduce the run (the HTML header)."""
+    return {
+        "mode": config.mode, "fail_on": config.fail_on, "padding": config.padding,
+        "seed": config.seed, "batch_size": config.batch_size, "seq_len": config.seq_len,
+        "atol": config.atol, "rtol": config.rtol,
+        "select": sorted(config.select) if config.select is not None else "all",
+        "ignore": sorted(config.ignore), "data": config.data,
+    }
 
 
 def make_suppressor(config: Config) -> Any:
@@ -297,6 +316,7 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule
             return static
         raise CheckError("ProbeError", str(exc)) from None
     stats["traces"] = info.get("traces", 0)
+    stats["_profiles"] = info.get("profiles", {})  # taken out again by check_model
     if info.get("data"):
         static = _as_the_data_says(static, info, config, graph, rules)
     if info.get("weights_cover_padding"):  # the data's weights keep padding out of the loss
@@ -407,7 +427,8 @@ def check_targets(raw_targets: tuple[str, ...], config: Config,
                 progress(number, len(targets), label, stage)
         results.append(_check_one(target, config, import_error, step, suppressor))
     report = Report(tuple(results), fail_on=config.fail_on,
-                    unused_ignores=suppressor.unused() if config.warn_unused_ignores else None)
+                    unused_ignores=suppressor.unused() if config.warn_unused_ignores else None,
+                    settings=run_settings(config))
     return apply_baseline(report, baseline) if baseline is not None else report
 
 

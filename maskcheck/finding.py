@@ -124,6 +124,10 @@ class ModelReport:
     stats: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: findings kept out of the exit status by a suppression or the baseline (each says which)
     suppressed: tuple[Finding, ...] = ()
+    #: what the HTML report draws (`maskcheck.static.view`): the layer graph with each
+    #: edge's padding state and, for probe-confirmed leaks, per-position change profiles.
+    #: Plain JSON values; None when no graph was read. Never part of `to_dict()`.
+    view: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "findings", tuple(sorted(self.findings, key=Finding.sort_key)))
@@ -147,6 +151,12 @@ class ModelReport:
             "stats": dict(self.stats),
         }
 
+    def _repr_html_(self) -> str:
+        """Jupyter: this model's picture (the HTML report of a one-model run)."""
+        from maskcheck.reporters.html import notebook_frame
+
+        return notebook_frame(Report((self,)))
+
 
 @dataclass(frozen=True, slots=True)
 class Report:
@@ -158,6 +168,9 @@ class Report:
     unused_ignores: tuple[UnusedIgnore, ...] | None = None
     #: baseline entries no finding matched any more (fixed since the baseline was written)
     baseline_fixed: int = 0
+    #: the settings the run used (mode, padding, seed, ...), shown in the HTML report's
+    #: header; None when the report was built by hand. Never part of `to_dict()`.
+    settings: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def findings(self) -> tuple[Finding, ...]:
@@ -218,3 +231,9 @@ class Report:
         from maskcheck.reporters.json import render
 
         return render(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: `maskcheck.check(model)` in a cell draws the HTML report inline."""
+        from maskcheck.reporters.html import notebook_frame
+
+        return notebook_frame(self)

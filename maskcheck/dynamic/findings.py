@@ -121,6 +121,9 @@ def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
         for result in _by_layer(found):
             result.fields["movement"] = _movement(prober, run, rows, result.leak)
             results.append(result)
+            key = "/".join(result.leak.path) if result.leak.path else result.leak.output
+            if key and key not in info.setdefault("profiles", {}):
+                info["profiles"][key] = change_profiles(run, rows, result.leak)
 
     if "MC305" in codes and not any(r.code == "MC305" for r in results):
         found_nf = _nonfinite(run, rows, model)
@@ -368,6 +371,75 @@ def _cross_sample(prober: Prober, inputs: Any, rows: Rows, config: Any) -> list[
         if leak is not None:
             results.append(DynamicFinding("MC302", leak, {"other": int(rows.sample[other])}))
     return _by_layer(results)
+
+
+def change_profiles(run: Run, rows: Rows, leak: Leak) -> list[dict[str, Any]]:
+    """Per padding side probed: |change| at each position of the leaking sample, at the
+    output of the layer where the leak starts, with which positions are valid.
+
+    The HTML report plots these (post and pre side by side). Each position holds the
+    largest change over the other axes and over the sample's perturbed draws; values
+    are rounded to 4 significant digits so the report stays byte-stable. Empty when
+    the padding is not along one axis or that layer's output has no such axis.
+    """
+    if rows.mask.ndim != 2:
+        return []
+    length = rows.mask.shape[1]
+    record = next((r for r in run.records if r.path == leak.path and r.name == leak.layer), None)
+    if record is not None:
+        arrays = run.io(record)[1]
+    else:  # the leak is the model's own (no single layer): its output
+        arrays = [o for o, n in zip(run.outputs, run.output_names) if n == leak.output]
+    array = next((a for a in arrays if a.ndim >= 2 and a.shape[0] == rows.n
+                  and a.shape[1] == length), None)
+    if array is None:
+        return []
+    def profile(sample: int) -> tuple[Any, Any] | None:
+        chosen = [i for i in range(rows.n) if rows.sample[i] == sample and rows.draw[i] > 0]
+        if not chosen:
+            return None
+        new = array[chosen].astype(np.float64)
+        ref = array[rows.base_row[chosen]].astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            diff = np.abs(new - ref).reshape(len(chosen), length, -1)
+        return np.where(np.isnan(diff), np.inf, diff).max(axis=(0, 2)), rows.mask[chosen[0]]
+
+    base = rows.draw == 0
+    length_of = {int(rows.sample[i]): int(rows.lengths[i]) for i in np.nonzero(base)[0]}
+    side_of = {int(rows.sample[i]): rows.side[i] for i in np.nonzero(base)[0]}
+    profiles = []
+    for side in dict.fromkeys(rows.side):
+        if side == leak.padding:
+            sample = int(leak.sample)
+        else:  # the other side's sample of the same length (else its largest valid change)
+            same = [s for s in sorted(side_of) if side_of[s] == side
+                    and length_of[s] == length_of.get(int(leak.sample))]
+            if same:
+                sample = same[0]
+            else:
+                scored = [(float(np.max(np.where(p[1], p[0], 0.0))), -s, s) for s in sorted(side_of)
+                          if side_of[s] == side and length_of[s] > 0 and (p := profile(s)) is not None]
+                if not scored:
+                    continue
+                sample = max(scored)[2]
+        found = profile(sample)
+        if found is None:
+            continue
+        diff, valid = found
+        profiles.append({
+            "padding": side, "sample": sample,
+            "valid": [int(v) for v in valid],
+            "change": [_plot_value(v) for v in diff],
+        })
+    profiles.sort(key=lambda p: p["padding"] != "post")  # post first, then pre
+    return profiles
+
+
+def _plot_value(value: float) -> float | None:
+    """4 significant digits; None (JSON null) for a non-finite change."""
+    if not np.isfinite(value):
+        return None
+    return float(f"{value:.4g}")
 
 
 def _by_layer(results: list[DynamicFinding]) -> list[DynamicFinding]:

@@ -17,6 +17,7 @@ REPORTERS = {
     "sarif": "maskcheck.reporters.sarif",
     "github": "maskcheck.reporters.github",
     "junit": "maskcheck.reporters.junit",
+    "html": "maskcheck.reporters.html",
 }
 
 
