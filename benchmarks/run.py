@@ -22,7 +22,11 @@ its baseline, timed in the same run on the same machine:
 * "source locations": building a model under `maskcheck.record_locations()`
   against building it plainly (benchmarks/locations_bench.py).
 
-`--only {cli,static,dynamic,v2,locations}` runs one section; `--only v2 --quick`
+* "html": the HTML report of a 1,000-layer model and a 12-block keras-hub
+  encoder: render time, page size and the time a headless Chromium takes to
+  draw it, against the 2 s bound (benchmarks/html_bench.py).
+
+`--only {cli,static,dynamic,v2,locations,html}` runs one section; `--only v2 --quick`
 takes about 2.5 minutes on two cores, most of it the BiLSTM check.
 """
 
@@ -209,7 +213,8 @@ def optional_section(name: str, quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
-    parser.add_argument("--only", choices=("cli", "static", "dynamic", "v2", "locations"), help="run one section")
+    parser.add_argument("--only", choices=("cli", "static", "dynamic", "v2", "locations", "html"),
+                        help="run one section")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, str(ROOT))
@@ -225,6 +230,8 @@ def main() -> None:
         v2_section(args.quick)
     if args.only in (None, "locations"):
         optional_section("locations_bench", args.quick)
+    if args.only in (None, "html"):
+        optional_section("html_bench", args.quick)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,7 @@ def _repeats(nodes: list[dict[str, Any]], edges: list[dict[str, Any]],
             group = _collapse(nodes, by_id, blocks[k + 1][0], blocks[j][1], len(found), j - k + 1)
             if group is not None:
                 found.append(group)
+                by_id[group["id"]] = group
         k = j + 1
     return found
 

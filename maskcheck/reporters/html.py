@@ -57,8 +57,8 @@ def page_data(report: Report) -> dict[str, Any]:
             "graph": {"version": 1, "settings": dict(report.settings or {}), "models": models}}
 
 
-def render(report: Report) -> str:
-    """The whole page as one string."""
+def render(report: Report, *, compact: bool = False) -> str:
+    """The whole page as one string; `compact` (notebooks) starts with the legend folded."""
     data = page_data(report)
     parts = [
         "<!DOCTYPE html>\n<html lang=\"en\" data-theme=\"auto\">\n<head>\n<meta charset=\"utf-8\">\n",
@@ -67,7 +67,7 @@ def render(report: Report) -> str:
         "<meta name=\"color-scheme\" content=\"light dark\">\n",
         f"<title>maskcheck report: {_summary_line(report)}</title>\n",
         "<style>\n", (ASSETS / "report.css").read_text(encoding="utf-8"), "</style>\n</head>\n<body>\n",
-        _header(report),
+        _header(report, compact),
         "<main>\n",
         *(_model_section(i, m, data["graph"]["models"][i]) for i, m in enumerate(report.models)),
         "</main>\n",
@@ -93,7 +93,7 @@ def embedded_data(page: str) -> dict[str, Any]:
 def notebook_frame(report: Report, height: int = 760) -> str:
     """The page inside an iframe, for Jupyter's `_repr_html_`: its styles and script stay
     out of the notebook's, and the notebook's out of the page."""
-    page = html.escape(render(report), quote=True)
+    page = html.escape(render(report, compact=True), quote=True)
     return (f'<iframe class="maskcheck-report" title="maskcheck report" srcdoc="{page}" '
             f'sandbox="allow-scripts" style="width:100%;height:{height}px;border:0"></iframe>')
 
@@ -107,7 +107,7 @@ def _summary_line(report: Report) -> str:
             f"{s['warnings']} warnings, {s['infos']} infos, {s['failed']} failed")
 
 
-def _header(report: Report) -> str:
+def _header(report: Report, compact: bool = False) -> str:
     s = report.summary()
     code = report.exit_code()
     meaning = {0: "clean", 1: f"findings at or above {report.fail_on}",
@@ -141,7 +141,7 @@ def _header(report: Report) -> str:
         f'checked · exit status <strong>{code}</strong> ({meaning})</p>\n'
         f'<ul class="counts">{counts}{extra}</ul>\n'
         f"{settings}"
-        '<details class="legend" open><summary>How to read the graph</summary>\n'
+        '<details class="legend"' + ("" if compact else " open") + '><summary>How to read the graph</summary>\n'
         f'<p>Edges (tensors), by the static dataflow:</p><ul>{legend_edges}</ul>\n'
         f'<p>Layers, by the findings at them:</p><ul>{legend_nodes}</ul>\n'
         '<p>Each layer also says what it does with a mask: <em>creates</em>, <em>consumes</em>, '
@@ -231,7 +231,7 @@ def _finding(model: int, index: int, f: Finding, profiles: list[Mapping[str, Any
 
 # --------------------------------------------------------------------------- |change| plots
 
-PLOT_W, PLOT_H, PAD_L, PAD_B, PAD_T = 240, 110, 36, 22, 8
+PLOT_W, PLOT_H, PAD_L, PAD_B, PAD_T = 200, 100, 34, 22, 8
 
 
 def _plots(f: Finding, profiles: list[Mapping[str, Any]]) -> str:

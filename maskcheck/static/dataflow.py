@@ -144,6 +144,9 @@ class MismatchEvent:
     node: Node
     mask_source: str
     detail: str
+    #: the mask is wrong for this layer's input (a broadcast against the wrong axes),
+    #: not a wrong mask on its output
+    at_input: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -633,7 +636,7 @@ class _Analysis:
             self.mismatches.append(MismatchEvent(
                 node, arrived.source,
                 f"a mask of rank {len(arrived.axes) + 1} is broadcast against a rank-{in_rank} "
-                "input, so it lines up with the last axes instead of the time axis"))
+                "input, so it lines up with the last axes instead of the time axis", at_input=True))
             return
         follows = reading is not None and not reading.failed and reading.mask_follows
         if out_mask is not None and arrived is not None and out_mask.source == arrived.source \

@@ -116,14 +116,14 @@ def _edge_state(state: TensorState, mismatched: bool, explicit_mask: bool = Fals
 
 def _mismatched_tensors(graph: MaskGraph, flow: MaskFlow) -> set[int]:
     """Tensors carrying a mask that does not line up: the outputs of a layer the dataflow
-    flagged (or its masked inputs, when the layer consumed the mask), and every tensor the
-    same mask reaches after it unchanged."""
-    at = {e.node.index: e.mask_source for e in flow.mismatches}
+    flagged (its masked inputs, when the mask is wrong for the layer's input or the layer
+    consumed it), and every tensor the same mask reaches after it unchanged."""
+    at = {e.node.index: e.at_input for e in flow.mismatches}
     bad: set[int] = set()
     for node in graph.nodes:
         outs = [t for t in node.outputs if (s := flow.states.get(t)) and s.mask is not None]
         if node.index in at:
-            if outs:
+            if outs and not at[node.index]:
                 bad.update(outs)
             else:
                 bad.update(t for t in node.inputs if (s := flow.states.get(t)) and s.mask is not None)
