@@ -201,3 +201,31 @@ def test_large_models_collapse_and_expand(browser, tmp_path: Path) -> None:
     assert page.root.locator('.cluster[data-group^="r:"]').count() == 1
     assert set(page.edges(0).values()) <= {"masked", "unmasked"}
     page.only_itself_loaded()
+
+
+def test_nested_model_collapses_and_expands(browser, tmp_path: Path) -> None:
+    import keras
+
+    import maskcheck
+    from maskcheck.reporters.html import render
+
+    inner_in = keras.Input((None, 8))
+    inner = keras.Model(inner_in, keras.layers.Conv1D(8, 3, padding="same", name="conv")(inner_in),
+                        name="encoder")
+    x = keras.Input((None,), dtype="int32", name="tokens")
+    h = keras.layers.Embedding(50, 8, mask_zero=True, name="embedding")(x)
+    model = keras.Model(x, keras.layers.Dense(2, name="head")(inner(h)), name="outer")
+    path = tmp_path / "nested.html"
+    path.write_text(render(maskcheck.check(model, mode="static")), encoding="utf-8")
+    page = Page(browser, path.as_uri())
+    page.wait_drawn()
+    assert page.states(0)["outer/encoder/conv"] == "leak"  # drawn inside its model's frame
+    page.root.click('.cluster[data-group="g:outer/encoder"] .cluster-label')
+    folded = page.root.locator('.node[data-group="g:outer/encoder"]')
+    assert folded.get_attribute("data-layer") == "outer/encoder"
+    assert folded.get_attribute("data-state") == "leak"  # the worst state inside it
+    assert "outer/encoder/conv" not in page.states(0)
+    assert page.edges(0)["outer/encoder > outer/head"] == "unmasked"
+    folded.click()
+    assert page.states(0)["outer/encoder/conv"] == "leak"
+    page.only_itself_loaded()
