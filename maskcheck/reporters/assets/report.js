@@ -124,7 +124,9 @@
     });
     Object.keys(merged).forEach(function (key) {
       var e = merged[key];
-      g.setEdge(e.from, e.to, { edge: e });
+      var named = e.state === "unmasked" || e.state === "mismatched";  /* dagre keeps room for the word */
+      g.setEdge(e.from, e.to, named ? { edge: e, width: e.state.length * 6 + 4, height: 12,
+                                        labelpos: "r", labeloffset: 4 } : { edge: e });
     });
     dagre.layout(g);
     this.render(g);
@@ -135,7 +137,7 @@
     this.container.textContent = "";
     var svg = el("svg", { "class": "mask-graph", width: Math.ceil(info.width), height: Math.ceil(info.height),
                           viewBox: "0 0 " + Math.ceil(info.width) + " " + Math.ceil(info.height),
-                          role: "img", "aria-label": "layer graph" }, this.container);
+                          role: "group", "aria-label": "layer graph: layers are buttons" }, this.container);
     var defs = el("defs", {}, svg);
     Object.keys(EDGE_RANK).forEach(function (state) {
       var m = el("marker", { id: "arrow-" + self.model + "-" + state, viewBox: "0 0 10 10", refX: 9, refY: 5,
@@ -167,9 +169,8 @@
       var title = el("title", {}, line);
       title.textContent = e.state + ": " + EDGE_TEXT[e.state] + (e.shape ? " " + e.shape : "")
         + (e.role ? " (passed as " + e.role + ")" : "") + (e.count > 1 ? ", " + e.count + " tensors" : "");
-      if (e.state === "unmasked" || e.state === "mismatched") {  /* the state in words, not only colour */
-        var mid = pts[Math.floor(pts.length / 2)];
-        text(edges, mid.x + 5, mid.y - 2, e.state, "edge-label");
+      if (d.width) {  /* the state in words, not only colour, where dagre made room for it */
+        text(edges, d.x - d.width / 2 + 2, d.y + 4, e.state, "edge-label");
       }
     });
     g.nodes().forEach(function (id) {
