@@ -19,7 +19,7 @@ import pytest
 
 from maskcheck.finding import Finding, ModelReport, Report, Severity, TargetError
 from maskcheck.reporters import get_reporter
-from maskcheck.reporters.graphview import REPEAT_MIN_NODES, prepare
+from maskcheck.reporters.graphview import EXPAND_MAX_NODES, REPEAT_MIN_NODES, prepare
 from maskcheck.reporters.html import embedded_data, notebook_frame, render
 
 try:  # tests/ may or may not be a package; work either way
@@ -168,6 +168,22 @@ def test_a_block_with_a_finding_is_never_collapsed() -> None:
     assert node["state"] == "leak" and node["group"] is None
     repeats = [g for g in graph["groups"] if g["kind"] == "repeat"]
     assert len(repeats) == 2  # the blocks before the culprit's and those after it
+
+
+def test_nested_models_start_folded_only_in_large_graphs_and_never_over_a_finding() -> None:
+    view = _chain_view(EXPAND_MAX_NODES)  # more nodes than a page draws unfolded
+    view["groups"] = [{"id": "g:m/enc", "layer": "m/enc", "name": "enc", "kind": "model", "parent": None}]
+    for node in view["nodes"][1:5]:
+        node["group"] = "g:m/enc"
+    nested = lambda graph: next(g for g in graph["groups"] if g["id"] == "g:m/enc")  # noqa: E731
+    assert nested(prepare(view, ()))["collapsed"]
+    inside = Finding("MC102", "unmasked-mixing", Severity.ERROR, ("static",), "dense_1", "Dense",
+                     ("m", "dense_1"), "msg.", "fix.")
+    assert not nested(prepare(view, (inside,)))["collapsed"]
+    small = _chain_view(3)
+    small["groups"] = view["groups"]
+    small["nodes"][1]["group"] = "g:m/enc"
+    assert not nested(prepare(small, ()))["collapsed"]
 
 
 def test_small_graphs_are_not_collapsed() -> None:
