@@ -89,6 +89,7 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
 
     rules = selected_rules(config.select, config.ignore)
     stats: dict[str, Any] = {}
+    profiles: dict[str, Any] = {}  # filled by the probes, drawn by the HTML report
     findings: tuple[Finding, ...] = ()
     graph = flow = None
     no_graph = None
@@ -111,7 +112,7 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
     dynamic = [r for r in rules if r.engine in ("dynamic", "data")]
     if config.mode in ("dynamic", "all") and dynamic:
         started = time.perf_counter()
-        findings = _check_dynamic(model, config, data, rules, findings, stats, graph, flow)
+        findings = _check_dynamic(model, config, data, rules, findings, stats, graph, flow, profiles)
         stats["dynamic_ms"] = round((time.perf_counter() - started) * 1000, 1)
     if no_graph is not None and (not dynamic or "dynamic" in stats):  # neither engine could look
         raise CheckError("NoGraph", f"{no_graph}; dynamic checks {stats['dynamic']}")
@@ -121,8 +122,7 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
         from maskcheck.static.view import model_view
 
         view = model_view(graph, flow)
-        view["profiles"] = stats.pop("_profiles", {})
-    stats.pop("_profiles", None)
+        view["profiles"] = profiles
     return ModelReport(target=target, model=model.name, findings=kept, stats=stats,
                        suppressed=suppressed, view=view)
 
@@ -267,8 +267,11 @@ REFUTABLE = ("MC102", "MC105", "MC106")
 
 def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule], ...],
                    static: tuple[Finding, ...], stats: dict[str, Any], graph: Any = None,
-                   flow: Any = None) -> tuple[Finding, ...]:
+                   flow: Any = None, profiles: dict[str, Any] | None = None) -> tuple[Finding, ...]:
     """Run the dynamic rules and merge their results with the static findings.
+
+    `profiles` receives the probes' per-position change at each leaking layer (by
+    layer path), which the HTML report plots.
 
     Merging: a static finding (MC101/MC102/MC103/MC105/MC106/MC109/MC201/MC203) at the
     layer (same path) where a probe localized a leak keeps its static code,
@@ -316,7 +319,8 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule
             return static
         raise CheckError("ProbeError", str(exc)) from None
     stats["traces"] = info.get("traces", 0)
-    stats["_profiles"] = info.get("profiles", {})  # taken out again by check_model
+    if profiles is not None:
+        profiles.update(info.get("profiles", {}))
     if info.get("data"):
         static = _as_the_data_says(static, info, config, graph, rules)
     if info.get("weights_cover_padding"):  # the data's weights keep padding out of the loss

@@ -92,7 +92,8 @@ def test_states_carry_words_and_patterns_not_only_colour() -> None:
         assert f"<strong>{state}</strong>:" in page  # the legend names each state in words
     assert "dashed line" in page and "thick border, marked LEAK" in page
     css = page[page.index("<style>"):page.index("</style>")]
-    assert "prefers-color-scheme: dark" in css and 'html[data-theme="dark"]' in css
+    assert "color-scheme: light dark" in css and 'html[data-theme="dark"] { color-scheme: dark; }' in css
+    assert css.count("light-dark(") >= 10  # each colour has a light and a dark value
 
 
 def test_profiles_are_plotted_post_and_pre_side_by_side() -> None:
