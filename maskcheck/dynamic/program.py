@@ -45,6 +45,8 @@ class CallRecord:
     path: tuple[str, ...]
     inputs: tuple[int, ...] = ()
     outputs: tuple[int, ...] = ()
+    #: the call received a mask (a `mask=` argument or one attached to its first input)
+    masked: bool = False
 
 
 _NOISE = ("Exception encountered when calling", "Arguments received by", "•", "Detected at node",
@@ -306,13 +308,18 @@ class Tracer:
                 return None  # inside a loop body (an RNN cell): not reachable from outside
             return tensors
 
+        from keras.src.backend import get_keras_mask
+
         data_kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
         ins, outs = local((args, data_kwargs)), local(out)
         if ins is None or outs is None or not outs:
             return
+        first = keras.tree.flatten(args[0]) if args else []
+        masked = kwargs.get("mask") is not None or any(
+            tf.is_tensor(t) and get_keras_mask(t) is not None for t in first)
         self.records.append(CallRecord(record.name, record.class_name, record.path,
                                        tuple(self._slot(t) for t in ins),
-                                       tuple(self._slot(t) for t in outs)))
+                                       tuple(self._slot(t) for t in outs), masked))
 
     def _slot(self, tensor: Any) -> int:
         key = id(tensor)
