@@ -475,8 +475,11 @@ def _cross_sample(prober: Prober, inputs: Any, rows: Rows, config: Any) -> list[
                            & np.array([s == side for s in rows.side]))[0]
         if not len(large) or lengths.min() == rows.mask[base[0]].size:
             continue
-        idx = base.copy()
-        swapped = np.where(idx == other, large[0], idx)
+        # The unperturbed copy of the changed sample rides along in both batches (last
+        # row), so the changed row's masks are pinned to it like everywhere else; it is
+        # never compared.
+        idx = np.append(base, other)
+        swapped = np.append(np.where(base == other, large[0], base), other)
         ref_rows = subset(rows, idx)
         new_rows = subset(rows, swapped)
         try:
