@@ -189,8 +189,12 @@ class Tracer:
             if (not tf.is_tensor(t) or t.shape.rank is None or t.shape.rank < 1
                     or getattr(t, "_maskcheck_pinned", False)):
                 return t
-            same = tf.equal(tf.shape(t)[0], tf.shape(pin)[0])
-            pinned = tf.cond(same, lambda: tf.gather(t, pin), lambda: tf.identity(t))
+            # rows taken from the pin when the batch sizes agree, else each row itself (no
+            # tf.cond: a cond per mask makes tracing a transformer twice as slow)
+            m, n = tf.shape(t)[0], tf.shape(pin)[0]
+            extended = tf.concat([pin, tf.range(n, n + m, dtype=pin.dtype)], 0)[:m]
+            rows = tf.where(tf.equal(m, n), extended, tf.range(m, dtype=pin.dtype))
+            pinned = tf.gather(t, rows)
             try:
                 pinned._maskcheck_pinned = True
             except AttributeError:
