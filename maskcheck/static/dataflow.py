@@ -364,10 +364,14 @@ class _Analysis:
         if reading is not None:  # the op-level reader's verdict replaces the unknown row
             sem = replace(sem, known=True, propagates=reading.mask_out == "passes",
                           generates=reading.mask_out == "generates" and arrived is None)
+            # the padding mask handed over as an ordinary argument (pool(h, mask))
+            as_masks = bool(reading.mask_positions) and all(
+                j < len(ins) and ins[j].is_mask for j in reading.mask_positions)
             for p in padded:
-                index = next((i for i, (_, st) in enumerate(data)
-                              if any(q.axis == p.axis for q in st.padded)), 0)
-                effect = reading.effect(arrived is not None, index, p.axis, p.axis in zero_axes)
+                index = next((i for i, st in enumerate(ins) if not st.is_mask
+                              and any(q.axis == p.axis for q in st.padded)), 0)
+                effect = reading.effect(arrived is not None, index, p.axis, p.axis in zero_axes,
+                                        as_masks)
                 if effect is not None:
                     self.read[p.axis] = effect
         elif node.is_op and node.class_name == "Flip" and padded:
@@ -388,7 +392,8 @@ class _Analysis:
                  or (effects[p.axis] == ANTICAUSAL and p.side != PRE)]
         if zero_axes and _is_convolution(node):
             mixes = [p for p in mixes if p.axis not in zero_axes]
-        if self.read and not (consumes and arrived is not None):
+        follows = reading is not None and reading.mask_follows and arrived is not None
+        if self.read and not (consumes and arrived is not None) and not follows:
             # reversed with no mask to follow it: valid positions now hold padding
             mixes += [p for p in padded if p not in mixes and p.axis in self.read
                       and self.read[p.axis].flipped]
