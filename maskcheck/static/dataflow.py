@@ -30,6 +30,18 @@ _READ_KINDS = {"pointwise": POINTWISE, "causal": CAUSAL, "anticausal": ANTICAUSA
 POST, PRE, BOTH = "post", "pre", "both"
 
 _SWAPPED = {POST: PRE, PRE: POST, BOTH: BOTH}
+
+#: What a padded region holds. PADDING: the padding's own values (what a probe perturbs
+#: with the mask held fixed); ZEROS: exact zeros (the mask multiplied in); VALID: values
+#: computed from valid steps and weights only (a masked RNN's carried state, a bias).
+#: Only PADDING leaks padded values into a layer that mixes it in; ZEROS and VALID leak
+#: at most the amount of padding, which is tied to each sample's own length when the
+#: axis has a fixed length.
+PADDING, ZEROS, VALID = "padding", "zeros", "valid"
+_WORST = (PADDING, VALID, ZEROS)  # a mix of two contents holds the first of these it has
+#: mixing that reads exact zeros as nothing at all: a convolution reads them as its own
+#: zero padding, a running or plain sum adds nothing
+_ZERO_NEUTRAL_OPS = frozenset({"Cumsum", "Sum"})
 _MERGES = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
 #: convolutions (padding "same" or "causal") for which zeroed padding is no padding at all
 _CONVOLUTIONS = frozenset({"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D",
@@ -52,9 +64,35 @@ class PaddedAxis:
     #: why this axis is taken to hold padding when nothing in the model or data says so
     #: (SPEC 4 item 6); empty when the model, the data or the user says it
     assumed: str = ""
-    #: the padded positions hold exact zeros (the mask was multiplied in): a
-    #: convolution reads them as its own zero padding, so they add nothing
-    zero: bool = False
+    #: what the padded positions hold before the valid steps (pre-padding) and after
+    #: them (post-padding): PADDING, ZEROS or VALID (see PADDING above)
+    pre_holds: str = PADDING
+    post_holds: str = PADDING
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        return (POST, PRE) if self.side == BOTH else (self.side,)
+
+    def holds(self, side: str) -> str:
+        """What the padded positions on `side` (PRE: leading, POST: trailing) hold."""
+        return self.pre_holds if side == PRE else self.post_holds
+
+    def contents(self, sides: tuple[str, ...] = (PRE, POST)) -> frozenset[str]:
+        """What this axis's padding holds on those of `sides` it is padded on."""
+        return frozenset(self.holds(s) for s in self.sides if s in sides)
+
+    @property
+    def zero(self) -> bool:
+        """The padded positions hold exact zeros on every side this axis is padded on."""
+        return self.contents() == {ZEROS}
+
+    def holding(self, pre: str, post: str) -> "PaddedAxis":
+        return replace(self, pre_holds=pre, post_holds=post)
+
+    def reversed(self) -> "PaddedAxis":
+        """The axis read backwards: the padding side and what each end holds swap."""
+        return replace(self, side=_SWAPPED[self.side], pre_holds=self.post_holds,
+                       post_holds=self.pre_holds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +114,6 @@ class TensorState:
     padded: tuple[PaddedAxis, ...] = ()
     mask: MaskInfo | None = None
     tainted: bool = False
-    #: padded positions hold a masked RNN's carried state: they depend on the
-    #: amount of padding, not on the padding values
-    carried: bool = False
     #: the tensor is itself a mask (boolean, or an explicit mask input)
     is_mask: bool = False
 
@@ -102,7 +137,9 @@ class MixingEvent:
     axis: PaddedAxis
     mask_arrived: str | None  # mask generator whose mask reached the layer unused
     causal: bool = False  # the layer only looks backwards along the axis
-    carried: bool = False  # padded values were a masked RNN's carried state
+    #: the padded positions it reads hold no padding values (zeros, a masked RNN's carried
+    #: state): only the amount of padding leaks, along an axis whose length varies
+    carried: bool = False
     axes: tuple[int, ...] = ()  # every padded axis it mixes along (images: 1 and 2)
 
 
@@ -330,11 +367,11 @@ class _Analysis:
         for _, state in data:
             for p in state.padded:
                 first_by_axis.setdefault(p.axis, p)
-        padded = tuple(first_by_axis.values())
-        zero_axes = {a for a in first_by_axis
-                     if all(q.zero for _, st in data for q in st.padded if q.axis == a)}
+        multiply = node.class_name == "Multiply"
+        padded = tuple(_merged(p, [s for _, s in data], multiply)
+                       for p in first_by_axis.values())
+        zero_axes = {p.axis for p in padded if p.zero}
         tainted = any(s.tainted for _, s in data)
-        carried = any(s.carried for _, s in data)
         arrived = next((s.mask for _, s in data if s.mask is not None), None)
         if arrived is not None and len(data) > 1:  # merges combine every input's mask
             others = tuple(dict.fromkeys(src for _, s in data if s.mask is not None
@@ -390,13 +427,14 @@ class _Analysis:
         mixes = [p for p in padded if effects[p.axis] in (MIXING, REDUCING)
                  or (effects[p.axis] == CAUSAL and p.side != POST)
                  or (effects[p.axis] == ANTICAUSAL and p.side != PRE)]
-        if zero_axes and _is_convolution(node):
-            mixes = [p for p in mixes if p.axis not in zero_axes]
         follows = reading is not None and reading.mask_follows and arrived is not None
+        moves = []
         if self.read and not (consumes and arrived is not None) and not follows:
             # reversed with no mask to follow it: valid positions now hold padding
-            mixes += [p for p in padded if p not in mixes and p.axis in self.read
-                      and self.read[p.axis].flipped]
+            moves = [p for p in padded if p not in mixes and p.axis in self.read
+                     and self.read[p.axis].flipped]
+        in_shape = self.graph.tensors[data[0][0]].shape if data else ()
+        mixes, amount_only = _leaks(node, mixes, moves, effects, in_shape)
         explicit_axes = set(range(1, max(in_rank - 1, 2))) if explicit else set()
         if padded and (any(p.axis not in explicit_axes for p in mixes)
                        or ((sem.batch_stats or sem.sample_stats) and not explicit)
@@ -445,7 +483,7 @@ class _Analysis:
                     node, arrived.source, p, f"mixes values along axis {p.axis}"))
             else:
                 self.mixing.append(MixingEvent(node, p, arrived.source if arrived else None,
-                                               effects[p.axis] == CAUSAL, carried,
+                                               effects[p.axis] == CAUSAL, p.axis in amount_only,
                                                tuple(q.axis for q in leaking)))
             node_tainted = True
         stats_axes = [p for p in padded if p.axis in range(1, max(in_rank - 1, 2))]
@@ -468,14 +506,14 @@ class _Analysis:
             axis = padded[0] if padded else PaddedAxis(1, BOTH, node.name, node.name)
             self.drops.append(DropEvent(node, node.name, axis, not_created=True))
 
-        out_padded = self._zeroed(node, padded,
-                                  self._out_padded(node, sem, padded, effects, data, in_rank),
-                                  zero_axes, data, mask_like, consumes and arrived is not None)
-        self._check_mismatch(node, sem, data, arrived, out_mask, consumes, in_rank, padded,
-                             out_padded)
-
         rnn_carry = (consumes and sem.along in (CAUSAL, MIXING) and sem.uses_mask
                      and sem.acts_on == "time" and out_mask is not None)
+        out_padded = self._contents(node, self._out_padded(node, sem, padded, effects, data,
+                                                           in_rank),
+                                    effects, mask_like, consumes and arrived is not None,
+                                    rnn_carry, multiply)
+        self._check_mismatch(node, sem, data, arrived, out_mask, consumes, in_rank, padded,
+                             out_padded)
         for tid in node.outputs:
             tensor = self.graph.tensors[tid]
             if tensor.is_boolean_like or (mask_like and not data):
@@ -484,30 +522,60 @@ class _Analysis:
                 continue
             axes = tuple(p for p in out_padded if p.axis < tensor.rank)
             mask = out_mask if axes else None
-            self.states[tid] = TensorState(axes, mask, tainted or node_tainted,
-                                           (carried or rnn_carry) and bool(axes))
+            self.states[tid] = TensorState(axes, mask, tainted or node_tainted)
 
-    def _zeroed(self, node: Node, padded: tuple[PaddedAxis, ...],
-                out_padded: tuple[PaddedAxis, ...], zero_axes: set[int], data: list,
-                mask_like: list, consumed: bool) -> tuple[PaddedAxis, ...]:
-        """Which output axes hold exact zeros at their padded positions."""
-        if node.is_op and node.class_name == "Multiply" and data and mask_like:
-            zero = {p.axis for p in out_padded}  # x * cast(mask)[..., None]: by hand
-        elif node.class_name == "Bidirectional" and consumed:
-            zero = {1}  # Keras 3 zeroes both directions' outputs at masked steps
-        elif self.read:
-            zero = set()
-            for p in padded:
-                effect = self.read.get(p.axis)
-                sides = {POST, PRE} if p.side == BOTH else {p.side}
-                if effect is not None and effect.out_axis is not None \
-                        and sides <= effect.zero_sides:
-                    zero.add(effect.out_axis)
-        elif node.class_name in _KEEPS_ZERO or (node.is_op and node.class_name == "Multiply"):
-            zero = zero_axes
-        else:
-            zero = set()
-        return tuple(replace(p, zero=p.axis in zero) for p in out_padded)
+    def _contents(self, node: Node, out_padded: tuple[PaddedAxis, ...], effects: dict[int, str],
+                  mask_like: list, consumed: bool, rnn_carry: bool,
+                  multiply: bool) -> tuple[PaddedAxis, ...]:
+        """What the output's padded positions hold (PADDING, ZEROS or VALID, per side).
+
+        `out_padded` carries what the input held there (moved with the axis); the
+        node's own effect then decides: the mask multiplied in by hand or a masked
+        Bidirectional zeroes them; a masked RNN holds its initial (zero) state over
+        leading padding and repeats its last valid output over trailing padding; a
+        position-wise layer keeps padding values as such and turns zeros into a
+        constant (VALID) unless it maps 0 to 0; what mixes padding values in holds them."""
+        out = []
+        for q in out_padded:
+            if q.source == node.name:  # padding this node declares (a mask generator)
+                out.append(q)
+            elif node.is_op and multiply and mask_like:
+                out.append(q.holding(ZEROS, ZEROS))  # x * cast(mask)[..., None]: by hand
+            elif node.class_name == "Bidirectional" and consumed:
+                out.append(q.holding(ZEROS, ZEROS))  # Keras 3 zeroes both directions there
+            elif rnn_carry:
+                out.append(q.holding(ZEROS, VALID))
+            elif self.read:
+                out.append(self._read_contents(q))
+            else:
+                kind = effects.get(q.axis, POINTWISE)
+                keeps_zero = (kind == POINTWISE
+                              and (node.class_name in _KEEPS_ZERO or multiply))
+                reads_all = kind in (MIXING, REDUCING)
+                dirty = PADDING in (q.pre_holds, q.post_holds)
+
+                def after(held: str) -> str:
+                    if held == PADDING or (reads_all and dirty):
+                        return PADDING
+                    return ZEROS if held == ZEROS and keeps_zero else VALID
+                out.append(q.holding(after(q.pre_holds), after(q.post_holds)))
+        return tuple(out)
+
+    def _read_contents(self, q: PaddedAxis) -> PaddedAxis:
+        """What read code leaves at the padded positions of output axis `q`."""
+        effect = next((e for e in self.read.values() if e.out_axis == q.axis), None)
+        if effect is None:
+            return q
+        held = {}
+        for side in (PRE, POST):
+            source = _SWAPPED[side] if effect.flipped else side  # the input's side
+            if source in effect.zero_sides:
+                held[side] = ZEROS
+            elif source in effect.clean_sides or q.holds(side) != PADDING:
+                held[side] = VALID
+            else:
+                held[side] = PADDING
+        return q.holding(held[PRE], held[POST])
 
     def _output_mask(self, node: Node, sem: LayerSemantics, arrived: MaskInfo | None,
                      in_rank: int) -> MaskInfo | None:
@@ -581,15 +649,14 @@ class _Analysis:
                 if effect is None:
                     moved.append(p)
                 elif effect.out_axis is not None and effect.out_axis < out.rank:
-                    moved.append(replace(p, axis=effect.out_axis,
-                                         side=_SWAPPED[p.side] if effect.flipped else p.side))
+                    moved.append(replace(p.reversed() if effect.flipped else p,
+                                         axis=effect.out_axis))
             return tuple(moved)
         if node.class_name in ("Permute", "Transpose"):
             return self._permuted(node, padded, in_rank)
         if node.is_op and node.class_name == "Flip":  # reversing time swaps the padding side
             axes = acted_axes(sem, node.config, in_rank)
-            return tuple(replace(p, side=_SWAPPED[p.side]) if p.axis in axes else p
-                         for p in padded)
+            return tuple(p.reversed() if p.axis in axes else p for p in padded)
         if node.class_name == "Reshape":
             if _time_preserved(in_shape, out.shape):
                 return tuple(p for p in padded if p.axis == 1)
@@ -724,6 +791,50 @@ def _effect(node: Node, sem: LayerSemantics, axis: int, rank: int) -> str:
             return MIXING
         return POINTWISE  # slices move positions but mix nothing
     return effect_on_axis(sem, node.config, axis, rank)
+
+
+def _merged(first: PaddedAxis, states: list[TensorState], multiply: bool) -> PaddedAxis:
+    """The padded axis of a node's inputs, holding what their padding holds together: the
+    worst content of any input on each side (an input without the axis holds no padding
+    there, but its values are not zeros), or zeros where one factor of a product is zero."""
+    held = {}
+    for side in (PRE, POST):
+        found = [next((q.holds(side) for q in st.padded if q.axis == first.axis), VALID)
+                 for st in states]
+        if multiply and ZEROS in found:
+            held[side] = ZEROS
+        else:
+            held[side] = next(c for c in _WORST if c in found) if found else first.holds(side)
+    return first.holding(held[PRE], held[POST])
+
+
+def _leaks(node: Node, mixes: list[PaddedAxis], moves: list[PaddedAxis], effects: dict[int, str],
+           in_shape: tuple) -> tuple[list[PaddedAxis], set[int]]:
+    """Of the padded axes a node reads across (`mixes`) or moves with no mask to follow
+    (`moves`), those through which padding changes its valid outputs, and the axes among
+    them through which only the amount of padding does (no padding values are read).
+
+    Padding values leak wherever the positions read hold PADDING. Zeros and values of
+    valid steps leak only the amount of padding, and only along an axis whose length
+    varies (a fixed length ties the padding to each sample's own length); zeros do not
+    even do that to a convolution, a running sum or a sum."""
+    leaking, amount = [], set()
+    for p in [*mixes, *moves]:
+        kind = MIXING if p in moves else effects.get(p.axis, MIXING)
+        read = (PRE,) if kind == CAUSAL else (POST,) if kind == ANTICAUSAL else (PRE, POST)
+        held = p.contents(read) or p.contents()
+        if PADDING in held:
+            leaking.append(p)
+            continue
+        fixed = p.axis < len(in_shape) and in_shape[p.axis] is not None
+        if fixed:
+            continue
+        if held == {ZEROS} and p not in moves and (
+                _is_convolution(node) or (node.is_op and node.class_name in _ZERO_NEUTRAL_OPS)):
+            continue
+        leaking.append(p)
+        amount.add(p.axis)
+    return leaking, amount
 
 
 def _is_convolution(node: Node) -> bool:

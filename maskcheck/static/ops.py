@@ -50,6 +50,9 @@ class AxisEffect:
     #: the padding sides (of the input) for which the output's padded positions hold
     #: exact zeros (the mask was multiplied in; a cumsum over leading zeros)
     zero_sides: frozenset[str] = frozenset()
+    #: the padding sides (of the input) for which the output's padded positions hold no
+    #: padding values at all (zeros, a large negative number, values of valid steps)
+    clean_sides: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +327,9 @@ def _effect_of(by_side: dict[str, "_Outcome"], length: int, trace: "_Trace") -> 
                       masked_mean=post.masked_mean or pre.masked_mean,
                       length_changed=changed, moved=post.moved or pre.moved,
                       zero_sides=frozenset(side for side, outcome in by_side.items()
-                                           if outcome.out_zero))
+                                           if outcome.out_zero),
+                      clean_sides=frozenset(side for side, outcome in by_side.items()
+                                            if outcome.out_clean))
 
 
 MIXING_KIND = "mixing"
@@ -339,6 +344,7 @@ class _Outcome:
     masked_mean: bool
     moved: bool = False
     out_zero: bool = False
+    out_clean: bool = False  # the output's padded positions hold no padding values
 
 
 class _Trace:
@@ -391,7 +397,8 @@ class _Trace:
         moved = pad is not None and (pad.moved or pad.shift != 0)
         return _Outcome(tainted, out_axis, pad.side if pad else None, out.absolute,
                         out.masked_mean, moved=moved,
-                        out_zero=pad is not None and pad.fill == ZERO and not tainted)
+                        out_zero=pad is not None and pad.fill == ZERO and not tainted,
+                        out_clean=pad is not None and pad.fill != DIRTY and not tainted)
 
     def mask_follows(self) -> bool:
         """The returned mask was computed from the mask it got (not handed back as is) and
