@@ -7,10 +7,12 @@ each padding side, the static engine says "leak" when it reports a mixing,
 mask-shape or false-propagation bug at error or warning severity, and the
 probes say "leak" when they measure one (valid outputs move with the padded
 values or with the amount of padding). The two engines should agree on at
-least 95% of the (model, side) pairs; every disagreement is printed.
+least 98% of the (model, side) pairs, and on at least 99% of the pairs the
+probes find clean; every disagreement is printed.
 
-Opt-in group: ``pytest -m differential`` (about 200 models, a few minutes on
-two cores). A smoke test of the strategy runs in the default suite.
+Opt-in group: ``pytest -m differential`` (200 models by default, a few minutes
+on two cores; ``MASKCHECK_DIFFERENTIAL_EXAMPLES=500`` draws more). A smoke test
+of the strategy runs in the default suite.
 
 Fairness of the oracle: a pair whose probes cannot run (the check ends in a
 target error, or the model raises once padding is present) or cannot see (a
@@ -24,6 +26,7 @@ pad-length effects from the probes.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass
 
@@ -42,8 +45,13 @@ STATIC_LEAK_SEVERITIES = frozenset({"error", "warning"})
 #: Dynamic codes that measure a leak into valid outputs.
 DYNAMIC_LEAK_CODES = frozenset({"MC301", "MC304"})
 SIDES = ("post", "pre")
-EXAMPLES = 200
-REQUIRED_AGREEMENT = 0.95
+#: models drawn; MASKCHECK_DIFFERENTIAL_EXAMPLES sets it (CI keeps the default, a release
+#: check draws 500 or more)
+EXAMPLES = int(os.environ.get("MASKCHECK_DIFFERENTIAL_EXAMPLES", "200"))
+#: agreement over every compared pair, and over the pairs the probes find clean (a static
+#: false alarm there is the error users see first)
+REQUIRED_AGREEMENT = 0.98
+REQUIRED_CLEAN_AGREEMENT = 0.99
 #: the share of pairs that must be comparable (not excluded) for the ratio to mean anything
 MIN_COMPARED = 0.8
 
@@ -146,9 +154,13 @@ def test_static_verdict_agrees_with_probes() -> None:
     excluded = [o for o in OUTCOMES if o.excluded is not None]
     disagreements = [o for o in compared if not o.agrees]
     ratio = 1 - len(disagreements) / len(compared) if compared else 0.0
+    clean = [o for o in compared if not o.dynamic_leak]
+    false_alarms = [o for o in clean if o.static_leak]
+    clean_ratio = 1 - len(false_alarms) / len(clean) if clean else 1.0
     print(f"\n{len(MODELS)} models, {len(OUTCOMES)} (model, side) pairs: {len(compared)} compared, "
           f"{len(excluded)} excluded; agreement {ratio:.1%} ({len(compared) - len(disagreements)}"
-          f"/{len(compared)})")
+          f"/{len(compared)}); on the pairs the probes find clean {clean_ratio:.1%} "
+          f"({len(clean) - len(false_alarms)}/{len(clean)})")
     for o in excluded:
         print(f"EXCLUDED {o.architecture} | {o.side} | {o.excluded}")
     for o in disagreements:
@@ -159,6 +171,9 @@ def test_static_verdict_agrees_with_probes() -> None:
     # the oracle must stay an oracle: most pairs have to be comparable
     assert len(compared) >= MIN_COMPARED * len(OUTCOMES), (
         f"only {len(compared)} of {len(OUTCOMES)} pairs could be compared; exclusions printed above")
+    assert clean_ratio >= REQUIRED_CLEAN_AGREEMENT, (
+        f"static reports a leak on {len(false_alarms)} of {len(clean)} pairs the probes find "
+        f"clean ({clean_ratio:.1%} agree, need {REQUIRED_CLEAN_AGREEMENT:.0%}); printed above")
     assert ratio >= REQUIRED_AGREEMENT, (
         f"static and dynamic verdicts agree on {ratio:.1%} of {len(compared)} pairs "
         f"(need {REQUIRED_AGREEMENT:.0%}); disagreements printed above (pytest -s)")
