@@ -320,9 +320,24 @@ def analyze(graph: MaskGraph, *, side: str = BOTH,
     a.declared_axes = {}
     for name, axis in padded:
         a.declared_axes.setdefault(name, []).append(int(axis))
+    a.mask_lengths = _mask_input_lengths(graph, a.declared_masks)
     for node in graph.nodes:
         a.visit(node)
     return a.finish()
+
+
+def _mask_input_lengths(graph: MaskGraph, declared: frozenset[str]) -> dict[int, str]:
+    """Fixed lengths of explicit mask inputs (SPEC 4 item 2) -> the mask input's name: a
+    data input of that length along axis 1 is padded where the mask says."""
+    found: dict[int, str] = {}
+    for node in graph.nodes:
+        if not node.is_input:
+            continue
+        tensor = graph.tensors[node.outputs[0]]
+        if tensor.rank == 2 and tensor.shape[1] is not None and (
+                node.name in declared or is_mask_input(node.name, tensor.dtype)):
+            found.setdefault(tensor.shape[1], node.name)
+    return found
 
 
 class _Analysis:
@@ -346,6 +361,7 @@ class _Analysis:
         self.declared_axes: dict[str, list[int]] = {}
         self.assume = True
         self.tokens: frozenset[str] = frozenset()
+        self.mask_lengths: dict[int, str] = {}
 
     def rank(self, tid: int) -> int:
         return len(self.graph.tensors[tid].shape)
@@ -354,9 +370,16 @@ class _Analysis:
         graph = self.graph
         if node.is_input:
             for tid in node.outputs:
-                self.states[tid] = _input_state(graph, node, self.side, self.declared_masks,
-                                                tuple(self.declared_axes.get(node.name, ())),
-                                                self.assume, self.tokens)
+                state = _input_state(graph, node, self.side, self.declared_masks,
+                                     tuple(self.declared_axes.get(node.name, ())),
+                                     self.assume, self.tokens)
+                tensor = graph.tensors[tid]
+                if (not state.is_mask and not any(p.axis == 1 and not p.assumed
+                                                   for p in state.padded)
+                        and tensor.rank >= 2 and tensor.shape[1] in self.mask_lengths):
+                    # a fixed-length input beside an explicit mask input of its length
+                    state = TensorState((PaddedAxis(1, self.side, node.name, node.name),))
+                self.states[tid] = state
             return
         ins = [self.states.get(t, CLEAN) for t in node.inputs]
         data = [(t, s) for t, s in zip(node.inputs, ins) if not s.is_mask]
@@ -417,7 +440,7 @@ class _Analysis:
                          for p in padded if p.axis in flipped}
         elif sem.reverses and padded:
             # read from the end: masked steps are skipped, unmasked post-padding is read first
-            kind = "pointwise" if (consumes and arrived is not None) else "anticausal"
+            kind = "pointwise" if consumes else "anticausal"
             self.read = {p.axis: AxisEffect(kind, p.axis, flipped=True, moved=True)
                          for p in padded if p.axis == 1}
         # Is the mask this node would need there? (for MC101 / MC104)
@@ -433,6 +456,9 @@ class _Analysis:
             # reversed with no mask to follow it: valid positions now hold padding
             moves = [p for p in padded if p not in mixes and p.axis in self.read
                      and self.read[p.axis].flipped]
+            if consumes and sem.reverses and sem.uses_mask:
+                # a masked backward RNN moves its own outputs, which hold no padding values
+                moves = [p.holding(ZEROS, VALID) for p in moves]
         in_shape = self.graph.tensors[data[0][0]].shape if data else ()
         mixes, amount_only = _leaks(node, mixes, moves, effects, in_shape)
         explicit_axes = set(range(1, max(in_rank - 1, 2))) if explicit else set()
@@ -506,7 +532,8 @@ class _Analysis:
             axis = padded[0] if padded else PaddedAxis(1, BOTH, node.name, node.name)
             self.drops.append(DropEvent(node, node.name, axis, not_created=True))
 
-        rnn_carry = (consumes and sem.along in (CAUSAL, MIXING) and sem.uses_mask
+        # a recurrent layer that applies its mask: it carries its state over padded steps
+        rnn_carry = (consumes and (sem.along == CAUSAL or sem.reverses) and sem.uses_mask
                      and sem.acts_on == "time" and out_mask is not None)
         out_padded = self._contents(node, self._out_padded(node, sem, padded, effects, data,
                                                            in_rank),
@@ -601,7 +628,11 @@ class _Analysis:
                 return arrived
             if not any(node.keras_output_masks):
                 return None
-            return arrived if arrived is not None else MaskInfo(node.name)
+            if arrived is None:  # a mask passed explicitly (mask=...) and handed on
+                passed = next((self.states[t].mask for _, t in node.mask_inputs
+                               if t in self.states and self.states[t].mask is not None), None)
+                return passed if passed is not None else MaskInfo(node.name)
+            return arrived
         if node.reading is not None and not node.reading.failed:
             if node.reading.mask_out == "generates":
                 return MaskInfo(node.name)
@@ -636,7 +667,7 @@ class _Analysis:
         out = self.graph.tensors[node.outputs[0]]
         if sem.generates and all(p.assumed for p in padded):
             # the model itself says where padding is: the assumption is no longer needed
-            return (PaddedAxis(1, BOTH, node.name, node.name),) if out.rank >= 2 else ()
+            return (PaddedAxis(1, self.side, node.name, node.name),) if out.rank >= 2 else ()
         if node.class_name == "TextVectorization":
             return (PaddedAxis(1, POST, node.name, node.name),) if out.rank >= 2 else ()
         if not padded:

@@ -772,7 +772,8 @@ class _Flow:
         masks = [s for s in ins if s.mask]
         others = [s for s in ins if not s.mask]
         out_shape = _shape(op.outputs[0]) or ()
-        if masks and not others:  # arithmetic on masks stays a mask
+        if masks and not any(s.data or s.pads for s in others):
+            # arithmetic on masks and constants stays a mask (1 - mask, mask * -1e9)
             return self.mask_arith(op, ins)
         if kind in _COMPARE and not masks and len(ins) == 2:
             data = [s for s in ins if s.data and s.pads]
