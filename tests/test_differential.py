@@ -110,7 +110,7 @@ def _verdicts(model, side: str) -> Outcome:
         if raised:  # the model raises on padded batches: no valid outputs to compare
             excluded = (f"model raises under padding ({raised[0].rule} at {raised[0].layer}): "
                         f"{str(raised[0].evidence['exception']).splitlines()[0]}")
-        elif not dynamic_hits and _constant(model):
+        elif static_hits and not dynamic_hits and _constant(model):
             # e.g. x - mean(x over time) summed over time: every input gives the same output,
             # so no probe can see what a layer inside does to padding
             excluded = "probes blind: the model's output does not depend on its input at all"
@@ -141,8 +141,7 @@ def _constant(model) -> bool:
                                 else rng.integers(1, 20, (3, *shape)).astype("int32"))
             else:
                 arrays[name] = rng.uniform(0.25, 1.0, (3, *shape)).astype("float32")
-        return [arrays[t.name] for t in model.inputs] if len(model.inputs) > 1 \
-            else arrays[model.inputs[0].name]
+        return arrays if len(model.inputs) > 1 else arrays[model.inputs[0].name]
 
     try:
         first, second = (keras.tree.flatten(model(batch(), training=False)) for _ in range(2))

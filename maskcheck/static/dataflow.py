@@ -459,8 +459,11 @@ class _Analysis:
             if consumes and sem.reverses and sem.uses_mask:
                 # a masked backward RNN moves its own outputs, which hold no padding values
                 moves = [p.holding(ZEROS, VALID) for p in moves]
-        in_shape = self.graph.tensors[data[0][0]].shape if data else ()
-        mixes, amount_only = _leaks(node, mixes, moves, effects, in_shape)
+        lengths = {p.axis: next((self.graph.tensors[t].shape[p.axis] for t, st in data
+                                 if any(q.axis == p.axis for q in st.padded)
+                                 and p.axis < self.rank(t)), None)
+                   for p in padded}
+        mixes, amount_only = _leaks(node, mixes, moves, effects, lengths)
         explicit_axes = set(range(1, max(in_rank - 1, 2))) if explicit else set()
         if padded and (any(p.axis not in explicit_axes for p in mixes)
                        or ((sem.batch_stats or sem.sample_stats) and not explicit)
@@ -840,7 +843,7 @@ def _merged(first: PaddedAxis, states: list[TensorState], multiply: bool) -> Pad
 
 
 def _leaks(node: Node, mixes: list[PaddedAxis], moves: list[PaddedAxis], effects: dict[int, str],
-           in_shape: tuple) -> tuple[list[PaddedAxis], set[int]]:
+           lengths: dict[int, int | None]) -> tuple[list[PaddedAxis], set[int]]:
     """Of the padded axes a node reads across (`mixes`) or moves with no mask to follow
     (`moves`), those through which padding changes its valid outputs, and the axes among
     them through which only the amount of padding does (no padding values are read).
@@ -848,7 +851,8 @@ def _leaks(node: Node, mixes: list[PaddedAxis], moves: list[PaddedAxis], effects
     Padding values leak wherever the positions read hold PADDING. Zeros and values of
     valid steps leak only the amount of padding, and only along an axis whose length
     varies (a fixed length ties the padding to each sample's own length); zeros do not
-    even do that to a convolution, a running sum or a sum."""
+    even do that to a convolution, a running sum or a sum. `lengths`: each padded axis's
+    length in the input that holds it (None: it varies)."""
     leaking, amount = [], set()
     for p in [*mixes, *moves]:
         kind = MIXING if p in moves else effects.get(p.axis, MIXING)
@@ -857,8 +861,7 @@ def _leaks(node: Node, mixes: list[PaddedAxis], moves: list[PaddedAxis], effects
         if PADDING in held:
             leaking.append(p)
             continue
-        fixed = p.axis < len(in_shape) and in_shape[p.axis] is not None
-        if fixed:
+        if lengths.get(p.axis) is not None:  # a fixed length: no amount to change
             continue
         if held == {ZEROS} and p not in moves and (
                 _is_convolution(node) or (node.is_op and node.class_name in _ZERO_NEUTRAL_OPS)):
