@@ -305,3 +305,22 @@ def test_a_claim_the_probes_did_not_cover_is_left_alone():
     assert _weigh(finding, _covered(amount=False), set(), []) == finding  # fixed length
     assert _weigh(_finding(), _covered(sides={"post"}), set(), []) == _finding()
     assert _weigh(_finding(), _covered(), {"conv"}, []) == _finding()  # the layer diverged
+
+
+def test_untrained_biases_hide_an_amount_leak_the_finding_says_so():
+    """Zeroed padding through a Dense holds its bias (zero until trained), then a 'same'
+    convolution reads it: the probes' untrained weights cannot show the leak, trained
+    ones do. The error stands, with the disagreement and the reason in its evidence."""
+    frames = keras.Input((None, 6), name="frames")
+    padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
+    h = frames * ops.expand_dims(ops.cast(padding_mask, frames.dtype), -1)
+    h = layers.Dense(8, name="proj")(h)
+    h = layers.Conv1D(8, 3, padding="same", name="conv")(h)
+    model = keras.Model({"frames": frames, "padding_mask": padding_mask}, layers.Dense(2)(h))
+    static = [f for f in _check(model) if f.rule == "MC102"]
+    assert [f.layer for f in static] == ["conv"] and static[0].evidence["amount_only"]
+    assert static[0].evidence["padded_holds"] == ("valid",)
+    both = [f for f in _check(model, mode="all") if f.rule == "MC102"]
+    assert [f.severity for f in both] == [Severity.ERROR], both
+    assert both[0].evidence["dynamic"] == "not reproduced"
+    assert "biases" in both[0].evidence["kept_because"]

@@ -1,6 +1,8 @@
 """Dataflow of padded axes and masks through a MaskGraph.
 
 For every tensor it tracks which axes hold padding (and from which side),
+what the padded positions hold on each side (the padding's own values, zeros,
+or values computed from valid steps only: only the first leaks padded values),
 whether a mask for them travels with it, and whether its valid positions
 already depend on padding values ("tainted"). The analysis runs once per
 graph in topological order (plus one reverse pass for "is a mask needed
