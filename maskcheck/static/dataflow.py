@@ -19,12 +19,10 @@ from dataclasses import dataclass, field, replace
 from maskcheck.static import collector_paused
 from maskcheck.static.graph import MaskGraph, Node
 from maskcheck.static.ops import AxisEffect
-from maskcheck.static.semantics import (CAUSAL, MIXING, POINTWISE, REDUCING, LayerSemantics,
+from maskcheck.static.semantics import (ANTICAUSAL, CAUSAL, MIXING, POINTWISE, REDUCING,
+                                        LayerSemantics,
                                         acted_axes, effect_on_axis, semantics_for)
 
-#: Looks only forwards along the axis (a reversed cumsum, x[t + 1]): safe under
-#: pre-padding, a leak under post-padding. Only the op-level reader reports it.
-ANTICAUSAL = "anticausal"
 _READ_KINDS = {"pointwise": POINTWISE, "causal": CAUSAL, "anticausal": ANTICAUSAL,
                "mixing": MIXING}
 
@@ -70,6 +68,10 @@ class PaddedAxis:
     #: them (post-padding): PADDING, ZEROS or VALID (see PADDING above)
     pre_holds: str = PADDING
     post_holds: str = PADDING
+    #: the steps were moved (reversed) with no mask to follow them: the finding this
+    #: would be (an id in `_Analysis.pending`), reported only if the steps are not moved
+    #: back (a second reversal) before something reads them out of place; 0 when aligned
+    pending: int = 0
 
     @property
     def sides(self) -> tuple[str, ...]:
@@ -364,6 +366,8 @@ class _Analysis:
         self.assume = True
         self.tokens: frozenset[str] = frozenset()
         self.mask_lengths: dict[int, str] = {}
+        #: findings waiting on steps moved out of place (PaddedAxis.pending)
+        self.pending: dict[int, tuple[str, object]] = {}
 
     def rank(self, tid: int) -> int:
         return len(self.graph.tensors[tid].shape)
@@ -453,6 +457,9 @@ class _Analysis:
                  or (effects[p.axis] == CAUSAL and p.side != POST)
                  or (effects[p.axis] == ANTICAUSAL and p.side != PRE)]
         follows = reading is not None and reading.mask_follows and arrived is not None
+        # a recurrent layer: applying its mask, it carries its state over padded steps
+        rnn_like = ((sem.along == CAUSAL or sem.reverses) and sem.uses_mask
+                    and sem.acts_on == "time")
         moves = []
         if self.read and not (consumes and arrived is not None) and not follows:
             # reversed with no mask to follow it: valid positions now hold padding
@@ -496,17 +503,54 @@ class _Analysis:
             if arrived is not None and ((sem.masked_mean and consumes)
                                         or (effect is not None and effect.masked_mean)):
                 self.means.append(MeanEvent(node, p, arrived.source))
-        leaking = [] if tainted else [p for p in mixes if p.axis not in covered]
-        moved = [p for p in padded if p.axis in self.read and self.read[p.axis].moved]
+        # steps an earlier layer moved out of place: moved back here, still out of place
+        # after a position-wise layer, or read out of place (the earlier finding stands)
+        flips = {p.axis for p in padded if p.axis in self.read and self.read[p.axis].flipped}
+        realigned, carried_pending = set(), {}
+        for p in padded:
+            ids = {q.pending for _, st in data for q in st.padded if q.axis == p.axis}
+            if ids == {0}:
+                continue
+            if len(ids) == 1 and p.axis in flips:
+                realigned.add(p.axis)
+                self.pending.pop(p.pending, None)
+            elif len(ids) == 1 and effects.get(p.axis) == POINTWISE and not (
+                    consumes and arrived is not None) and not mask_like:
+                carried_pending[p.axis] = p.pending
+            else:
+                for pid in ids - {0}:
+                    self._emit(pid)
+                tainted = True
+        leaking = [] if tainted else [p for p in mixes if p.axis not in covered
+                                      and p.axis not in realigned]
+        moved = [p for p in padded if p.axis in self.read and self.read[p.axis].moved
+                 and p.axis not in realigned]
         follows = reading is not None and reading.mask_follows
+        if moved and rnn_like and consumes and all(
+                lengths.get(p.axis) is not None for p in moved):
+            # a masked RNN's own outputs, which hold no padding values, over a fixed length
+            moved = []
+        parked: dict[int, int] = {}  # output axis -> pending finding
         if moved and out_mask is not None and arrived is not None and not follows \
                 and out_mask.source == arrived.source:
             # steps moved under a mask passed through unchanged: the mask no longer lines up
-            self.mismatches.append(MismatchEvent(
+            event = MismatchEvent(
                 node, arrived.source, f"it moves the steps along axis {moved[0].axis} (reversed "
-                "or shifted) but passes the mask through unchanged"))
+                "or shifted) but passes the mask through unchanged")
+            if all(self.read[p.axis].flipped for p in moved) and not tainted:
+                parked = self._park("mismatch", event, moved)
+            else:
+                self.mismatches.append(event)
+                node_tainted = True
             leaking = []
-            node_tainted = True
+        only_moves = leaking and all(p.axis in {q.axis for q in moves} for p in leaking) \
+            and not amount_only
+        if leaking and only_moves and all(self.read[p.axis].flipped for p in leaking):
+            p = leaking[0]
+            parked = self._park("mixing", MixingEvent(
+                node, p, arrived.source if arrived else None, False, False,
+                tuple(q.axis for q in leaking)), leaking)
+            leaking = []
         if leaking:
             p = leaking[0]
             if out_mask is not None and arrived is not None and out_mask.source == arrived.source:
@@ -537,13 +581,14 @@ class _Analysis:
             axis = padded[0] if padded else PaddedAxis(1, BOTH, node.name, node.name)
             self.drops.append(DropEvent(node, node.name, axis, not_created=True))
 
-        # a recurrent layer that applies its mask: it carries its state over padded steps
-        rnn_carry = (consumes and (sem.along == CAUSAL or sem.reverses) and sem.uses_mask
-                     and sem.acts_on == "time" and out_mask is not None)
+        rnn_carry = rnn_like and consumes and out_mask is not None
         out_padded = self._contents(node, self._out_padded(node, sem, padded, effects, data,
                                                            in_rank),
                                     effects, mask_like, consumes and arrived is not None,
                                     rnn_carry, multiply)
+        # what is still (or now) out of place, per output axis
+        out_padded = tuple(replace(q, pending=parked.get(q.axis, carried_pending.get(q.axis, 0)))
+                           for q in out_padded)
         self._check_mismatch(node, sem, data, arrived, out_mask, consumes, in_rank, padded,
                              out_padded)
         for tid in node.outputs:
@@ -555,6 +600,23 @@ class _Analysis:
             axes = tuple(p for p in out_padded if p.axis < tensor.rank)
             mask = out_mask if axes else None
             self.states[tid] = TensorState(axes, mask, tainted or node_tainted)
+
+    def _park(self, kind: str, event: object, axes: list[PaddedAxis]) -> dict[int, int]:
+        """Hold a finding about steps moved out of place until they are read there."""
+        pid = len(self.pending) + 1
+        while pid in self.pending:
+            pid += 1
+        self.pending[pid] = (kind, event)
+        return {(self.read[p.axis].out_axis if self.read[p.axis].out_axis is not None
+                 else p.axis): pid for p in axes}
+
+    def _emit(self, pid: int) -> None:
+        """Report a held finding: the steps it moved were read out of place."""
+        held = self.pending.pop(pid, None)
+        if held is None:
+            return
+        kind, event = held
+        (self.mismatches if kind == "mismatch" else self.mixing).append(event)
 
     def _contents(self, node: Node, out_padded: tuple[PaddedAxis, ...], effects: dict[int, str],
                   mask_like: list, consumed: bool, rnn_carry: bool,
@@ -786,6 +848,10 @@ class _Analysis:
 
     def finish(self) -> MaskFlow:
         graph = self.graph
+        for tid in graph.outputs:  # steps still out of place at a model output
+            for p in self.states.get(tid, CLEAN).padded:
+                if p.pending:
+                    self._emit(p.pending)
         consumers: dict[int, list[Node]] = {}
         for n in graph.nodes:
             for t in dict.fromkeys(n.inputs):

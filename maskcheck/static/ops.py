@@ -788,7 +788,8 @@ class _Flow:
                 pads = {a: replace(p, fill=ZERO) if a in _aligned(mask, op, out_shape) else p
                         for a, p in state.pads.items()}
                 state = replace(state, pads=pads)
-            elif kind in ("AddV2", "Add", "Sub") and mask.mask == "neg":
+            elif (kind in ("AddV2", "Add", "Sub") and mask.mask == "neg") or (
+                    kind == "Sub" and mask.mask == "pos" and ins[1] is mask):
                 pads = {a: replace(p, fill=NEG) if a in _aligned(mask, op, out_shape) else p
                         for a, p in state.pads.items()}
                 state = replace(state, pads=pads)
@@ -818,6 +819,10 @@ class _Flow:
             polarity = _invert(polarity)  # 1 - mask
         elif kind in ("Mul", "MulNoNan") and value is not None:
             if value < -1e3 and polarity == "-":
+                polarity = "neg"
+            elif value > 1e3 and polarity == "-":
+                polarity = "pos"  # (1 - mask) * 1e9: subtracted, it pushes padding down
+            elif value < -1e3 and polarity == "pos":
                 polarity = "neg"
             elif value < 0:
                 polarity = _negate(polarity)
