@@ -324,3 +324,40 @@ def test_untrained_biases_hide_an_amount_leak_the_finding_says_so():
     assert [f.severity for f in both] == [Severity.ERROR], both
     assert both[0].evidence["dynamic"] == "not reproduced"
     assert "biases" in both[0].evidence["kept_because"]
+
+
+# --- steps moved out of place and moved back ------------------------------------------------
+
+def _signal_model(*steps):
+    signal = keras.Input((None, 4), name="signal")
+    h = signal
+    for step in steps:
+        h = step(h)
+    return keras.Model(signal, layers.Dense(2)(h))
+
+
+def _flip(h):
+    return ops.flip(h, axis=1)
+
+
+def test_reversed_twice_is_in_place():
+    assert not _leaks(_check(_signal_model(_flip, layers.Dense(4), _flip)))
+    found = _leaks(_check(_signal_model(_flip, layers.Dense(4))))  # the twin: read reversed
+    assert [f.rule for f in found] == ["MC102"] and found[0].layer.startswith("flip"), found
+
+
+def test_backward_rnn_flipped_back_reads_only_valid_steps_under_pre_padding():
+    backward = layers.LSTM(4, return_sequences=True, go_backwards=True, name="backward")
+    assert not _leaks(_check(_signal_model(backward, _flip), padding="pre"))
+    backward = layers.LSTM(4, return_sequences=True, go_backwards=True, name="backward")
+    found = _leaks(_check(_signal_model(backward), padding="pre"))
+    assert [(f.rule, f.layer) for f in found] == [("MC102", "backward")], found
+
+
+def test_a_forward_window_of_two_is_safe_under_pre_padding_only():
+    def model():
+        return _signal_model(layers.MaxPooling1D(2, strides=1, padding="same", name="window"))
+
+    assert not _leaks(_check(model(), padding="pre"))
+    found = _leaks(_check(model(), padding="post"))
+    assert [(f.rule, f.layer) for f in found] == [("MC102", "window")], found
