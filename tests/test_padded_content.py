@@ -361,3 +361,20 @@ def test_a_forward_window_of_two_is_safe_under_pre_padding_only():
     assert not _leaks(_check(model(), padding="pre"))
     found = _leaks(_check(model(), padding="post"))
     assert [(f.rule, f.layer) for f in found] == [("MC102", "window")], found
+
+
+def test_max_over_a_masked_rnn_repeating_its_last_output_is_clean_under_post_padding():
+    """Variable length: trailing padding repeats the last valid output, which a max already
+    has; leading padding holds the initial zero state, which a max may pick."""
+    def model():
+        tokens = keras.Input((None,), dtype="int32", name="tokens")
+        h = layers.Embedding(200, 16, mask_zero=True)(tokens)
+        h = layers.LSTM(8, return_sequences=True)(h)
+        h = layers.Dense(8, activation="tanh")(h)  # position-wise: still the last step's
+        return keras.Model(tokens, layers.Dense(2)(layers.GlobalMaxPooling1D(name="pool")(h)))
+
+    assert_clean(model(), padding="post")
+    found = _leaks(_check(model(), padding="pre"))
+    assert [(f.rule, f.layer) for f in found] == [("MC102", "pool")], found
+    # the Dense maps the leading zero state to a constant: values of no padded step
+    assert found[0].evidence["amount_only"] and found[0].evidence["padded_holds"] == ("valid",)

@@ -45,6 +45,7 @@ _FIXES = {
 }
 _DEFAULT_FIX = "keep a mask attached to {layer!r}'s input, or use a mask-aware layer there"
 _HOLDS = {"valid": "values computed from valid steps (a masked RNN's carried state, a bias)",
+          "repeat": "the last valid step repeated (a masked RNN's carried state)",
           "zeros": "zeros"}
 _CAUSAL_FIX = ("it only looks backwards, which is safe under post-padding alone: pad "
                "sequences at the end (padding='post'), or pass a mask")

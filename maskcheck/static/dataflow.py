@@ -34,11 +34,17 @@ _SWAPPED = {POST: PRE, PRE: POST, BOTH: BOTH}
 #: What a padded region holds. PADDING: the padding's own values (what a probe perturbs
 #: with the mask held fixed); ZEROS: exact zeros (the mask multiplied in); VALID: values
 #: computed from valid steps and weights only (a masked RNN's carried state, a bias).
-#: Only PADDING leaks padded values into a layer that mixes it in; ZEROS and VALID leak
-#: at most the amount of padding, which is tied to each sample's own length when the
-#: axis has a fixed length.
-PADDING, ZEROS, VALID = "padding", "zeros", "valid"
-_WORST = (PADDING, VALID, ZEROS)  # a mix of two contents holds the first of these it has
+#: REPEAT: the last valid step's values repeated (what a masked RNN carries over trailing
+#: padding), a kind of VALID that a max or min over a window reads as nothing new.
+#: Only PADDING leaks padded values into a layer that mixes it in; the others leak at
+#: most the amount of padding, which is tied to each sample's own length when the axis
+#: has a fixed length.
+PADDING, ZEROS, VALID, REPEAT = "padding", "zeros", "valid", "repeat"
+#: layers and operations that take a max or min over a window or a whole axis: values
+#: repeated from a step inside the window change nothing
+_MAX_LIKE = frozenset({"GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+                       "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "Max", "Min", "Amax",
+                       "Amin"})
 #: mixing that reads exact zeros as nothing at all: a convolution reads them as its own
 #: zero padding, a running or plain sum adds nothing
 _ZERO_NEUTRAL_OPS = frozenset({"Cumsum", "Sum"})
@@ -65,7 +71,7 @@ class PaddedAxis:
     #: (SPEC 4 item 6); empty when the model, the data or the user says it
     assumed: str = ""
     #: what the padded positions hold before the valid steps (pre-padding) and after
-    #: them (post-padding): PADDING, ZEROS or VALID (see PADDING above)
+    #: them (post-padding): PADDING, ZEROS, VALID or REPEAT (see PADDING above)
     pre_holds: str = PADDING
     post_holds: str = PADDING
     #: the steps were moved (reversed) with no mask to follow them: the finding this
@@ -453,6 +459,24 @@ class _Analysis:
         effects = {p.axis: (_READ_KINDS[self.read[p.axis].kind] if p.axis in self.read
                             else _effect(node, sem, p.axis, in_rank) if sem.known else POINTWISE)
                    for p in padded}
+        # steps an earlier layer moved out of place: moved back here, still out of place
+        # after a position-wise layer, or read out of place (the earlier finding stands)
+        flips = {p.axis for p in padded if p.axis in self.read and self.read[p.axis].flipped}
+        realigned, carried_pending = set(), {}
+        for p in padded:
+            ids = {q.pending for _, st in data for q in st.padded if q.axis == p.axis}
+            if ids == {0}:
+                continue
+            if len(ids) == 1 and p.axis in flips:
+                realigned.add(p.axis)
+                self.pending.pop(p.pending, None)
+            elif len(ids) == 1 and effects.get(p.axis) == POINTWISE and not (
+                    consumes and arrived is not None) and not mask_like:
+                carried_pending[p.axis] = p.pending
+            else:
+                for pid in ids - {0}:
+                    self._emit(pid)
+                tainted = True
         mixes = [p for p in padded if effects[p.axis] in (MIXING, REDUCING)
                  or (effects[p.axis] == CAUSAL and p.side != POST)
                  or (effects[p.axis] == ANTICAUSAL and p.side != PRE)]
@@ -464,10 +488,10 @@ class _Analysis:
         if self.read and not (consumes and arrived is not None) and not follows:
             # reversed with no mask to follow it: valid positions now hold padding
             moves = [p for p in padded if p not in mixes and p.axis in self.read
-                     and self.read[p.axis].flipped]
+                     and self.read[p.axis].flipped and p.axis not in realigned]
             if consumes and sem.reverses and sem.uses_mask:
                 # a masked backward RNN moves its own outputs, which hold no padding values
-                moves = [p.holding(ZEROS, VALID) for p in moves]
+                moves = [p.holding(ZEROS, REPEAT) for p in moves]
         lengths = {p.axis: next((self.graph.tensors[t].shape[p.axis] for t, st in data
                                  if any(q.axis == p.axis for q in st.padded)
                                  and p.axis < self.rank(t)), None)
@@ -503,26 +527,7 @@ class _Analysis:
             if arrived is not None and ((sem.masked_mean and consumes)
                                         or (effect is not None and effect.masked_mean)):
                 self.means.append(MeanEvent(node, p, arrived.source))
-        # steps an earlier layer moved out of place: moved back here, still out of place
-        # after a position-wise layer, or read out of place (the earlier finding stands)
-        flips = {p.axis for p in padded if p.axis in self.read and self.read[p.axis].flipped}
-        realigned, carried_pending = set(), {}
-        for p in padded:
-            ids = {q.pending for _, st in data for q in st.padded if q.axis == p.axis}
-            if ids == {0}:
-                continue
-            if len(ids) == 1 and p.axis in flips:
-                realigned.add(p.axis)
-                self.pending.pop(p.pending, None)
-            elif len(ids) == 1 and effects.get(p.axis) == POINTWISE and not (
-                    consumes and arrived is not None) and not mask_like:
-                carried_pending[p.axis] = p.pending
-            else:
-                for pid in ids - {0}:
-                    self._emit(pid)
-                tainted = True
-        leaking = [] if tainted else [p for p in mixes if p.axis not in covered
-                                      and p.axis not in realigned]
+        leaking = [] if tainted else [p for p in mixes if p.axis not in covered]
         moved = [p for p in padded if p.axis in self.read and self.read[p.axis].moved
                  and p.axis not in realigned]
         follows = reading is not None and reading.mask_follows
@@ -621,7 +626,7 @@ class _Analysis:
     def _contents(self, node: Node, out_padded: tuple[PaddedAxis, ...], effects: dict[int, str],
                   mask_like: list, consumed: bool, rnn_carry: bool,
                   multiply: bool) -> tuple[PaddedAxis, ...]:
-        """What the output's padded positions hold (PADDING, ZEROS or VALID, per side).
+        """What the output's padded positions hold (PADDING, ZEROS, VALID, REPEAT; per side).
 
         `out_padded` carries what the input held there (moved with the axis); the
         node's own effect then decides: the mask multiplied in by hand or a masked
@@ -637,8 +642,8 @@ class _Analysis:
                 out.append(q.holding(ZEROS, ZEROS))  # x * cast(mask)[..., None]: by hand
             elif node.class_name == "Bidirectional" and consumed:
                 out.append(q.holding(ZEROS, ZEROS))  # Keras 3 zeroes both directions there
-            elif rnn_carry:
-                out.append(q.holding(ZEROS, VALID))
+            elif rnn_carry:  # its initial zero state, then its last valid output repeated
+                out.append(q.holding(ZEROS, REPEAT))
             elif self.read:
                 out.append(self._read_contents(q))
             else:
@@ -651,6 +656,8 @@ class _Analysis:
                 def after(held: str) -> str:
                     if held == PADDING or (reads_all and dirty):
                         return PADDING
+                    if held == REPEAT and kind == POINTWISE:
+                        return REPEAT  # f(last valid step), repeated
                     return ZEROS if held == ZEROS and keeps_zero else VALID
                 out.append(q.holding(after(q.pre_holds), after(q.post_holds)))
         return tuple(out)
@@ -665,6 +672,8 @@ class _Analysis:
             source = _SWAPPED[side] if effect.flipped else side  # the input's side
             if source in effect.zero_sides:
                 held[side] = ZEROS
+            elif q.holds(side) == REPEAT and effect.kind == "pointwise":
+                held[side] = REPEAT
             elif source in effect.clean_sides or q.holds(side) != PADDING:
                 held[side] = VALID
             else:
@@ -905,8 +914,12 @@ def _merged(first: PaddedAxis, states: list[TensorState], multiply: bool) -> Pad
                  for st in states]
         if multiply and ZEROS in found:
             held[side] = ZEROS
+        elif not found:
+            held[side] = first.holds(side)
+        elif len(set(found)) == 1:
+            held[side] = found[0]
         else:
-            held[side] = next(c for c in _WORST if c in found) if found else first.holds(side)
+            held[side] = PADDING if PADDING in found else VALID
     return first.holding(held[PRE], held[POST])
 
 
@@ -919,7 +932,8 @@ def _leaks(node: Node, mixes: list[PaddedAxis], moves: list[PaddedAxis], effects
     Padding values leak wherever the positions read hold PADDING. Zeros and values of
     valid steps leak only the amount of padding, and only along an axis whose length
     varies (a fixed length ties the padding to each sample's own length); zeros do not
-    even do that to a convolution, a running sum or a sum. `lengths`: each padded axis's
+    even do that to a convolution, a running sum or a sum, nor the last valid step
+    repeated to a max or min over a window or the axis. `lengths`: each padded axis's
     length in the input that holds it (None: it varies)."""
     leaking, amount = [], set()
     for p in [*mixes, *moves]:
@@ -933,6 +947,9 @@ def _leaks(node: Node, mixes: list[PaddedAxis], moves: list[PaddedAxis], effects
             continue
         if held == {ZEROS} and p not in moves and (
                 _is_convolution(node) or (node.is_op and node.class_name in _ZERO_NEUTRAL_OPS)):
+            continue
+        if held == {REPEAT} and p not in moves and (
+                node.class_name in _MAX_LIKE or any(b in _MAX_LIKE for b in node.bases)):
             continue
         leaking.append(p)
         amount.add(p.axis)
