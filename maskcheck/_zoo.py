@@ -11,7 +11,11 @@ that carries a mask:
 * leaking (mixes or moves positions and passes the mask on as if it did not):
   `TimeCentre`, `NeighbourSmooth`, `TimeReverse`, `TimeShift`, `TimeHalve`;
 * mask bugs without a value leak: `WrongLengthMask` (its mask is one step
-  short), `PositionwiseNoMask` (drops the mask).
+  short), `PositionwiseNoMask` (drops the mask);
+* pooling that takes the padding mask as an ordinary argument (``pool(h, mask)``,
+  ``pool(h, mask=m)``), as public code writes it: `ExplicitMaskPool` multiplies
+  by it (safe), `ExplicitMaskMaxPool` pushes padded steps to a large negative
+  number (safe), `MaskIgnoringPool` takes it and never uses it (leaks).
 
 Importing this module imports Keras; `maskcheck` itself never imports it.
 """
@@ -25,7 +29,8 @@ from keras import ops
 
 __all__ = ["CausalCumsum", "TimeCentre", "MaskedTimeCentre", "NeighbourSmooth", "TimeReverse",
            "TimeShift", "TimeHalve", "WrongLengthMask", "PositionwiseDense", "PositionwiseNoMask",
-           "MaskedTimeSum", "centre_over_time", "double", "ZOO_LAYERS", "describe_architecture"]
+           "MaskedTimeSum", "ExplicitMaskPool", "ExplicitMaskMaxPool", "MaskIgnoringPool",
+           "centre_over_time", "double", "ZOO_LAYERS", "describe_architecture"]
 
 _register = keras.saving.register_keras_serializable(package="maskcheck_zoo")
 
@@ -219,6 +224,37 @@ class MaskedTimeSum(keras.layers.Layer):
 
     def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
         return None
+
+
+@_register
+class ExplicitMaskPool(keras.layers.Layer):
+    """Masked mean over time with the padding mask as its second argument (``call(x,
+    padding_mask)``, no Keras mask handling): ``sum(x * m) / max(sum(m), 1)``,
+    (B, T, F) -> (B, F). Safe on both sides whatever computes the mask."""
+
+    def call(self, x: Any, padding_mask: Any) -> Any:
+        weight = ops.cast(padding_mask, x.dtype)[:, :, None]
+        return ops.sum(x * weight, axis=1) / ops.maximum(ops.sum(weight, axis=1), 1.0)
+
+
+@_register
+class ExplicitMaskMaxPool(keras.layers.Layer):
+    """Max over the valid steps, the padding mask as its second argument: padded steps are
+    pushed to -1e9 first. (B, T, F) -> (B, F); safe on both sides (a fully padded
+    sample gives -1e9, not padding)."""
+
+    def call(self, x: Any, padding_mask: Any) -> Any:
+        weight = ops.cast(padding_mask, x.dtype)[:, :, None]
+        return ops.max(x * weight - (1.0 - weight) * 1e9, axis=1)
+
+
+@_register
+class MaskIgnoringPool(keras.layers.Layer):
+    """Takes the padding mask as its second argument and never uses it: a plain mean over
+    every step, padding included. (B, T, F) -> (B, F); leaks on both sides."""
+
+    def call(self, x: Any, padding_mask: Any) -> Any:
+        return ops.mean(x, axis=1)
 
 
 def centre_over_time(x: Any) -> Any:

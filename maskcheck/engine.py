@@ -13,7 +13,13 @@ as the measured leak (then the first is raised to it), and gains the probe's evi
 (padding, max_abs_diff, sample, position, output) plus ``confirmed_by``; the
 dynamic finding is not reported again. A static mixing/statistics suspicion
 (MC102, MC105, MC106) at an unknown custom layer that no probe could make
-leak is downgraded to info, says so, and gains ``refuted_by``. In mode
+leak is downgraded to info, says so, and gains ``refuted_by``. Any other
+static leak finding (MC102, MC103, MC105, MC106, MC108) that probes which
+fully covered it could not reproduce keeps its severity (its reasoning
+does not rest on a guess) and says so: ``evidence.dynamic`` is "not
+reproduced" and ``evidence.kept_because`` says why the static reading
+stands (see `_weigh`); a measured leak the static engine did not predict
+anywhere in the model carries ``evidence.static = "not predicted"``. In mode
 "all", a model the probes cannot run (no padded input, odd dtypes, a
 forward pass that raises while static findings exist) keeps its static
 findings and records why in ``stats["dynamic"]``; in mode "dynamic" that is
@@ -263,6 +269,11 @@ CONFIRMS = {"MC301": ("MC101", "MC102", "MC103", "MC105"), "MC304": ("MC102", "M
             "MC305": ("MC109",)}
 #: Static suspicions that probes can refute (the layer is an unknown custom layer).
 REFUTABLE = ("MC102", "MC105", "MC106")
+#: Static findings that claim padding changes what the model computes (what MC301,
+#: MC302 and MC304 measure), and so can disagree with the probes.
+STATIC_LEAKS = ("MC102", "MC103", "MC105", "MC106", "MC108")
+#: Dynamic findings that measure such a change.
+DYNAMIC_LEAKS = ("MC301", "MC302", "MC304")
 
 
 def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule], ...],
@@ -352,8 +363,12 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule
                                 evidence={**s.evidence, **finding.evidence, "confirmed_by": finding.rule})
         if not targets:
             kept.append(finding)
-    if "MC301" in codes:
-        merged = [_refute(s, info["records"], dynamic) for s in merged]
+    coverage = _coverage(info, codes, config)
+    merged = [_weigh(s, coverage, info["records"], dynamic) for s in merged]
+    if coverage["values"] and not any(s.rule in STATIC_LEAKS for s in merged):
+        # the probes measured a leak the static reading did not predict anywhere
+        kept = [replace(d, evidence={**d.evidence, "static": "not predicted"})
+                if d.rule in DYNAMIC_LEAKS else d for d in kept]
     return tuple(merged) + tuple(kept)
 
 
@@ -395,19 +410,78 @@ def _reclassify(merged: list[Finding], finding: Finding,
     return [new if i == at[0] else s for i, s in enumerate(merged)]
 
 
-def _refute(finding: Finding, diverging: set[str], dynamic: list[Finding]) -> Finding:
+def _coverage(info: dict[str, Any], codes: set[str], config: Config) -> dict[str, Any]:
+    """What the probes covered: the padding sides whose padded values they perturbed with
+    the mask held fixed (MC301), and whether they also changed the amount of padding
+    (MC304: only along an axis whose length varies). A model that raised on padded batches
+    was not covered (there were no valid outputs to compare)."""
+    rows, plan = info.get("rows"), info.get("plan")
+    sides = set(getattr(rows, "side", ()) or ()) if rows is not None else set()
+    ran = "run" in info and "MC301" in codes
+    return {"values": ran and bool(sides), "sides": sides,
+            "amount": ran and "MC304" in codes and bool(getattr(plan, "time_open", False)),
+            "training": ran and "MC302" in codes and bool(getattr(plan, "training_layers", ()))}
+
+
+def _weigh(finding: Finding, coverage: dict[str, Any], diverging: set[str],
+           dynamic: list[Finding]) -> Finding:
+    """A static leak finding that the probes, covering it fully, could not reproduce.
+
+    Decision (the refutation rule): a static finding and the probes disagree when the
+    finding claims a leak (STATIC_LEAKS), no dynamic leak was measured at its layer,
+    that layer's valid outputs never moved under any perturbation, and the probes
+    covered the claim: every padding side it names had its padded values perturbed
+    (and, for a claim about the amount of padding, the amount changed; for batch
+    statistics, training mode probed). Then:
+
+    * a finding that rests on a guess (an unknown layer whose semantics were assumed)
+      is downgraded to info and gains ``refuted_by`` (the probes know better);
+    * any other finding keeps its severity, since its reasoning holds whatever
+      weights the probes happened to draw, and says why in ``kept_because``;
+      ``dynamic`` is "not reproduced" either way.
+
+    A finding the probes did not cover (a side not probed, an axis of fixed length for an
+    amount claim, a model that raised) is left as it is."""
     from maskcheck.finding import Severity
 
-    # Only suspicions whose semantics were assumed (an unknown layer class) are refutable;
-    # keras.ops nodes and subclasses of Keras layers take a known row of the table.
-    if (finding.rule not in REFUTABLE or "dynamic" in finding.kind or not finding.layer_class
-            or not finding.evidence.get("assumed_semantics") or finding.layer in diverging
-            or any(d.layer == finding.layer for d in dynamic)):
+    if (finding.rule not in STATIC_LEAKS or "dynamic" in finding.kind
+            or not finding.layer or finding.layer in diverging
+            or any(d.layer == finding.layer for d in dynamic if d.rule in DYNAMIC_LEAKS)):
         return finding
-    return replace(finding, severity=Severity.INFO, kind=("static", "dynamic"),
-                   message=finding.message + " Probes could not make padding change this layer's "
-                   "valid outputs, so this suspicion is downgraded to info.",
-                   evidence={**finding.evidence, "refuted_by": "MC301"})
+    amount = bool(finding.evidence.get("amount_only")) or finding.rule == "MC108"
+    side = finding.evidence.get("padding")
+    claimed = {"post", "pre"} if side in (None, "both") else {side}
+    covered = (coverage["values"] and claimed <= coverage["sides"]
+               and (not amount or coverage["amount"])
+               and (finding.rule != "MC106" or coverage["training"]))
+    if not covered:
+        return finding
+    note = " Probes that perturbed padding here could not make it change valid outputs"
+    evidence = {**finding.evidence, "dynamic": "not reproduced"}
+    if finding.rule in REFUTABLE and finding.layer_class and finding.evidence.get("assumed_semantics"):
+        return replace(finding, severity=Severity.INFO, kind=("static", "dynamic"),
+                       message=finding.message + " Probes could not make padding change this layer's "
+                       "valid outputs, so this suspicion is downgraded to info.",
+                       evidence={**evidence, "refuted_by": "MC301"})
+    why = _kept_because(finding, amount)
+    return replace(finding, message=finding.message + note + f"; it is kept because {why}.",
+                   evidence={**evidence, "kept_because": why})
+
+
+def _kept_because(finding: Finding, amount: bool) -> str:
+    """Why a static finding the probes could not reproduce still stands (never a guess)."""
+    if finding.rule == "MC103":
+        return ("the mask no longer lines up with its tensor, so the layers after it read "
+                "the wrong steps whatever the weights")
+    if amount:
+        return ("the padded steps hold values computed from valid steps and weights (biases, "
+                "a carried state), which the probes' untrained weights can make too small "
+                "to measure; trained weights do not")
+    if finding.rule == "MC106":
+        return "the layer's statistics include padded positions in training by construction"
+    return (f"{finding.layer_class or 'this layer'} reads padded positions by construction "
+            "(maskcheck knows its semantics); untrained weights can hide the change "
+            "from the probes, trained ones do not")
 
 
 def check_targets(raw_targets: tuple[str, ...], config: Config,

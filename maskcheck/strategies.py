@@ -254,18 +254,22 @@ _ZOO_NAMES = ("CausalCumsum", "TimeCentre", "MaskedTimeCentre", "NeighbourSmooth
 def architectures(*, max_layers: int = 4) -> st.SearchStrategy[Any]:
     """Small random Functional Keras models over a padded time axis (built, not compiled).
 
-    Each model has one padded sequence input, with its time axis declared None,
-    and a mask source drawn from `MASK_SOURCES`: int token ids into
+    Each model has one padded sequence input, with its time axis declared None
+    (or, for a third of the masked ones, a fixed length of 8, so that Flatten can
+    end it), and a mask source drawn from `MASK_SOURCES`: int token ids into
     ``Embedding(mask_zero=True)``; floats into ``Masking(0.0)``; floats plus an
     int ``padding_mask`` input, either passed as ``mask=`` to every layer that
     takes one (``attention_mask=`` for attention) or multiplied into the
     features by hand; or floats with no mask at all. Then come 1 to
     `max_layers` layers drawn from the custom layers of `maskcheck._zoo`,
     Lambdas, raw `keras.ops` calls, Dense, LSTM/GRU (forward, backward or
-    Bidirectional), Conv1D (same or causal, kernel 1 or 3), self-attention and
-    an Add/Concatenate merge of two branches; the last may instead end the
-    time axis (global pooling, a masked sum, ``ops.mean``) or break the mask's
-    shape (`TimeHalve`, `WrongLengthMask`). A ``Dense(2)`` head ends the model.
+    Bidirectional), Conv1D (same or causal, kernel 1 or 3), self-attention, a
+    masked LSTM or masked attention read by a causal convolution, a running sum
+    or a sliding max, and an Add/Concatenate merge of two branches; the last may
+    instead end the time axis (global pooling, a masked sum, ``ops.mean``,
+    ``ops.sum``, Flatten over a fixed length, a pool that takes the padding mask
+    as an ordinary argument, positional or keyword) or break the mask's shape
+    (`TimeHalve`, `WrongLengthMask`). A ``Dense(2)`` head ends the model.
     Features are 4 to 8 wide, so one probe takes a fraction of a second.
 
     The model's name says its mask source (``arch_<source>``);
@@ -292,8 +296,9 @@ def architectures(*, max_layers: int = 4) -> st.SearchStrategy[Any]:
     return _architectures(int(max_layers))
 
 
-def _step(terminal: bool, merge: bool = True) -> st.SearchStrategy[tuple[Any, ...]]:
-    """One layer of a drawn architecture, as data: (kind, *parameters)."""
+def _step(terminal: bool, merge: bool = True, fixed: bool = False) -> st.SearchStrategy[tuple[Any, ...]]:
+    """One layer of a drawn architecture, as data: (kind, *parameters). `fixed`: the time
+    axis has a fixed length (Flatten can end it)."""
     body = [
         st.tuples(st.just("zoo"), st.sampled_from(_ZOO_NAMES)),
         st.tuples(st.just("positionwise"), st.booleans()),  # keeps the mask?
@@ -304,6 +309,10 @@ def _step(terminal: bool, merge: bool = True) -> st.SearchStrategy[tuple[Any, ..
                   st.sampled_from(("forward", "backward", "bidirectional"))),
         st.tuples(st.just("conv"), st.sampled_from(("same", "causal")), st.sampled_from((1, 3))),
         st.tuples(st.just("attention")),
+        # what a masked RNN or masked attention leaves at padded steps, read by a causal
+        # convolution, a running sum or a sliding max
+        st.tuples(st.just("into"), st.sampled_from(("rnn", "attention")),
+                  st.sampled_from(("causal_conv", "cumsum", "sliding_max"))),
     ]
     if merge:
         body.append(st.tuples(st.just("merge"), st.sampled_from(("add", "concatenate")),
@@ -315,7 +324,13 @@ def _step(terminal: bool, merge: bool = True) -> st.SearchStrategy[tuple[Any, ..
             st.tuples(st.just("op_mean")),
             st.tuples(st.just("halve")),
             st.tuples(st.just("wrong_mask")),
+            st.tuples(st.just("op_sum")),
+            # pooling that takes the padding mask as an ordinary argument
+            st.tuples(st.just("explicit_pool"), st.sampled_from(("mean", "max", "ignored")),
+                      st.sampled_from(("positional", "keyword"))),
         ]
+        if fixed:
+            body.append(st.tuples(st.just("flatten")))
     return st.one_of(body)
 
 
@@ -325,22 +340,25 @@ def _architectures(draw: Any, max_layers: int) -> Any:
 
     source = draw(st.sampled_from(MASK_SOURCES), label="mask_source")
     features = draw(st.sampled_from((4, 6, 8)), label="features")
+    # a fixed time length (Flatten works; the amount of padding is tied to each length)
+    length = draw(st.sampled_from((None, None, 8)), label="length") if source != "no_mask" else None
     count = draw(st.integers(1, max_layers), label="layers")
-    steps = [draw(_step(terminal=i == count - 1), label=f"layer {i}") for i in range(count)]
+    steps = [draw(_step(terminal=i == count - 1, fixed=length is not None), label=f"layer {i}")
+             for i in range(count)]
     seed = draw(st.integers(0, 2**16 - 1), label="weights seed")
     # Keras's unseeded initializers draw their seeds from Python's global `random`; seed it for
     # the build (reproducible weights) and restore it after, so the strategy leaves it as it was.
     state = random.getstate()
     random.seed(seed)
     try:
-        model = _build_architecture(source, features, steps)
+        model = _build_architecture(source, features, steps, length)
     except Exception:  # a combination Keras refuses to build: not an example
         model = None
     finally:
         random.setstate(state)
     assume(model is not None)
     # plain str attribute: Keras tracks no state for it; describe_architecture reads it
-    model.maskcheck_architecture = _render(source, steps)
+    model.maskcheck_architecture = _render(source, steps, length)
     return model
 
 
@@ -350,7 +368,7 @@ _SOURCE_LABELS = {"embedding": "tokens>Embedding(mask_zero)", "masking": "frames
                   "no_mask": "signal(no mask)"}
 
 
-def _render(source: str, steps: list[tuple[Any, ...]]) -> str:
+def _render(source: str, steps: list[tuple[Any, ...]], length: int | None = None) -> str:
     def one(step: tuple[Any, ...] | None) -> str:
         if step is None:
             return "identity"
@@ -371,14 +389,26 @@ def _render(source: str, steps: list[tuple[Any, ...]]) -> str:
             return f"Conv1D({args[0]},k{args[1]})"
         if kind == "merge":
             return f"{'Add' if args[0] == 'add' else 'Concatenate'}[{one(args[1])}, {one(args[2])}]"
+        if kind == "into":
+            first = {"rnn": "LSTM", "attention": "MultiHeadAttention"}[args[0]]
+            second = {"causal_conv": "Conv1D(causal,k3)", "cumsum": "ops.cumsum",
+                      "sliding_max": "MaxPooling1D(2,strides=1,same)"}[args[1]]
+            return f"{first} > {second}"
+        if kind == "explicit_pool":
+            cls = {"mean": "ExplicitMaskPool", "max": "ExplicitMaskMaxPool",
+                   "ignored": "MaskIgnoringPool"}[args[0]]
+            return f"{cls}(h, mask)" if args[1] == "positional" else f"{cls}(h, padding_mask=mask)"
         return {"dense": "Dense", "attention": "MultiHeadAttention", "masked_sum": "MaskedTimeSum",
                 "op_mean": "ops.mean(axis=1)", "halve": "TimeHalve", "wrong_mask": "WrongLengthMask",
+                "op_sum": "ops.sum(axis=1)", "flatten": "Flatten",
                 "pool": f"Global{str(args[0] if args else '').title()}Pooling1D"}.get(kind, kind)
 
-    return " > ".join([_SOURCE_LABELS[source], *map(one, steps), "Dense(head)"])
+    label = _SOURCE_LABELS[source] + (f" (fixed length {length})" if length else "")
+    return " > ".join([label, *map(one, steps), "Dense(head)"])
 
 
-def _build_architecture(source: str, features: int, steps: list[tuple[Any, ...]]) -> Any:
+def _build_architecture(source: str, features: int, steps: list[tuple[Any, ...]],
+                        length: int | None = None) -> Any:
     import inspect
 
     import keras
@@ -393,18 +423,22 @@ def _build_architecture(source: str, features: int, steps: list[tuple[Any, ...]]
         return {"bias_initializer": keras.initializers.RandomNormal(stddev=0.5)}
 
     explicit = None  # the bool mask passed by hand ("padding_mask_passed")
+    pool_mask = None  # the mask an explicit-mask pool takes as an ordinary argument
     if source == "embedding":
-        tokens = keras.Input((None,), dtype="int32", name="tokens")
+        tokens = keras.Input((length,), dtype="int32", name="tokens")
         inputs: Any = tokens
         h = layers.Embedding(20, features, mask_zero=True)(tokens)
+        pool_mask = ops.not_equal(tokens, 0)
     elif source == "masking":
-        frames = keras.Input((None, features), name="frames")
+        frames = keras.Input((length, features), name="frames")
         inputs = frames
         h = layers.Masking(0.0)(frames)
+        pool_mask = ops.any(ops.not_equal(frames, 0.0), axis=-1)
     elif source.startswith("padding_mask"):
-        values = keras.Input((None, features), name="features")
-        padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
+        values = keras.Input((length, features), name="features")
+        padding_mask = keras.Input((length,), dtype="int32", name="padding_mask")
         inputs = {"features": values, "padding_mask": padding_mask}
+        pool_mask = padding_mask
         if source == "padding_mask_passed":
             explicit = ops.cast(padding_mask, "bool")
             h = values
@@ -447,6 +481,14 @@ def _build_architecture(source: str, features: int, steps: list[tuple[Any, ...]]
             if explicit is not None:
                 return attention(x, x, attention_mask=explicit[:, None, :])
             return attention(x, x)
+        if kind == "into":
+            first, second = args
+            h = apply(("rnn", "LSTM", "forward") if first == "rnn" else ("attention",), x)
+            if second == "causal_conv":
+                return layers.Conv1D(int(h.shape[-1]), 3, padding="causal", **bias())(h)
+            if second == "cumsum":
+                return ops.cumsum(h, axis=1)
+            return layers.MaxPooling1D(2, strides=1, padding="same")(h)
         if kind == "merge":
             how, first, second = args
             a = apply(first, x)
@@ -463,6 +505,16 @@ def _build_architecture(source: str, features: int, steps: list[tuple[Any, ...]]
             return _zoo.TimeHalve()(x)
         if kind == "wrong_mask":
             return _zoo.WrongLengthMask()(x)
+        if kind == "op_sum":
+            return ops.sum(x, axis=1)
+        if kind == "flatten":
+            return layers.Flatten()(x)
+        if kind == "explicit_pool":
+            if pool_mask is None:  # no mask to hand over: a plain mean over every step
+                return layers.GlobalAveragePooling1D()(x)
+            pool = {"mean": _zoo.ExplicitMaskPool, "max": _zoo.ExplicitMaskMaxPool,
+                    "ignored": _zoo.MaskIgnoringPool}[args[0]]()
+            return pool(x, pool_mask) if args[1] == "positional" else pool(x, padding_mask=pool_mask)
         raise AssertionError(f"unknown step {step!r}")
 
     for step in steps:

@@ -44,6 +44,9 @@ _FIXES = {
     "Min": "set padded steps to a large positive value before the min",
 }
 _DEFAULT_FIX = "keep a mask attached to {layer!r}'s input, or use a mask-aware layer there"
+_HOLDS = {"valid": "values computed from valid steps (a masked RNN's carried state, a bias)",
+          "repeat": "the last valid step repeated (a masked RNN's carried state)",
+          "zeros": "zeros"}
 _CAUSAL_FIX = ("it only looks backwards, which is safe under post-padding alone: pad "
                "sequences at the end (padding='post'), or pass a mask")
 _SIDES = {"post": "post-padding", "pre": "pre-padding", "both": "post- or pre-padding"}
@@ -120,8 +123,10 @@ class UnmaskedMixing(Rule):
             mask_clause = (f"and ignores the mask from {event.mask_arrived!r} that reaches it"
                            if event.mask_arrived else "with no mask")
             if event.carried:
-                mask_clause += (" (padded steps hold a masked RNN's carried state, so the "
-                                "amount of padding leaks)")
+                mask_clause += (" (its padded steps hold no padding values, only "
+                                + " and ".join(_HOLDS[h] for h in sorted(event.axis.contents())
+                                               if h in _HOLDS)
+                                + ", but the axis length varies, so the amount of padding leaks)")
             cls = _fix_class(node)
             template = (_CAUSAL_FIX if event.causal and cls != "GetItem"
                         else _FIXES.get(cls, _DEFAULT_FIX))
@@ -143,7 +148,11 @@ class UnmaskedMixing(Rule):
                                evidence={"axis": event.axis.axis, "axes": tuple(axes),
                                          "padding_source": event.axis.source,
                                          "padding": event.axis.side,
-                                         "mask_source": event.mask_arrived})
+                                         "mask_source": event.mask_arrived,
+                                         # what the padded positions read hold: padding
+                                         # values, zeros, values of valid steps
+                                         "padded_holds": tuple(sorted(event.axis.contents())),
+                                         "amount_only": event.carried})
         for event in flow.assumed:
             yield self.finding(event.node, severity=Severity.INFO, message=_ASSUMED_MESSAGE,
                                fix=_ASSUMED_FIX, axis=f"axis {event.axis.axis}", source=event.axis.source,

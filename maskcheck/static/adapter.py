@@ -143,7 +143,38 @@ def _config(op: Any, knode: Any) -> dict[str, object]:
     return config
 
 
-def _read_unknown(op: Any, data: list[Any], masks: list[tuple[str, Any]] = ()) -> Any:
+def _layout(knode: Any) -> Any:
+    """How the model calls a layer: (args, kwargs), each input tensor replaced by its
+    `Slot` (its index among the node's inputs, in the order `_walk` lists them); mask
+    keywords are left out (the reader passes them itself). None when the call holds
+    something the reader cannot pass again."""
+    from keras.src import tree
+    from keras.src.backend.common.keras_tensor import KerasTensor
+
+    from maskcheck.static.ops import Slot
+
+    count = [0]
+    plain = (type(None), bool, int, float, str)
+
+    def slot(value: Any) -> Any:
+        if isinstance(value, KerasTensor):
+            count[0] += 1
+            return Slot(count[0] - 1)
+        if not isinstance(value, plain):
+            raise TypeError(type(value).__name__)
+        return value
+
+    try:
+        args = tree.map_structure(slot, list(knode.arguments.args))
+        kwargs = {key: tree.map_structure(slot, value)
+                  for key, value in knode.arguments.kwargs.items() if not _is_mask_keyword(key)}
+    except TypeError:
+        return None
+    return (tuple(args), kwargs)
+
+
+def _read_unknown(op: Any, data: list[Any], masks: list[tuple[str, Any]] = (),
+                  layout: Any = None) -> Any:
     """The op-level reading of a layer the semantics tables do not know, else None."""
     from maskcheck.static.ops import read_layer
     from maskcheck.static.semantics import lookup
@@ -158,7 +189,7 @@ def _read_unknown(op: Any, data: list[Any], masks: list[tuple[str, Any]] = ()) -
                   or type(op).compute_mask is not _base_compute_mask())
     keywords = tuple((key, tuple(kt.shape), str(kt.dtype)) for key, kt in masks)
     return read_layer(op, shapes, dtypes, takes_mask=mask_aware, known=_known_sublayer,
-                      mask_keywords=keywords)
+                      mask_keywords=keywords, layout=layout)
 
 
 def _base_compute_mask() -> Any:
@@ -288,7 +319,7 @@ def _walk(builder: _Builder, functional: Any, path: tuple[str, ...],
         observed = (tuple(getattr(kt, "_keras_mask", None) is not None for kt in knode.outputs)
                     if top_level else None)
         is_layer = isinstance(op, Layer)
-        reading = _read_unknown(op, data, masks) if is_layer else None
+        reading = _read_unknown(op, data, masks, _layout(knode)) if is_layer else None
         builder.nodes.append(Node(
             index=index,
             name=op.name,

@@ -1,6 +1,8 @@
 """Dataflow of padded axes and masks through a MaskGraph.
 
 For every tensor it tracks which axes hold padding (and from which side),
+what the padded positions hold on each side (the padding's own values, zeros,
+or values computed from valid steps only: only the first leaks padded values),
 whether a mask for them travels with it, and whether its valid positions
 already depend on padding values ("tainted"). The analysis runs once per
 graph in topological order (plus one reverse pass for "is a mask needed
@@ -17,12 +19,10 @@ from dataclasses import dataclass, field, replace
 from maskcheck.static import collector_paused
 from maskcheck.static.graph import MaskGraph, Node
 from maskcheck.static.ops import AxisEffect
-from maskcheck.static.semantics import (CAUSAL, MIXING, POINTWISE, REDUCING, LayerSemantics,
+from maskcheck.static.semantics import (ANTICAUSAL, CAUSAL, MIXING, POINTWISE, REDUCING,
+                                        LayerSemantics,
                                         acted_axes, effect_on_axis, semantics_for)
 
-#: Looks only forwards along the axis (a reversed cumsum, x[t + 1]): safe under
-#: pre-padding, a leak under post-padding. Only the op-level reader reports it.
-ANTICAUSAL = "anticausal"
 _READ_KINDS = {"pointwise": POINTWISE, "causal": CAUSAL, "anticausal": ANTICAUSAL,
                "mixing": MIXING}
 
@@ -30,6 +30,24 @@ _READ_KINDS = {"pointwise": POINTWISE, "causal": CAUSAL, "anticausal": ANTICAUSA
 POST, PRE, BOTH = "post", "pre", "both"
 
 _SWAPPED = {POST: PRE, PRE: POST, BOTH: BOTH}
+
+#: What a padded region holds. PADDING: the padding's own values (what a probe perturbs
+#: with the mask held fixed); ZEROS: exact zeros (the mask multiplied in); VALID: values
+#: computed from valid steps and weights only (a masked RNN's carried state, a bias).
+#: REPEAT: the last valid step's values repeated (what a masked RNN carries over trailing
+#: padding), a kind of VALID that a max or min over a window reads as nothing new.
+#: Only PADDING leaks padded values into a layer that mixes it in; the others leak at
+#: most the amount of padding, which is tied to each sample's own length when the axis
+#: has a fixed length.
+PADDING, ZEROS, VALID, REPEAT = "padding", "zeros", "valid", "repeat"
+#: layers and operations that take a max or min over a window or a whole axis: values
+#: repeated from a step inside the window change nothing
+_MAX_LIKE = frozenset({"GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D",
+                       "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "Max", "Min", "Amax",
+                       "Amin"})
+#: mixing that reads exact zeros as nothing at all: a convolution reads them as its own
+#: zero padding, a running or plain sum adds nothing
+_ZERO_NEUTRAL_OPS = frozenset({"Cumsum", "Sum"})
 _MERGES = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
 #: convolutions (padding "same" or "causal") for which zeroed padding is no padding at all
 _CONVOLUTIONS = frozenset({"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D",
@@ -52,9 +70,39 @@ class PaddedAxis:
     #: why this axis is taken to hold padding when nothing in the model or data says so
     #: (SPEC 4 item 6); empty when the model, the data or the user says it
     assumed: str = ""
-    #: the padded positions hold exact zeros (the mask was multiplied in): a
-    #: convolution reads them as its own zero padding, so they add nothing
-    zero: bool = False
+    #: what the padded positions hold before the valid steps (pre-padding) and after
+    #: them (post-padding): PADDING, ZEROS, VALID or REPEAT (see PADDING above)
+    pre_holds: str = PADDING
+    post_holds: str = PADDING
+    #: the steps were moved (reversed) with no mask to follow them: the finding this
+    #: would be (an id in `_Analysis.pending`), reported only if the steps are not moved
+    #: back (a second reversal) before something reads them out of place; 0 when aligned
+    pending: int = 0
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        return (POST, PRE) if self.side == BOTH else (self.side,)
+
+    def holds(self, side: str) -> str:
+        """What the padded positions on `side` (PRE: leading, POST: trailing) hold."""
+        return self.pre_holds if side == PRE else self.post_holds
+
+    def contents(self, sides: tuple[str, ...] = (PRE, POST)) -> frozenset[str]:
+        """What this axis's padding holds on those of `sides` it is padded on."""
+        return frozenset(self.holds(s) for s in self.sides if s in sides)
+
+    @property
+    def zero(self) -> bool:
+        """The padded positions hold exact zeros on every side this axis is padded on."""
+        return self.contents() == {ZEROS}
+
+    def holding(self, pre: str, post: str) -> "PaddedAxis":
+        return replace(self, pre_holds=pre, post_holds=post)
+
+    def reversed(self) -> "PaddedAxis":
+        """The axis read backwards: the padding side and what each end holds swap."""
+        return replace(self, side=_SWAPPED[self.side], pre_holds=self.post_holds,
+                       post_holds=self.pre_holds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +124,8 @@ class TensorState:
     padded: tuple[PaddedAxis, ...] = ()
     mask: MaskInfo | None = None
     tainted: bool = False
-    #: padded positions hold a masked RNN's carried state: they depend on the
-    #: amount of padding, not on the padding values
-    carried: bool = False
     #: the tensor is itself a mask (boolean, or an explicit mask input)
     is_mask: bool = False
-    #: an earlier culprit moved the steps (reversed, shifted) with no mask to follow:
-    #: where padding now sits depends on how that culprit gets fixed
-    moved: bool = False
 
     @property
     def is_padded(self) -> bool:
@@ -105,7 +147,9 @@ class MixingEvent:
     axis: PaddedAxis
     mask_arrived: str | None  # mask generator whose mask reached the layer unused
     causal: bool = False  # the layer only looks backwards along the axis
-    carried: bool = False  # padded values were a masked RNN's carried state
+    #: the padded positions it reads hold no padding values (zeros, a masked RNN's carried
+    #: state): only the amount of padding leaks, along an axis whose length varies
+    carried: bool = False
     axes: tuple[int, ...] = ()  # every padded axis it mixes along (images: 1 and 2)
 
 
@@ -286,9 +330,24 @@ def analyze(graph: MaskGraph, *, side: str = BOTH,
     a.declared_axes = {}
     for name, axis in padded:
         a.declared_axes.setdefault(name, []).append(int(axis))
+    a.mask_lengths = _mask_input_lengths(graph, a.declared_masks)
     for node in graph.nodes:
         a.visit(node)
     return a.finish()
+
+
+def _mask_input_lengths(graph: MaskGraph, declared: frozenset[str]) -> dict[int, str]:
+    """Fixed lengths of explicit mask inputs (SPEC 4 item 2) -> the mask input's name: a
+    data input of that length along axis 1 is padded where the mask says."""
+    found: dict[int, str] = {}
+    for node in graph.nodes:
+        if not node.is_input:
+            continue
+        tensor = graph.tensors[node.outputs[0]]
+        if tensor.rank == 2 and tensor.shape[1] is not None and (
+                node.name in declared or is_mask_input(node.name, tensor.dtype)):
+            found.setdefault(tensor.shape[1], node.name)
+    return found
 
 
 class _Analysis:
@@ -312,6 +371,9 @@ class _Analysis:
         self.declared_axes: dict[str, list[int]] = {}
         self.assume = True
         self.tokens: frozenset[str] = frozenset()
+        self.mask_lengths: dict[int, str] = {}
+        #: findings waiting on steps moved out of place (PaddedAxis.pending)
+        self.pending: dict[int, tuple[str, object]] = {}
 
     def rank(self, tid: int) -> int:
         return len(self.graph.tensors[tid].shape)
@@ -320,9 +382,16 @@ class _Analysis:
         graph = self.graph
         if node.is_input:
             for tid in node.outputs:
-                self.states[tid] = _input_state(graph, node, self.side, self.declared_masks,
-                                                tuple(self.declared_axes.get(node.name, ())),
-                                                self.assume, self.tokens)
+                state = _input_state(graph, node, self.side, self.declared_masks,
+                                     tuple(self.declared_axes.get(node.name, ())),
+                                     self.assume, self.tokens)
+                tensor = graph.tensors[tid]
+                if (not state.is_mask and not any(p.axis == 1 and not p.assumed
+                                                   for p in state.padded)
+                        and tensor.rank >= 2 and tensor.shape[1] in self.mask_lengths):
+                    # a fixed-length input beside an explicit mask input of its length
+                    state = TensorState((PaddedAxis(1, self.side, node.name, node.name),))
+                self.states[tid] = state
             return
         ins = [self.states.get(t, CLEAN) for t in node.inputs]
         data = [(t, s) for t, s in zip(node.inputs, ins) if not s.is_mask]
@@ -333,12 +402,11 @@ class _Analysis:
         for _, state in data:
             for p in state.padded:
                 first_by_axis.setdefault(p.axis, p)
-        padded = tuple(first_by_axis.values())
-        zero_axes = {a for a in first_by_axis
-                     if all(q.zero for _, st in data for q in st.padded if q.axis == a)}
+        multiply = node.class_name == "Multiply"
+        padded = tuple(_merged(p, [s for _, s in data], multiply)
+                       for p in first_by_axis.values())
+        zero_axes = {p.axis for p in padded if p.zero}
         tainted = any(s.tainted for _, s in data)
-        carried = any(s.carried for _, s in data)
-        moved_before = any(s.moved for _, s in data)
         arrived = next((s.mask for _, s in data if s.mask is not None), None)
         if arrived is not None and len(data) > 1:  # merges combine every input's mask
             others = tuple(dict.fromkeys(src for _, s in data if s.mask is not None
@@ -368,10 +436,14 @@ class _Analysis:
         if reading is not None:  # the op-level reader's verdict replaces the unknown row
             sem = replace(sem, known=True, propagates=reading.mask_out == "passes",
                           generates=reading.mask_out == "generates" and arrived is None)
+            # the padding mask handed over as an ordinary argument (pool(h, mask))
+            as_masks = bool(reading.mask_positions) and all(
+                j < len(ins) and ins[j].is_mask for j in reading.mask_positions)
             for p in padded:
-                index = next((i for i, (_, st) in enumerate(data)
-                              if any(q.axis == p.axis for q in st.padded)), 0)
-                effect = reading.effect(arrived is not None, index, p.axis, p.axis in zero_axes)
+                index = next((i for i, st in enumerate(ins) if not st.is_mask
+                              and any(q.axis == p.axis for q in st.padded)), 0)
+                effect = reading.effect(arrived is not None, index, p.axis, p.axis in zero_axes,
+                                        as_masks)
                 if effect is not None:
                     self.read[p.axis] = effect
         elif node.is_op and node.class_name == "Flip" and padded:
@@ -380,25 +452,51 @@ class _Analysis:
                          for p in padded if p.axis in flipped}
         elif sem.reverses and padded:
             # read from the end: masked steps are skipped, unmasked post-padding is read first
-            kind = "pointwise" if (consumes and arrived is not None) else "anticausal"
+            kind = "pointwise" if consumes else "anticausal"
             self.read = {p.axis: AxisEffect(kind, p.axis, flipped=True, moved=True)
                          for p in padded if p.axis == 1}
         # Is the mask this node would need there? (for MC101 / MC104)
         effects = {p.axis: (_READ_KINDS[self.read[p.axis].kind] if p.axis in self.read
                             else _effect(node, sem, p.axis, in_rank) if sem.known else POINTWISE)
                    for p in padded}
+        # steps an earlier layer moved out of place: moved back here, still out of place
+        # after a position-wise layer, or read out of place (the earlier finding stands)
+        flips = {p.axis for p in padded if p.axis in self.read and self.read[p.axis].flipped}
+        realigned, carried_pending, out_of_place = set(), {}, False
+        for p in padded:
+            ids = {q.pending for _, st in data for q in st.padded if q.axis == p.axis}
+            if ids == {0}:
+                continue
+            if len(ids) == 1 and p.axis in flips:
+                realigned.add(p.axis)
+                self.pending.pop(p.pending, None)
+            elif len(ids) == 1 and effects.get(p.axis) == POINTWISE and not (
+                    consumes and arrived is not None) and not mask_like:
+                carried_pending[p.axis] = p.pending
+            else:
+                for pid in ids - {0}:
+                    self._emit(pid)
+                tainted = out_of_place = True
         mixes = [p for p in padded if effects[p.axis] in (MIXING, REDUCING)
                  or (effects[p.axis] == CAUSAL and p.side != POST)
                  or (effects[p.axis] == ANTICAUSAL and p.side != PRE)]
-        if zero_axes and _is_convolution(node):
-            mixes = [p for p in mixes if p.axis not in zero_axes]
-        moves_padding = False
-        if self.read and not (consumes and arrived is not None):
+        follows = reading is not None and reading.mask_follows and arrived is not None
+        # a recurrent layer: applying its mask, it carries its state over padded steps
+        rnn_like = ((sem.along == CAUSAL or sem.reverses) and sem.uses_mask
+                    and sem.acts_on == "time")
+        moves = []
+        if self.read and not (consumes and arrived is not None) and not follows:
             # reversed with no mask to follow it: valid positions now hold padding
-            flipped = [p for p in padded if p not in mixes and p.axis in self.read
-                       and self.read[p.axis].flipped]
-            mixes += flipped
-            moves_padding = bool(flipped)
+            moves = [p for p in padded if p not in mixes and p.axis in self.read
+                     and self.read[p.axis].flipped and p.axis not in realigned]
+            if consumes and sem.reverses and sem.uses_mask:
+                # a masked backward RNN moves its own outputs, which hold no padding values
+                moves = [p.holding(ZEROS, REPEAT) for p in moves]
+        lengths = {p.axis: next((self.graph.tensors[t].shape[p.axis] for t, st in data
+                                 if any(q.axis == p.axis for q in st.padded)
+                                 and p.axis < self.rank(t)), None)
+                   for p in padded}
+        mixes, amount_only = _leaks(node, mixes, moves, effects, lengths)
         explicit_axes = set(range(1, max(in_rank - 1, 2))) if explicit else set()
         if padded and (any(p.axis not in explicit_axes for p in mixes)
                        or ((sem.batch_stats or sem.sample_stats) and not explicit)
@@ -430,20 +528,39 @@ class _Analysis:
                                         or (effect is not None and effect.masked_mean)):
                 self.means.append(MeanEvent(node, p, arrived.source))
         # Every culprit is its own finding, also past an earlier one (fixing that one would
-        # leave this one leaking), unless what the padded positions hold here is no longer
-        # padding values: a masked RNN's carried state, or steps an earlier culprit moved.
-        follows_culprit = tainted and (carried or moved_before)
-        leaking = [] if follows_culprit else [p for p in mixes if p.axis not in covered]
-        moved = [p for p in padded if p.axis in self.read and self.read[p.axis].moved]
+        # leave this one leaking), unless it reads steps an earlier culprit moved out of
+        # place (that culprit's finding) or only the amount of padding leaks through it.
+        leaking = [p for p in mixes if p.axis not in covered]
+        if tainted:
+            leaking = [] if out_of_place else [p for p in leaking if p.axis not in amount_only]
+        moved = [p for p in padded if p.axis in self.read and self.read[p.axis].moved
+                 and p.axis not in realigned]
         follows = reading is not None and reading.mask_follows
+        if moved and rnn_like and consumes and all(
+                lengths.get(p.axis) is not None for p in moved):
+            # a masked RNN's own outputs, which hold no padding values, over a fixed length
+            moved = []
+        parked: dict[int, int] = {}  # output axis -> pending finding
         if moved and out_mask is not None and arrived is not None and not follows \
                 and out_mask.source == arrived.source:
             # steps moved under a mask passed through unchanged: the mask no longer lines up
-            self.mismatches.append(MismatchEvent(
+            event = MismatchEvent(
                 node, arrived.source, f"it moves the steps along axis {moved[0].axis} (reversed "
-                "or shifted) but passes the mask through unchanged"))
+                "or shifted) but passes the mask through unchanged")
+            if all(self.read[p.axis].flipped for p in moved) and not tainted:
+                parked = self._park("mismatch", event, moved)
+            else:
+                self.mismatches.append(event)
+                node_tainted = True
             leaking = []
-            node_tainted = True
+        only_moves = leaking and all(p.axis in {q.axis for q in moves} for p in leaking) \
+            and not amount_only
+        if leaking and only_moves and all(self.read[p.axis].flipped for p in leaking):
+            p = leaking[0]
+            parked = self._park("mixing", MixingEvent(
+                node, p, arrived.source if arrived else None, False, False,
+                tuple(q.axis for q in leaking)), leaking)
+            leaking = []
         if leaking:
             p = leaking[0]
             if out_mask is not None and arrived is not None and out_mask.source == arrived.source:
@@ -451,7 +568,7 @@ class _Analysis:
                     node, arrived.source, p, f"mixes values along axis {p.axis}"))
             else:
                 self.mixing.append(MixingEvent(node, p, arrived.source if arrived else None,
-                                               effects[p.axis] == CAUSAL, carried,
+                                               effects[p.axis] == CAUSAL, p.axis in amount_only,
                                                tuple(q.axis for q in leaking)))
             node_tainted = True
         stats_axes = [p for p in padded if p.axis in range(1, max(in_rank - 1, 2))]
@@ -474,14 +591,16 @@ class _Analysis:
             axis = padded[0] if padded else PaddedAxis(1, BOTH, node.name, node.name)
             self.drops.append(DropEvent(node, node.name, axis, not_created=True))
 
-        out_padded = self._zeroed(node, padded,
-                                  self._out_padded(node, sem, padded, effects, data, in_rank),
-                                  zero_axes, data, mask_like, consumes and arrived is not None)
+        rnn_carry = rnn_like and consumes and out_mask is not None
+        out_padded = self._contents(node, self._out_padded(node, sem, padded, effects, data,
+                                                           in_rank),
+                                    effects, mask_like, consumes and arrived is not None,
+                                    rnn_carry, multiply)
+        # what is still (or now) out of place, per output axis
+        out_padded = tuple(replace(q, pending=parked.get(q.axis, carried_pending.get(q.axis, 0)))
+                           for q in out_padded)
         self._check_mismatch(node, sem, data, arrived, out_mask, consumes, in_rank, padded,
                              out_padded)
-
-        rnn_carry = (consumes and sem.along in (CAUSAL, MIXING) and sem.uses_mask
-                     and sem.acts_on == "time" and out_mask is not None)
         for tid in node.outputs:
             tensor = self.graph.tensors[tid]
             if tensor.is_boolean_like or (mask_like and not data):
@@ -490,31 +609,81 @@ class _Analysis:
                 continue
             axes = tuple(p for p in out_padded if p.axis < tensor.rank)
             mask = out_mask if axes else None
-            self.states[tid] = TensorState(axes, mask, tainted or node_tainted,
-                                           (carried or rnn_carry) and bool(axes),
-                                           moved=moved_before or (moves_padding and node_tainted))
+            self.states[tid] = TensorState(axes, mask, tainted or node_tainted)
 
-    def _zeroed(self, node: Node, padded: tuple[PaddedAxis, ...],
-                out_padded: tuple[PaddedAxis, ...], zero_axes: set[int], data: list,
-                mask_like: list, consumed: bool) -> tuple[PaddedAxis, ...]:
-        """Which output axes hold exact zeros at their padded positions."""
-        if node.is_op and node.class_name == "Multiply" and data and mask_like:
-            zero = {p.axis for p in out_padded}  # x * cast(mask)[..., None]: by hand
-        elif node.class_name == "Bidirectional" and consumed:
-            zero = {1}  # Keras 3 zeroes both directions' outputs at masked steps
-        elif self.read:
-            zero = set()
-            for p in padded:
-                effect = self.read.get(p.axis)
-                sides = {POST, PRE} if p.side == BOTH else {p.side}
-                if effect is not None and effect.out_axis is not None \
-                        and sides <= effect.zero_sides:
-                    zero.add(effect.out_axis)
-        elif node.class_name in _KEEPS_ZERO or (node.is_op and node.class_name == "Multiply"):
-            zero = zero_axes
-        else:
-            zero = set()
-        return tuple(replace(p, zero=p.axis in zero) for p in out_padded)
+    def _park(self, kind: str, event: object, axes: list[PaddedAxis]) -> dict[int, int]:
+        """Hold a finding about steps moved out of place until they are read there."""
+        pid = len(self.pending) + 1
+        while pid in self.pending:
+            pid += 1
+        self.pending[pid] = (kind, event)
+        return {(self.read[p.axis].out_axis if self.read[p.axis].out_axis is not None
+                 else p.axis): pid for p in axes}
+
+    def _emit(self, pid: int) -> None:
+        """Report a held finding: the steps it moved were read out of place."""
+        held = self.pending.pop(pid, None)
+        if held is None:
+            return
+        kind, event = held
+        (self.mismatches if kind == "mismatch" else self.mixing).append(event)
+
+    def _contents(self, node: Node, out_padded: tuple[PaddedAxis, ...], effects: dict[int, str],
+                  mask_like: list, consumed: bool, rnn_carry: bool,
+                  multiply: bool) -> tuple[PaddedAxis, ...]:
+        """What the output's padded positions hold (PADDING, ZEROS, VALID, REPEAT; per side).
+
+        `out_padded` carries what the input held there (moved with the axis); the
+        node's own effect then decides: the mask multiplied in by hand or a masked
+        Bidirectional zeroes them; a masked RNN holds its initial (zero) state over
+        leading padding and repeats its last valid output over trailing padding; a
+        position-wise layer keeps padding values as such and turns zeros into a
+        constant (VALID) unless it maps 0 to 0; what mixes padding values in holds them."""
+        out = []
+        for q in out_padded:
+            if q.source == node.name:  # padding this node declares (a mask generator)
+                out.append(q)
+            elif node.is_op and multiply and mask_like:
+                out.append(q.holding(ZEROS, ZEROS))  # x * cast(mask)[..., None]: by hand
+            elif node.class_name == "Bidirectional" and consumed:
+                out.append(q.holding(ZEROS, ZEROS))  # Keras 3 zeroes both directions there
+            elif rnn_carry:  # its initial zero state, then its last valid output repeated
+                out.append(q.holding(ZEROS, REPEAT))
+            elif self.read:
+                out.append(self._read_contents(q))
+            else:
+                kind = effects.get(q.axis, POINTWISE)
+                keeps_zero = (kind == POINTWISE
+                              and (node.class_name in _KEEPS_ZERO or multiply))
+                reads_all = kind in (MIXING, REDUCING)
+                dirty = PADDING in (q.pre_holds, q.post_holds)
+
+                def after(held: str) -> str:
+                    if held == PADDING or (reads_all and dirty):
+                        return PADDING
+                    if held == REPEAT and kind == POINTWISE:
+                        return REPEAT  # f(last valid step), repeated
+                    return ZEROS if held == ZEROS and keeps_zero else VALID
+                out.append(q.holding(after(q.pre_holds), after(q.post_holds)))
+        return tuple(out)
+
+    def _read_contents(self, q: PaddedAxis) -> PaddedAxis:
+        """What read code leaves at the padded positions of output axis `q`."""
+        effect = next((e for e in self.read.values() if e.out_axis == q.axis), None)
+        if effect is None:
+            return q
+        held = {}
+        for side in (PRE, POST):
+            source = _SWAPPED[side] if effect.flipped else side  # the input's side
+            if source in effect.zero_sides:
+                held[side] = ZEROS
+            elif q.holds(side) == REPEAT and effect.kind == "pointwise":
+                held[side] = REPEAT
+            elif source in effect.clean_sides or q.holds(side) != PADDING:
+                held[side] = VALID
+            else:
+                held[side] = PADDING
+        return q.holding(held[PRE], held[POST])
 
     def _output_mask(self, node: Node, sem: LayerSemantics, arrived: MaskInfo | None,
                      in_rank: int) -> MaskInfo | None:
@@ -540,7 +709,11 @@ class _Analysis:
                 return arrived
             if not any(node.keras_output_masks):
                 return None
-            return arrived if arrived is not None else MaskInfo(node.name)
+            if arrived is None:  # a mask passed explicitly (mask=...) and handed on
+                passed = next((self.states[t].mask for _, t in node.mask_inputs
+                               if t in self.states and self.states[t].mask is not None), None)
+                return passed if passed is not None else MaskInfo(node.name)
+            return arrived
         if node.reading is not None and not node.reading.failed:
             if node.reading.mask_out == "generates":
                 return MaskInfo(node.name)
@@ -575,7 +748,7 @@ class _Analysis:
         out = self.graph.tensors[node.outputs[0]]
         if sem.generates and all(p.assumed for p in padded):
             # the model itself says where padding is: the assumption is no longer needed
-            return (PaddedAxis(1, BOTH, node.name, node.name),) if out.rank >= 2 else ()
+            return (PaddedAxis(1, self.side, node.name, node.name),) if out.rank >= 2 else ()
         if node.class_name == "TextVectorization":
             return (PaddedAxis(1, POST, node.name, node.name),) if out.rank >= 2 else ()
         if not padded:
@@ -588,15 +761,14 @@ class _Analysis:
                 if effect is None:
                     moved.append(p)
                 elif effect.out_axis is not None and effect.out_axis < out.rank:
-                    moved.append(replace(p, axis=effect.out_axis,
-                                         side=_SWAPPED[p.side] if effect.flipped else p.side))
+                    moved.append(replace(p.reversed() if effect.flipped else p,
+                                         axis=effect.out_axis))
             return tuple(moved)
         if node.class_name in ("Permute", "Transpose"):
             return self._permuted(node, padded, in_rank)
         if node.is_op and node.class_name == "Flip":  # reversing time swaps the padding side
             axes = acted_axes(sem, node.config, in_rank)
-            return tuple(replace(p, side=_SWAPPED[p.side]) if p.axis in axes else p
-                         for p in padded)
+            return tuple(p.reversed() if p.axis in axes else p for p in padded)
         if node.class_name == "Reshape":
             if _time_preserved(in_shape, out.shape):
                 return tuple(p for p in padded if p.axis == 1)
@@ -690,6 +862,10 @@ class _Analysis:
 
     def finish(self) -> MaskFlow:
         graph = self.graph
+        for tid in graph.outputs:  # steps still out of place at a model output
+            for p in self.states.get(tid, CLEAN).padded:
+                if p.pending:
+                    self._emit(p.pending)
         consumers: dict[int, list[Node]] = {}
         for n in graph.nodes:
             for t in dict.fromkeys(n.inputs):
@@ -731,6 +907,58 @@ def _effect(node: Node, sem: LayerSemantics, axis: int, rank: int) -> str:
             return MIXING
         return POINTWISE  # slices move positions but mix nothing
     return effect_on_axis(sem, node.config, axis, rank)
+
+
+def _merged(first: PaddedAxis, states: list[TensorState], multiply: bool) -> PaddedAxis:
+    """The padded axis of a node's inputs, holding what their padding holds together: the
+    worst content of any input on each side (an input without the axis holds no padding
+    there, but its values are not zeros), or zeros where one factor of a product is zero."""
+    held = {}
+    for side in (PRE, POST):
+        found = [next((q.holds(side) for q in st.padded if q.axis == first.axis), VALID)
+                 for st in states]
+        if multiply and ZEROS in found:
+            held[side] = ZEROS
+        elif not found:
+            held[side] = first.holds(side)
+        elif len(set(found)) == 1:
+            held[side] = found[0]
+        else:
+            held[side] = PADDING if PADDING in found else VALID
+    return first.holding(held[PRE], held[POST])
+
+
+def _leaks(node: Node, mixes: list[PaddedAxis], moves: list[PaddedAxis], effects: dict[int, str],
+           lengths: dict[int, int | None]) -> tuple[list[PaddedAxis], set[int]]:
+    """Of the padded axes a node reads across (`mixes`) or moves with no mask to follow
+    (`moves`), those through which padding changes its valid outputs, and the axes among
+    them through which only the amount of padding does (no padding values are read).
+
+    Padding values leak wherever the positions read hold PADDING. Zeros and values of
+    valid steps leak only the amount of padding, and only along an axis whose length
+    varies (a fixed length ties the padding to each sample's own length); zeros do not
+    even do that to a convolution, a running sum or a sum, nor the last valid step
+    repeated to a max or min over a window or the axis. `lengths`: each padded axis's
+    length in the input that holds it (None: it varies)."""
+    leaking, amount = [], set()
+    for p in [*mixes, *moves]:
+        kind = MIXING if p in moves else effects.get(p.axis, MIXING)
+        read = (PRE,) if kind == CAUSAL else (POST,) if kind == ANTICAUSAL else (PRE, POST)
+        held = p.contents(read) or p.contents()
+        if PADDING in held:
+            leaking.append(p)
+            continue
+        if lengths.get(p.axis) is not None:  # a fixed length: no amount to change
+            continue
+        if held == {ZEROS} and p not in moves and (
+                _is_convolution(node) or (node.is_op and node.class_name in _ZERO_NEUTRAL_OPS)):
+            continue
+        if held == {REPEAT} and p not in moves and (
+                node.class_name in _MAX_LIKE or any(b in _MAX_LIKE for b in node.bases)):
+            continue
+        leaking.append(p)
+        amount.add(p.axis)
+    return leaking, amount
 
 
 def _is_convolution(node: Node) -> bool:

@@ -50,6 +50,9 @@ class AxisEffect:
     #: the padding sides (of the input) for which the output's padded positions hold
     #: exact zeros (the mask was multiplied in; a cumsum over leading zeros)
     zero_sides: frozenset[str] = frozenset()
+    #: the padding sides (of the input) for which the output's padded positions hold no
+    #: padding values at all (zeros, a large negative number, values of valid steps)
+    clean_sides: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +74,23 @@ class Reading:
     #: compute_mask transforms the mask the way call transforms the steps (sliced,
     #: reversed, shifted with them): it lines up although the length or order changed
     mask_follows: bool = False
+    #: inputs of shape (batch, time) beside a larger data input: the padding mask when
+    #: the model hands it over as an ordinary argument (``pool(h, mask)``, ``pool([h, m])``)
+    mask_positions: tuple[int, ...] = ()
+    #: the effects (and zero-fill effects) when those inputs hold the padding mask
+    mask_effects: Mapping[tuple[bool, int, int], AxisEffect] = field(default_factory=dict)
+    mask_zero_effects: Mapping[tuple[bool, int, int], AxisEffect] = field(default_factory=dict)
 
-    def effect(self, masked: bool, index: int, axis: int, zero: bool = False) -> AxisEffect | None:
-        table = self.zero_effects if zero and self.zero_effects else self.effects
+    def effect(self, masked: bool, index: int, axis: int, zero: bool = False,
+               as_masks: bool = False) -> AxisEffect | None:
+        """What the layer does to padded `axis` of input `index`; `masked`: Keras hands it
+        the mask; `zero`: the padded positions hold zeros; `as_masks`: the inputs at
+        `mask_positions` are the padding mask."""
+        if as_masks and self.mask_effects:
+            table = (self.mask_zero_effects if zero and self.mask_zero_effects
+                     else self.mask_effects)
+        else:
+            table = self.zero_effects if zero and self.zero_effects else self.effects
         found = table.get((masked, index, axis))
         if found is None and masked:
             found = table.get((False, index, axis))
@@ -83,6 +100,8 @@ class Reading:
 # ---------------------------------------------------------------- state ----
 
 DIRTY, ZERO, NEG, OTHER = "dirty", "zero", "neg", "other"
+#: a strided slice step that reverses the whole axis (``x[:, ::-1]``)
+_REVERSED = "reversed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,21 +190,26 @@ _CACHE: dict[Any, Reading] = {}
 
 def read_layer(layer: Any, input_shapes: list[tuple], input_dtypes: list[str], *,
                takes_mask: bool, known: Any,
-               mask_keywords: tuple[tuple[str, tuple, str], ...] = ()) -> Reading:
+               mask_keywords: tuple[tuple[str, tuple, str], ...] = (),
+               layout: Any = None) -> Reading:
     """Trace `layer` on symbolic inputs and read what it does to each padded axis.
 
     `known(sub_layer)` returns the table semantics of a sub-layer maskcheck
     knows (read as one block), or None to read it op by op. `mask_keywords`
     are the explicit masks the model passes (``padding_mask=``): (keyword,
     shape, dtype), handed to every traced call as masks of the valid steps.
+    `layout` is how the model calls the layer: ``(args, kwargs)`` with every
+    input tensor replaced by its `Slot` (its index in `input_shapes`); None
+    passes one input, or a list of them, positionally.
     """
     key = _cache_key(layer, input_shapes, input_dtypes, takes_mask)
     if key is not None:
-        key = key + (mask_keywords,)
+        key = key + (mask_keywords, repr(layout))
     if key is not None and key in _CACHE:
         return _CACHE[key]
     try:
-        reading = _read(layer, input_shapes, input_dtypes, takes_mask, known, mask_keywords)
+        reading = _read(layer, input_shapes, input_dtypes, takes_mask, known, mask_keywords,
+                        layout)
     except Exception as exc:  # user code that does not trace: stay conservative
         reading = Reading(failed=f"{type(exc).__name__}: {_first_line(exc)}")
     if key is not None:
@@ -228,16 +252,19 @@ def _padded_axes(shape: tuple) -> list[int]:
 
 
 def _read(layer: Any, shapes: list[tuple], dtypes: list[str], takes_mask: bool,
-          known: Any, mask_keywords: tuple = ()) -> Reading:
+          known: Any, mask_keywords: tuple = (), layout: Any = None) -> Reading:
     effects: dict[tuple[bool, int, int], AxisEffect] = {}
     zero_effects: dict[tuple[bool, int, int], AxisEffect] = {}
+    mask_effects: dict[tuple[bool, int, int], AxisEffect] = {}
+    mask_zero_effects: dict[tuple[bool, int, int], AxisEffect] = {}
     unknown: set[str] = set()
     mask_out, mismatch, follows = "none", "", False
     concrete = [_concrete(s) for s in shapes]
+    positions = _mask_positions(concrete)
     failures = []
     for masked in ((False, True) if takes_mask else (False,)):
         try:
-            trace = _trace(layer, concrete, dtypes, masked, known, mask_keywords)
+            trace = _trace(layer, concrete, dtypes, masked, known, mask_keywords, layout)
         except Exception as exc:  # e.g. a call that needs its mask: read the other variant
             failures.append(exc)
             continue
@@ -248,17 +275,39 @@ def _read(layer: Any, shapes: list[tuple], dtypes: list[str], takes_mask: bool,
             for axis in _padded_axes(shape):
                 if masked and axis != 1:
                     continue
-                by_side = {side: trace.run(index, axis, side, masked) for side in (POST, PRE)}
-                effects[(masked, index, axis)] = _effect_of(by_side, shape[axis], trace)
-                by_side = {side: trace.run(index, axis, side, masked, ZERO) for side in (POST, PRE)}
-                zero_effects[(masked, index, axis)] = _effect_of(by_side, shape[axis], trace)
+                for table, fill, masks in ((effects, DIRTY, ()), (zero_effects, ZERO, ()),
+                                           (mask_effects, DIRTY, positions),
+                                           (mask_zero_effects, ZERO, positions)):
+                    if masks and (index in masks or axis != 1):
+                        continue
+                    by_side = {side: trace.run(index, axis, side, masked, fill, masks)
+                               for side in (POST, PRE)}
+                    table[(masked, index, axis)] = _effect_of(by_side, shape[axis], trace)
         if masked or not takes_mask:
             mask_out, mismatch = trace.mask_verdict()
             follows = trace.mask_follows()
     if failures and not effects:
         raise failures[0]
     return Reading(effects, mask_out, mismatch, tuple(sorted(unknown)), zero_effects=zero_effects,
-                   mask_follows=follows)
+                   mask_follows=follows, mask_positions=positions if mask_effects else (),
+                   mask_effects=mask_effects, mask_zero_effects=mask_zero_effects)
+
+
+def _mask_positions(shapes: list[tuple]) -> tuple[int, ...]:
+    """Inputs that can be the padding mask handed over as an ordinary argument: shape
+    (batch, time) where another input is (batch, time, ...features)."""
+    longer = [s for s in shapes if len(s) >= 3]
+    if not longer:
+        return ()
+    return tuple(i for i, s in enumerate(shapes)
+                 if len(s) == 2 and any(s[1] == other[1] for other in longer))
+
+
+class Slot(int):
+    """In a call layout: the input tensor at this index."""
+
+    def __repr__(self) -> str:
+        return f"Slot({int(self)})"
 
 
 def _effect_of(by_side: dict[str, "_Outcome"], length: int, trace: "_Trace") -> AxisEffect:
@@ -278,7 +327,9 @@ def _effect_of(by_side: dict[str, "_Outcome"], length: int, trace: "_Trace") -> 
                       masked_mean=post.masked_mean or pre.masked_mean,
                       length_changed=changed, moved=post.moved or pre.moved,
                       zero_sides=frozenset(side for side, outcome in by_side.items()
-                                           if outcome.out_zero))
+                                           if outcome.out_zero),
+                      clean_sides=frozenset(side for side, outcome in by_side.items()
+                                            if outcome.out_clean))
 
 
 MIXING_KIND = "mixing"
@@ -293,6 +344,7 @@ class _Outcome:
     masked_mean: bool
     moved: bool = False
     out_zero: bool = False
+    out_clean: bool = False  # the output's padded positions hold no padding values
 
 
 class _Trace:
@@ -313,9 +365,13 @@ class _Trace:
         shape = _shape(self.output)
         return shape[axis] if shape is not None and axis < len(shape) else None
 
-    def run(self, index: int, axis: int, side: str, masked: bool, fill: str = DIRTY) -> _Outcome:
+    def run(self, index: int, axis: int, side: str, masked: bool, fill: str = DIRTY,
+            masks: tuple[int, ...] = ()) -> _Outcome:
         states: dict[str, _State] = {}
         for i, tensor in enumerate(self.inputs):
+            if i in masks:  # the padding mask, handed over as an ordinary argument
+                states[tensor.name] = _State(mask="+", mask_axes={1: side}, data=True)
+                continue
             padded = {axis: _Pad(side, fill)} if i == index else {}
             states[tensor.name] = _State(pads=padded, data=True)
         if self.mask is not None:
@@ -341,7 +397,8 @@ class _Trace:
         moved = pad is not None and (pad.moved or pad.shift != 0)
         return _Outcome(tainted, out_axis, pad.side if pad else None, out.absolute,
                         out.masked_mean, moved=moved,
-                        out_zero=pad is not None and pad.fill == ZERO and not tainted)
+                        out_zero=pad is not None and pad.fill == ZERO and not tainted,
+                        out_clean=pad is not None and pad.fill != DIRTY and not tainted)
 
     def mask_follows(self) -> bool:
         """The returned mask was computed from the mask it got (not handed back as is) and
@@ -391,7 +448,7 @@ def _shape(tensor: Any) -> tuple | None:
 
 
 def _trace(layer: Any, shapes: list[tuple], dtypes: list[str], masked: bool, known: Any,
-           mask_keywords: tuple = ()) -> _Trace:
+           mask_keywords: tuple = (), layout: Any = None) -> _Trace:
     import tensorflow as tf
     from keras.src.layers.layer import Layer
 
@@ -435,15 +492,25 @@ def _trace(layer: Any, shapes: list[tuple], dtypes: list[str], masked: bool, kno
 
     def traced(*tensors):
         xs = list(tensors[:len(shapes)])
-        x = xs[0] if len(xs) == 1 else xs
-        kwargs = {key: tensors[len(shapes) + i] for i, (key, _, _) in enumerate(mask_keywords)}
+        if layout is not None:  # the call as the model makes it (positional masks too)
+            from keras.src import tree
+
+            args, kwargs = tree.map_structure(
+                lambda v: xs[int(v)] if isinstance(v, Slot) else v, layout)
+            args, kwargs = list(args), dict(kwargs)
+        else:
+            args, kwargs = [xs[0] if len(xs) == 1 else xs], {}
+        kwargs.update({key: tensors[len(shapes) + i]
+                       for i, (key, _, _) in enumerate(mask_keywords)})
         captured["keyword_masks"] = [tensors[len(shapes) + i] for i in range(len(mask_keywords))]
-        if masked and _takes(layer, "mask"):
+        if masked and _takes(layer, "mask") and not _binds(layer, "mask", args, kwargs):
             m = tensors[-1]
             kwargs["mask"] = m if len(xs) == 1 else [m] + [None] * (len(xs) - 1)
         elif masked:  # call takes no mask: Keras hands the attached one to compute_mask
             _with_mask(xs[0], tensors[-1])
-        out = layer(x, training=False, **kwargs) if _takes(layer, "training") else layer(x, **kwargs)
+        if _takes(layer, "training") and "training" not in kwargs:
+            kwargs["training"] = False
+        out = layer(*args, **kwargs)
         flat = tf.nest.flatten(out)
         captured["output"] = flat[0] if flat else None
         captured["out_mask"] = getattr(flat[0], "_keras_mask", None) if flat else None
@@ -556,6 +623,16 @@ def _with_mask(tensor: Any, mask: Any) -> Any:
     except ImportError:
         tensor._keras_mask = mask
     return tensor
+
+
+def _binds(layer: Any, argument: str, args: list, kwargs: dict) -> bool:
+    """The call already passes `argument` (positionally or by keyword)."""
+    import inspect
+    try:
+        bound = inspect.signature(layer.call).bind_partial(*args, **kwargs)
+    except (TypeError, ValueError):
+        return False
+    return argument in bound.arguments
 
 
 def _takes(layer: Any, argument: str) -> bool:
@@ -695,7 +772,8 @@ class _Flow:
         masks = [s for s in ins if s.mask]
         others = [s for s in ins if not s.mask]
         out_shape = _shape(op.outputs[0]) or ()
-        if masks and not others:  # arithmetic on masks stays a mask
+        if masks and not any(s.data or s.pads for s in others):
+            # arithmetic on masks and constants stays a mask (1 - mask, mask * -1e9)
             return self.mask_arith(op, ins)
         if kind in _COMPARE and not masks and len(ins) == 2:
             data = [s for s in ins if s.data and s.pads]
@@ -710,7 +788,8 @@ class _Flow:
                 pads = {a: replace(p, fill=ZERO) if a in _aligned(mask, op, out_shape) else p
                         for a, p in state.pads.items()}
                 state = replace(state, pads=pads)
-            elif kind in ("AddV2", "Add", "Sub") and mask.mask == "neg":
+            elif (kind in ("AddV2", "Add", "Sub") and mask.mask == "neg") or (
+                    kind == "Sub" and mask.mask == "pos" and ins[1] is mask):
                 pads = {a: replace(p, fill=NEG) if a in _aligned(mask, op, out_shape) else p
                         for a, p in state.pads.items()}
                 state = replace(state, pads=pads)
@@ -740,6 +819,10 @@ class _Flow:
             polarity = _invert(polarity)  # 1 - mask
         elif kind in ("Mul", "MulNoNan") and value is not None:
             if value < -1e3 and polarity == "-":
+                polarity = "neg"
+            elif value > 1e3 and polarity == "-":
+                polarity = "pos"  # (1 - mask) * 1e9: subtracted, it pushes padding down
+            elif value < -1e3 and polarity == "pos":
                 polarity = "neg"
             elif value < 0:
                 polarity = _negate(polarity)
@@ -921,7 +1004,10 @@ class _Flow:
                 in_axis += 1
             else:
                 start = 0 if bits["begin_mask"] >> j & 1 else begin[j]
-                plan[in_axis] = (out_axis, start, strides[j], False)
+                step = strides[j]
+                if step == -1 and bits["begin_mask"] >> j & 1 and bits["end_mask"] >> j & 1:
+                    step = _REVERSED  # x[:, ::-1]: the whole axis reversed
+                plan[in_axis] = (out_axis, start, step, False)
                 in_axis += 1
                 out_axis += 1
         while in_axis < len(src):
@@ -937,6 +1023,10 @@ class _Flow:
                                           or (start < 0 and pad.side == POST)):
                     tainted = True
                 continue
+            if step == _REVERSED:  # as ReverseV2: the padding moves to the other end
+                pads[target] = replace(pad, side=PRE if pad.side == POST else POST,
+                                       shift=-pad.shift, moved=True)
+                continue
             if step != 1:  # resampled positions
                 if pad.fill == DIRTY:
                     tainted = True
@@ -949,7 +1039,7 @@ class _Flow:
         for axis, side in state.mask_axes.items():
             target, start, step, shrink = plan.get(axis, (axis, 0, 1, False))
             if target is not None:
-                mask_axes[target] = side
+                mask_axes[target] = (PRE if side == POST else POST) if step == _REVERSED else side
         if state.mask and not mask_axes:
             self.set_all(op, replace(_CLEAN, data=True))
             return

@@ -35,6 +35,9 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 POINTWISE, CAUSAL, MIXING, REDUCING = "pointwise", "causal", "mixing", "reducing"
+#: Looks only forwards along the axis (x[t], x[t + 1]): safe under pre-padding, a
+#: leak under post-padding.
+ANTICAUSAL = "anticausal"
 SPATIAL, TIME, AXIS, ALL, NONE, LAST = "spatial", "time", "axis", "all", "none", "last"
 
 
@@ -263,6 +266,10 @@ def semantics_for(class_name: str, config: Mapping[str, object], *, is_op: bool 
     if name in ("Embedding", "ReversibleEmbedding", "TokenAndPositionEmbedding"):
         mask_zero = bool(config.get("mask_zero"))
         return replace(base, generates=mask_zero, mask_at_runtime=base.mask_at_runtime and mask_zero)
+    if name in _WINDOWED and _forward_pair(config):
+        # a window of 2 with "same" padding and stride 1: TensorFlow pads after the end,
+        # so step t reads steps t and t + 1 only
+        return replace(base, along=ANTICAUSAL, changes_length=False)
     if name in _STRIDED:
         if _is_pointwise_kernel(config):  # k=1: causal or not, each step on its own
             return replace(base, along=POINTWISE)
@@ -285,6 +292,23 @@ def semantics_for(class_name: str, config: Mapping[str, object], *, is_op: bool 
     if name in ("TransformerDecoder", "BloomDecoder") and config.get("call:use_causal_mask") is False:
         return replace(base, along=MIXING)  # causal by default, unless told otherwise
     return base
+
+
+#: layers that read a window along their spatial axes
+_WINDOWED = _STRIDED | frozenset({"MaxPooling1D", "AveragePooling1D", "MaxPooling2D",
+                                  "AveragePooling2D", "MaxPooling3D", "AveragePooling3D"})
+
+
+def _forward_pair(config: Mapping[str, object]) -> bool:
+    """A window of 2 (no dilation) with "same" padding and stride 1 on every spatial axis."""
+    window = config.get("kernel_size", config.get("pool_size"))
+    sizes = window if isinstance(window, (list, tuple)) else (window,)
+    dilation = config.get("dilation_rate", 1)
+    dilations = dilation if isinstance(dilation, (list, tuple)) else (dilation,)
+    strides = config.get("strides", 1)
+    strides = strides if isinstance(strides, (list, tuple)) else (strides,)
+    return (config.get("padding") == "same" and bool(sizes) and all(k == 2 for k in sizes)
+            and all(d in (1, None) for d in dilations) and all(t in (1, None) for t in strides))
 
 
 def _any_above_one(value: object) -> bool:
