@@ -229,3 +229,19 @@ def test_a_culprit_behind_a_layer_that_passes_the_mask_on():
     assert {f.layer for f in report.findings if f.rule == "MC301"} == {"smooth", "b"}
     assert {("MC105", "smooth"), ("MC102", "b")} <= _rules_at(model(smooth=True))
     assert {(r, layer) for r, layer in _errors(model(smooth=False))} == {("MC102", "b")}
+
+
+def test_a_mask_computed_from_the_ids_by_hand_stays_put():
+    """No mask_zero: the pool's mask is `ids != 0`, computed in the graph. Changing padded
+    token ids would move it; the probes perturb the embedding's output instead."""
+    from maskcheck._zoo import ExplicitMaskPool, MaskIgnoringPool
+
+    def model(pool):
+        ids = keras.Input((None,), dtype="int32")
+        h = L.Embedding(40, 8)(ids)
+        mask = keras.ops.cast(keras.ops.not_equal(ids, 0), "float32")
+        return keras.Model(ids, L.Dense(2, name="head")(pool(name="pool")(h, mask)))
+
+    assert _errors(model(ExplicitMaskPool)) == []
+    assert ("MC301", "pool") in _rules_at(model(MaskIgnoringPool)) or \
+        ("MC102", "pool") in _rules_at(model(MaskIgnoringPool))
