@@ -291,6 +291,30 @@ class Run:
         return [self.tensors[i] for i in record.inputs], [self.tensors[i] for i in record.outputs]
 
 
+def predictions(model: Any, run: Run, rows: Any) -> Any:
+    """The run's outputs at `rows` as tensors in the model's output structure, each
+    carrying the Keras mask the forward pass attached to it.
+
+    A compiled loss reads the mask from its `y_pred` (Keras 3 weights masked
+    positions by 0), so predictions handed to a loss without their masks are not
+    what `fit` computes: a correctly masked tagger would count its padded labels."""
+    import keras
+    import tensorflow as tf
+    from keras.src.backend import set_keras_mask
+
+    masks = run.output_masks or [None] * len(run.outputs)
+    flat = []
+    for out, mask in zip(run.outputs, masks):
+        t = tf.constant(out[rows])
+        if mask is not None:
+            set_keras_mask(t, tf.constant(mask[rows]))
+        flat.append(t)
+    struct = getattr(model, "_outputs_struct", None)
+    if struct is not None and len(keras.tree.flatten(struct)) == len(flat):
+        return keras.tree.pack_sequence_as(struct, flat)
+    return flat[0] if len(flat) == 1 else flat
+
+
 def _np(t: Any) -> Any:
     import numpy as np
 
@@ -341,6 +365,7 @@ class Prober:
     def _make_hook(self, k: int) -> Any:
         def hook(out: Any) -> Any:
             import tensorflow as tf
+            from keras.src.backend import get_keras_mask, set_keras_mask
 
             args = self.hook_args
             if not args or not tf.is_tensor(out) or not out.dtype.is_floating:
@@ -357,7 +382,14 @@ class Prober:
             repl = tf.where(tf.reshape(args["shuffle"], bshape), shuffled, out + scale * noise)
             valid = tf.reshape(mask, tf.concat([tf.shape(mask), [1] * (rank - mask.shape.rank)], 0))
             perturbed = tf.reshape(args["draw"] > 0, bshape)
-            return tf.where(tf.logical_or(valid, tf.logical_not(perturbed)), out, repl)
+            result = tf.where(tf.logical_or(valid, tf.logical_not(perturbed)), out, repl)
+            # a layer may attach its mask inside `call` (keras-hub TokenAndPositionEmbedding
+            # does, with no compute_mask for Keras to rerun): the perturbed values carry the
+            # same mask, or every later layer and the compiled loss would lose it
+            mask_out = get_keras_mask(out)
+            if mask_out is not None:
+                set_keras_mask(result, mask_out)
+            return result
 
         return hook
 
