@@ -17,6 +17,7 @@ and compare, never the other way round.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ from maskcheck.dynamic.compare import (DynamicFinding, Leak, diverging_layers, e
                                        loss_tolerance, output_layer, output_leak, round_sig)
 from maskcheck.dynamic.plan import (NoPadding, NotProbeable, ProbeError, ProbePlan, build_plan,
                                     layers_named)
-from maskcheck.dynamic.program import (ForwardError, LossGroup, LossProgram, Prober, Run,
+from maskcheck.dynamic.program import (ForwardError, LossGroup, LossProgram, LossRun, Prober, Run,
                                        has_loss, overrides_train_step, run_train_step)
 from maskcheck.dynamic.datarules import DATA_CODES, data_checks
 from maskcheck.dynamic.realdata import read_padding
@@ -137,7 +138,8 @@ def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
         results.extend(_cross_sample(prober, inputs, rows, config))
 
     if codes & {"MC303", "MC203", "MC305"}:
-        results.extend(loss_checks(model, plan, prep, probe, prober, inputs, run, rows, config, codes))
+        results.extend(loss_checks(model, plan, prep, probe, prober, inputs, run, rows, config, codes,
+                                   batch.sample_weight if batch is not None else None))
     if batch is not None and codes & set(DATA_CODES):
         results = data_checks(model, plan, prep, batch, prober, run, rows, config, codes,
                               output_axes, results)
@@ -463,8 +465,11 @@ def _by_layer(results: list[DynamicFinding]) -> list[DynamicFinding]:
 
 def loss_checks(model: Any, plan: ProbePlan, prep: Prepared, probe: Any, prober: Prober,
                  inputs: Any, run: Run, rows: Rows, config: Any,
-                 codes: set[str]) -> list[DynamicFinding]:
-    """MC303 / MC203 / MC305 (loss) from one loss program over the stacked batch."""
+                 codes: set[str], sample_weight: Any = None) -> list[DynamicFinding]:
+    """MC303 / MC203 / MC305 (loss) from one loss program over the stacked batch.
+
+    `sample_weight` (the data's own, one row per probe sample) weights the loss as in
+    `fit`: padded labels that carry weight 0 are not counted."""
     import keras
 
     custom_step = overrides_train_step(model) and getattr(model, "optimizer", None) is not None
@@ -472,6 +477,8 @@ def loss_checks(model: Any, plan: ProbePlan, prep: Prepared, probe: Any, prober:
         return []
     base = np.nonzero(rows.draw == 0)[0]
     samples = rows.sample[base]
+    weights = (None if sample_weight is None else
+               keras.tree.map_structure(lambda a: np.asarray(a)[samples], sample_weight))
     if probe.y is not None:
         candidates = [keras.tree.map_structure(lambda a: np.asarray(a)[samples], probe.y)]
     else:
@@ -479,10 +486,14 @@ def loss_checks(model: Any, plan: ProbePlan, prep: Prepared, probe: Any, prober:
                                                      rows.mask[base], config.seed))
     found: list[DynamicFinding] = []
     if has_loss(model):
-        for y_base in candidates:
+        # the data's weights as fit applies them; weights the loss cannot take (MC403 says
+        # why) leave the loss unweighted rather than unprobed
+        tries = [(y, w) for y in candidates for w in ([weights, None] if weights is not None
+                                                       else [None])]
+        for y_base, w in tries:
             try:
                 found = _loss_program_checks(model, plan, prober, inputs, run, rows, y_base,
-                                             config, codes)
+                                             config, codes, w)
                 break
             except ProbeError:
                 continue
@@ -506,14 +517,38 @@ def _ordered(plan: ProbePlan, candidates: list[Any]) -> list[Any]:
     return candidates
 
 
-def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run: Run,
-                         rows: Rows, y_base: Any, config: Any, codes: set[str]) -> list[DynamicFinding]:
+@dataclass
+class LossMeasure:
+    """What one loss program measured: the loss of every group, and how groups compare."""
+
+    result: LossRun
+    groups: list[LossGroup]
+    base_of: dict[int, int]  # perturbed group -> its base group
+    what: dict[int, tuple[str, int]]  # perturbed group -> ("labels", output) or ("inputs", 0)
+    weights: dict[int, float]  # perturbed group -> its weight in the gradient difference
+    empty_check: int | None  # the group holding fully padded samples (MC305), if any
+
+
+def measure_losses(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run: Run,
+                   rows: Rows, y_base: Any, config: Any, codes: set[str],
+                   sample_weight: Any = None) -> LossMeasure | None:
+    """Run the loss program over the stacked batch: group 0 is the base batch (its samples
+    that are not fully padded), then one group per output whose padded labels change, one
+    for every perturbed input draw, and one with the fully padded samples.
+
+    `y_base` and `sample_weight` hold one row per base sample; each group gathers its
+    rows of them, so the loss sees the data's own weights as `fit` does. None when no
+    base sample has a valid step."""
     import keras
 
     flat_y = [np.asarray(a) for a in keras.tree.flatten(y_base)]
     repack = (lambda flat: keras.tree.pack_sequence_as(y_base, flat))
     stacked = [a[rows.sample] for a in flat_y]  # labels for every stacked row
     labels = [repack(stacked)]
+    weights_given = None
+    if sample_weight is not None:
+        weights_given = keras.tree.map_structure(
+            lambda a: np.asarray(a, dtype="float32")[rows.sample], sample_weight)
     perturbed_outputs = []
     for j, a in enumerate(stacked):
         spec = plan.outputs[j] if j < len(plan.outputs) else None
@@ -533,7 +568,7 @@ def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: An
     what: dict[int, tuple[str, int]] = {}
     base_rows = np.nonzero((rows.draw == 0) & (rows.lengths > 0))[0]
     if not len(base_rows):
-        return []
+        return None
     groups.append(LossGroup(tuple(int(i) for i in base_rows), 0, "base"))
     for k, j in enumerate(perturbed_outputs):
         base_of[len(groups)], what[len(groups)] = 0, ("labels", j)
@@ -547,13 +582,23 @@ def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: An
     if "MC305" in codes and (rows.lengths[base_all] == 0).any():
         empty_check = len(groups)
         groups.append(LossGroup(tuple(int(i) for i in base_all), 0, "empty"))
-    if not groups:
-        return []
     weights = {g: 1.0 + 0.37 * n for n, g in enumerate(sorted(base_of))}
     gradients = bool(plan.gradient_code) or not plan.has_graph
     program = LossProgram(model, prober, groups, base_of, weights, gradients=gradients)
-    result = (program.run(inputs, labels, rows) if gradients or not _compiled_loss(model)
-              else program.run_on_outputs(run, labels))
+    result = (program.run(inputs, labels, rows, weights_given) if gradients or not _compiled_loss(model)
+              else program.run_on_outputs(run, labels, weights_given))
+    return LossMeasure(result, groups, base_of, what, weights, empty_check)
+
+
+def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run: Run,
+                         rows: Rows, y_base: Any, config: Any, codes: set[str],
+                         sample_weight: Any = None) -> list[DynamicFinding]:
+    measured = measure_losses(model, plan, prober, inputs, run, rows, y_base, config, codes,
+                              sample_weight)
+    if measured is None:
+        return []
+    result, groups, base_of, what = measured.result, measured.groups, measured.base_of, measured.what
+    weights, empty_check = measured.weights, measured.empty_check
     found: list[DynamicFinding] = []
     losses = result.losses
     if codes & {"MC303", "MC203"}:

@@ -594,7 +594,8 @@ class LossProgram:
                 return g
             return keras.tree.map_structure(one, structure)
 
-        def program(x: Any, labels: Any, mask: Any, scale: Any, shuffle: Any, draw: Any) -> Any:
+        def program(x: Any, labels: Any, sample_weight: Any, mask: Any, scale: Any, shuffle: Any,
+                    draw: Any) -> Any:
             prober.traces += 1
             prober.hook_args = {"mask": mask, "scale": scale, "shuffle": shuffle, "draw": draw}
             prober.tracer.start(recording=False)
@@ -607,11 +608,13 @@ class LossProgram:
                         idx = tf.constant(group.rows, dtype=tf.int32)
                         xg, pg = gather(x, idx), gather(y_pred, idx)
                         yg = keras.tree.map_structure(lambda a: tf.gather(a, idx), labels[group.labels])
+                        swg = (None if sample_weight is None else
+                               keras.tree.map_structure(lambda a: tf.gather(a, idx), sample_weight))
                         try:
-                            loss = model.compute_loss(x=xg, y=yg, y_pred=pg, sample_weight=None,
+                            loss = model.compute_loss(x=xg, y=yg, y_pred=pg, sample_weight=swg,
                                                       training=False)
                         except TypeError:
-                            loss = model.compute_loss(x=xg, y=yg, y_pred=pg, sample_weight=None)
+                            loss = model.compute_loss(x=xg, y=yg, y_pred=pg, sample_weight=swg)
                         losses.append(tf.cast(loss, tf.float32))
                     delta = tf.add_n([self.weights[g] * (losses[g] - losses[b])
                                       for g, b in self.base_of.items()] or [tf.constant(0.0)])
@@ -634,9 +637,9 @@ class LossProgram:
 
         Used when the plan finds no code that could leak into the gradients: the loss
         then depends on the labels and the predictions (with their masks) only, so
-        the model need not run again and the trace is tiny. Regularization terms are
-        the same for every group and cancel in the comparison, so the compiled loss
-        (`model._compile_loss`, what `compute_loss` adds them to) is enough."""
+        the model need not run again and the trace is tiny. The weight regularizers'
+        penalties are added as `compute_loss` adds them, so each group's loss is the one
+        `fit` reports (they cancel in the comparisons, but not in `base_loss`)."""
         if self._fn is not None:
             return self._fn
         import keras
@@ -645,7 +648,12 @@ class LossProgram:
 
         model, prober, groups = self.model, self.prober, self.groups
 
-        def program(y_pred: Any, masks: Any, labels: Any) -> Any:
+        def penalty() -> Any:
+            regularizers = getattr(model, "_get_regularization_losses", None)
+            terms = [tf.reduce_sum(tf.cast(t, tf.float32)) for t in (regularizers or list)()]
+            return tf.add_n(terms) if terms else tf.constant(0.0)
+
+        def program(y_pred: Any, masks: Any, labels: Any, sample_weight: Any) -> Any:
             prober.traces += 1
             losses = []
             for group in groups:
@@ -660,14 +668,18 @@ class LossProgram:
                 struct = getattr(model, "_outputs_struct", None)
                 pg = (keras.tree.pack_sequence_as(struct, preds) if struct is not None
                       else preds[0] if len(preds) == 1 else preds)
-                losses.append(tf.cast(model._compile_loss(yg, pg, None), tf.float32))
+                swg = (None if sample_weight is None else
+                       keras.tree.map_structure(lambda a: tf.gather(a, idx), sample_weight))
+                losses.append(tf.cast(model._compile_loss(yg, pg, swg), tf.float32) + penalty())
             return tf.stack(losses)
 
         self._fn = tf.function(program, autograph=False)
         return self._fn
 
-    def run_on_outputs(self, run: Run, labels: list[Any]) -> LossRun:
-        """Losses of every group from the inference run's predictions (no backward pass)."""
+    def run_on_outputs(self, run: Run, labels: list[Any], sample_weight: Any = None) -> LossRun:
+        """Losses of every group from the inference run's predictions (no backward pass).
+
+        `sample_weight`, when given, has one row per stacked row (as the labels do)."""
         import numpy as np
         import tensorflow as tf
 
@@ -676,13 +688,14 @@ class LossProgram:
         try:
             with restored(self.model), tf.device(self.prober.device), quiet_tf(), light_graphs():
                 losses = fn([tf.constant(o) for o in run.outputs],
-                            [None if m is None else tf.constant(m) for m in masks], labels)
+                            [None if m is None else tf.constant(m) for m in masks], labels,
+                            sample_weight)
         except Exception as exc:  # the user's loss may raise anything
             self._fn = None
             raise ProbeError(f"computing the loss raises: {one_line(exc)}") from None
         return LossRun([float(v) for v in np.asarray(losses)], [], list(run.output_masked))
 
-    def run(self, x: Any, labels: list[Any], rows: Rows) -> LossRun:
+    def run(self, x: Any, labels: list[Any], rows: Rows, sample_weight: Any = None) -> LossRun:
         import numpy as np
         import tensorflow as tf
 
@@ -690,8 +703,9 @@ class LossProgram:
         try:
             with restored(self.model), self.prober.tracer, tf.device(self.prober.device), quiet_tf(), \
                     light_graphs():
-                losses, delta = fn(x, labels, tf.constant(rows.mask), tf.constant(rows.scale),
-                                         tf.constant(rows.shuffle), tf.constant(rows.draw))
+                losses, delta = fn(x, labels, sample_weight, tf.constant(rows.mask),
+                                   tf.constant(rows.scale), tf.constant(rows.shuffle),
+                                   tf.constant(rows.draw))
         except Exception as exc:  # the user's loss may raise anything
             self._fn = None
             raise ProbeError(f"computing the loss raises: {one_line(exc)}") from None
