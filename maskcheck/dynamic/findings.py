@@ -23,14 +23,16 @@ from typing import Any
 import numpy as np
 
 from maskcheck.dynamic.batches import (Prepared, Rows, grown_inputs, infer_sides,
-                                       label_candidates, perturb_labels, prepare, stack_draws,
+                                       label_candidates, label_pad_value, output_valid,
+                                       perturb_labels, prepare, stack_draws,
                                        stacked_inputs, subset, synthesize, take, unpadded_inputs)
 from maskcheck.dynamic.compare import (DynamicFinding, Leak, diverging_layers, expand, grad_diff,
                                        loss_tolerance, output_layer, output_leak, round_sig)
 from maskcheck.dynamic.plan import (NoPadding, NotProbeable, ProbeError, ProbePlan, build_plan,
                                     layers_named)
 from maskcheck.dynamic.program import (ForwardError, LossGroup, LossProgram, LossRun, Prober, Run,
-                                       has_loss, overrides_train_step, run_train_step)
+                                       has_loss, one_line, overrides_train_step, predictions,
+                                       run_train_step)
 from maskcheck.dynamic.datarules import DATA_CODES, data_checks
 from maskcheck.dynamic.realdata import read_padding
 from maskcheck.finding import Finding
@@ -139,7 +141,8 @@ def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
 
     if codes & {"MC303", "MC203", "MC305"}:
         results.extend(loss_checks(model, plan, prep, probe, prober, inputs, run, rows, config, codes,
-                                   batch.sample_weight if batch is not None else None))
+                                   batch.sample_weight if batch is not None else None,
+                                   info.setdefault("notes", [])))
     if batch is not None and codes & set(DATA_CODES):
         results = data_checks(model, plan, prep, batch, prober, run, rows, config, codes,
                               output_axes, results)
@@ -465,16 +468,23 @@ def _by_layer(results: list[DynamicFinding]) -> list[DynamicFinding]:
 
 def loss_checks(model: Any, plan: ProbePlan, prep: Prepared, probe: Any, prober: Prober,
                  inputs: Any, run: Run, rows: Rows, config: Any,
-                 codes: set[str], sample_weight: Any = None) -> list[DynamicFinding]:
+                 codes: set[str], sample_weight: Any = None,
+                 notes: list[str] | None = None) -> list[DynamicFinding]:
     """MC303 / MC203 / MC305 (loss) from one loss program over the stacked batch.
 
     `sample_weight` (the data's own, one row per probe sample) weights the loss as in
-    `fit`: padded labels that carry weight 0 are not counted."""
+    `fit`: padded labels that carry weight 0 are not counted. A compiled loss that
+    raises on the model's own masked outputs and computes once their masks are
+    dropped cannot train the model: MC103 at that output (the mask does not line up
+    with the loss it weights, as a per-sequence CTC loss under a (batch, time) mask).
+    A loss the probes cannot drive at all (it raises on every label form they make)
+    is said in `notes`, never raised."""
     import keras
 
     custom_step = overrides_train_step(model) and getattr(model, "optimizer", None) is not None
     if not has_loss(model) and not custom_step:
         return []
+    notes = notes if notes is not None else []
     base = np.nonzero(rows.draw == 0)[0]
     samples = rows.sample[base]
     weights = (None if sample_weight is None else
@@ -482,9 +492,12 @@ def loss_checks(model: Any, plan: ProbePlan, prep: Prepared, probe: Any, prober:
     if probe.y is not None:
         candidates = [keras.tree.map_structure(lambda a: np.asarray(a)[samples], probe.y)]
     else:
+        masks = [None if m is None else m[base] for m in (run.output_masks or [None] * len(run.outputs))]
         candidates = _ordered(plan, label_candidates(plan, [o[base] for o in run.outputs],
-                                                     rows.mask[base], config.seed))
+                                                     rows.mask[base], config.seed, masks))
     found: list[DynamicFinding] = []
+    errors: list[str] = []
+    measured = False
     if has_loss(model):
         # the data's weights as fit applies them; weights the loss cannot take (MC403 says
         # why) leave the loss unweighted rather than unprobed
@@ -494,9 +507,19 @@ def loss_checks(model: Any, plan: ProbePlan, prep: Prepared, probe: Any, prober:
             try:
                 found = _loss_program_checks(model, plan, prober, inputs, run, rows, y_base,
                                              config, codes, w)
+                measured = True
                 break
-            except ProbeError:
-                continue
+            except ProbeError as exc:
+                errors.append(str(exc))
+            except Exception as exc:  # labels the probes made that this loss cannot take
+                errors.append(f"computing the loss raises: {one_line(exc)}")
+    if not measured and has_loss(model) and errors:
+        raising = _loss_raises_on_masks(model, plan, prep, run, rows, candidates, weights, inputs)
+        if raising is not None:
+            return [raising] if "MC103" in codes else []
+        given = "the data's labels" if probe.y is not None else "every label form the probes make"
+        notes.append(f"not probed: the loss cannot be computed on {given} ({errors[0]}); "
+                     "pass real labels (--data) to probe it")
     if not found and custom_step and codes & {"MC303", "MC203"}:
         for y_base in candidates:
             try:
@@ -507,14 +530,74 @@ def loss_checks(model: Any, plan: ProbePlan, prep: Prepared, probe: Any, prober:
     return found
 
 
+def _loss_raises_on_masks(model: Any, plan: ProbePlan, prep: Prepared, run: Run, rows: Rows,
+                          candidates: list[Any], weights: Any, inputs: Any) -> DynamicFinding | None:
+    """MC103 when `compute_loss` raises on the base batch's masked predictions and computes
+    a finite loss on the same predictions without their masks (keras-team/keras#23228:
+    `keras.losses.CTC` under a `Masking` layer), else None. Eager, on the base rows."""
+    import keras
+
+    masked = [j for j, m in enumerate(run.output_masks or []) if m is not None]
+    if not masked:
+        return None
+    keep = np.nonzero((rows.draw == 0) & (rows.lengths > 0))[0]
+    if not len(keep):
+        return None
+    x = take(inputs, keep)
+    for y_base in candidates:
+        y = keras.tree.map_structure(lambda a: np.asarray(a)[rows.sample[keep]], y_base)
+        sw = (None if weights is None else
+              keras.tree.map_structure(lambda a: np.asarray(a)[rows.sample[keep]], weights))
+        with_masks = predictions(model, run, keep)
+        try:
+            model.compute_loss(x=x, y=y, y_pred=with_masks, sample_weight=sw)
+            continue  # this form computes with the masks: the loss does not raise on them
+        except Exception as exc:  # the user's loss may raise anything
+            error = one_line(exc)
+        for j in masked:
+            bare = Run(run.outputs, run.output_names, run.output_masked, [], [],
+                       [None if k == j else m for k, m in enumerate(run.output_masks)])
+            try:
+                value = float(np.asarray(model.compute_loss(
+                    x=x, y=y, y_pred=predictions(model, bare, keep), sample_weight=sw)))
+            except Exception:  # still raises: not this output's mask
+                continue
+            if not np.isfinite(value):
+                continue
+            layer, cls, path = output_layer(model, j)
+            name = run.output_names[j] if j < len(run.output_names) else None
+            mask_shape = tuple(run.output_masks[j].shape[1:])
+            r = int(keep[int(np.argmin(rows.lengths[keep]))])
+            source = next((s.generator or s.name for s in prep.specs if s.generator), None) \
+                or (plan.generators[0] if plan.generators else layer)
+            leak = Leak(layer=layer, layer_class=cls, path=path, sample=int(rows.sample[r]),
+                        position=-1, padding=rows.side[r], max_abs_diff=float("nan"),
+                        output=name, kind="loss")
+            return DynamicFinding("MC103", leak, {
+                "exception": error, "loss": _loss_name(model), "source": source,
+                "detail": f"the compiled loss {_loss_name(model)!r} raises on the output's mask "
+                          f"(shape (batch, {', '.join(str(d) for d in mask_shape)})), which Keras "
+                          f"applies to the per-sample losses as weights, so the model cannot "
+                          f"train; it computes once the mask is dropped ({error})",
+                "hint": "drop the mask before the loss (a layer that returns no mask), or "
+                        "compute the loss in a custom compute_loss that takes the lengths "
+                        "(for CTC: label lengths from the labels, frame lengths from the mask)"})
+    return None
+
+
 def _ordered(plan: ProbePlan, candidates: list[Any]) -> list[Any]:
-    """Sparse ids first for sparse losses, one-hot first for the others (one trace, not two)."""
+    """Sparse ids first for sparse losses, one-hot first for the others, label sequences
+    first for CTC losses (one trace, not two). Only the order follows the loss's name: a
+    form the loss cannot take raises, and the next one is tried."""
     names = " ".join(str(o.loss or "") for o in plan.outputs).lower()
     dense = ("categorical", "binary", "mean", "mse", "mae", "hinge", "kl", "poisson", "cosine",
              "huber", "log_cosh")
-    if "sparse" not in names and any(word in names for word in dense):
-        return list(reversed(candidates))
-    return candidates
+    order = list(range(len(candidates)))
+    if "ctc" in names and len(candidates) > 2:
+        order = [2, 0, 1]
+    elif "sparse" not in names and any(word in names for word in dense):
+        order = [1, 0, *order[2:]]
+    return [candidates[k] for k in order]
 
 
 @dataclass
@@ -554,6 +637,17 @@ def measure_losses(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run
         spec = plan.outputs[j] if j < len(plan.outputs) else None
         if spec is None or not spec.labels_perturbable:
             continue
+        out = run.outputs[j] if j < len(run.outputs) else None
+        if _own_length(a, out):
+            # labels with a padded axis of their own (CTC targets): their padding is the
+            # trailing pad value, which the loss may read to get the label lengths, so
+            # padded values are not changed (that would move the padding); more of it is
+            # added instead, and a loss that counts padded labels changes
+            pad = np.full(a.shape, label_pad_value(flat_y[j]), a.dtype)
+            labels.append(repack([np.concatenate([a, pad], axis=1) if k == j else b
+                                  for k, b in enumerate(stacked)]))
+            perturbed_outputs.append(j)
+            continue
         n_classes = run.outputs[j].shape[-1] if j < len(run.outputs) and run.outputs[j].ndim >= 2 else None
         changed = perturb_labels(a, rows.mask, spec.padded_axes, config.seed, n_classes)
         if np.array_equal(changed, a):
@@ -587,7 +681,16 @@ def measure_losses(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run
     program = LossProgram(model, prober, groups, base_of, weights, gradients=gradients)
     result = (program.run(inputs, labels, rows, weights_given) if gradients or not _compiled_loss(model)
               else program.run_on_outputs(run, labels, weights_given))
+    if not np.isfinite(result.losses[0]):
+        raise ProbeError(f"the loss of the unpadded-label batch is not finite ({result.losses[0]})")
     return LossMeasure(result, groups, base_of, what, weights, empty_check)
+
+
+def _own_length(labels: Any, out: Any) -> bool:
+    """Integer labels (B, L) for a (B, T', C) output whose L is not T': label sequences
+    with their own length and padding, as a CTC loss takes them."""
+    return (out is not None and labels.ndim == 2 and out.ndim == 3
+            and np.issubdtype(labels.dtype, np.integer) and labels.shape[1] != out.shape[1])
 
 
 def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run: Run,
@@ -721,7 +824,7 @@ def to_finding(rule: Any, result: DynamicFinding) -> Finding:
         "output": leak.output,
     }
     for key, value in result.fields.items():
-        if key in ("detail", "source") or value is None:
+        if key in ("detail", "source", "hint") or value is None:
             continue
         evidence[key] = round_sig(value) if isinstance(value, float) else value
     hint = rule.hint(layer, leak.layer_class) if hasattr(rule, "hint") else ""

@@ -56,6 +56,9 @@ def one_line(exc: BaseException) -> str:
     import re
 
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    # TensorFlow's op context: "{{function_node __wrapped__Mul_device_/job:...}}" and "[Op:Mul] name:"
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:\w+\]( name: ?\S*)?", "", text)
     lines = [line.strip() for line in text.splitlines()]
     kept = [line for line in lines if line and not line.startswith(_NOISE)]
     body = " ".join(" ".join(kept[:2]).split()) or type(exc).__name__
