@@ -43,6 +43,11 @@ __all__ = ["DYNAMIC_CODES", "DynamicFinding", "ModelRaises", "NoPadding", "NotPr
            "run_dynamic", "to_finding"]
 
 
+class LabelsReadPadding(ProbeError):
+    """Changed padded labels moved the loss, and changed padded predictions did not: the loss
+    reads its label padding from the label values (this label form may be the wrong one)."""
+
+
 class ModelRaises(ProbeError):
     """The forward pass raises on an unpadded batch too: a bad target (SPEC 9)."""
 
@@ -498,6 +503,7 @@ def loss_checks(model: Any, plan: ProbePlan, prep: Prepared, probe: Any, prober:
     found: list[DynamicFinding] = []
     errors: list[str] = []
     measured = False
+    fallback: list[DynamicFinding] | None = None
     if has_loss(model):
         # the data's weights as fit applies them; weights the loss cannot take (MC403 says
         # why) leave the loss unweighted rather than unprobed
@@ -509,10 +515,14 @@ def loss_checks(model: Any, plan: ProbePlan, prep: Prepared, probe: Any, prober:
                                              config, codes, w)
                 measured = True
                 break
+            except LabelsReadPadding:
+                fallback = [] if fallback is None else fallback
             except ProbeError as exc:
                 errors.append(str(exc))
             except Exception as exc:  # labels the probes made that this loss cannot take
                 errors.append(f"computing the loss raises: {one_line(exc)}")
+    if not measured and fallback is not None:
+        measured, found = True, fallback
     if not measured and has_loss(model) and errors:
         raising = _loss_raises_on_masks(model, plan, prep, run, rows, candidates, weights, inputs)
         if raising is not None:
@@ -607,6 +617,8 @@ class LossMeasure:
     result: LossRun
     groups: list[LossGroup]
     base_of: dict[int, int]  # perturbed group -> its base group
+    #: padded-labels group -> the group that changes the same output's padded predictions
+    confirm: dict[int, int]
     what: dict[int, tuple[str, int]]  # perturbed group -> ("labels", output) or ("inputs", 0)
     weights: dict[int, float]  # perturbed group -> its weight in the gradient difference
     empty_check: int | None  # the group holding fully padded samples (MC305), if any
@@ -633,6 +645,7 @@ def measure_losses(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run
         weights_given = keras.tree.map_structure(
             lambda a: np.asarray(a, dtype="float32")[rows.sample], sample_weight)
     perturbed_outputs = []
+    own: list[int] = []  # outputs whose labels have their own length
     for j, a in enumerate(stacked):
         spec = plan.outputs[j] if j < len(plan.outputs) else None
         if spec is None or not spec.labels_perturbable:
@@ -647,6 +660,7 @@ def measure_losses(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run
             labels.append(repack([np.concatenate([a, pad], axis=1) if k == j else b
                                   for k, b in enumerate(stacked)]))
             perturbed_outputs.append(j)
+            own.append(j)
             continue
         n_classes = run.outputs[j].shape[-1] if j < len(run.outputs) and run.outputs[j].ndim >= 2 else None
         changed = perturb_labels(a, rows.mask, spec.padded_axes, config.seed, n_classes)
@@ -667,6 +681,30 @@ def measure_losses(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run
     for k, j in enumerate(perturbed_outputs):
         base_of[len(groups)], what[len(groups)] = 0, ("labels", j)
         groups.append(LossGroup(tuple(int(i) for i in base_rows), k + 1, f"labels:{j}"))
+    # Changed padded label values move the loss of a loss that counts padded steps, and
+    # also of one that reads the label padding from the values (a `y_true != 0` mask, CTC
+    # label lengths): changing the label pad moves its padding, as changing a pad token
+    # would move a mask. The predictions at the same padded steps, changed with every mask
+    # and label kept, tell them apart: only a loss that counts padded steps answers.
+    # Where labels have their own length (CTC), the predictions at padded frames changed
+    # are a probe of their own: a loss that reads them counts padded frames.
+    confirm: dict[int, int] = {}
+    valid: list[Any] = [None] * len(run.outputs)
+    for g in list(base_of):
+        j = what[g][1]
+        out = run.outputs[j] if j < len(run.outputs) else None
+        if out is None or out.ndim < 2 or not np.issubdtype(out.dtype, np.floating):
+            continue
+        steps = output_valid(out, rows.mask, (run.output_masks or [None] * len(run.outputs))[j])
+        if steps is None or steps.all():
+            continue
+        valid[j] = steps
+        if j in own:
+            base_of[len(groups)], what[len(groups)] = 0, ("frames", j)
+        else:
+            confirm[g] = len(groups)
+        groups.append(LossGroup(tuple(int(i) for i in base_rows), 0, f"predictions:{j}",
+                                predictions=j))
     drawn = np.nonzero((rows.draw > 0) & (rows.lengths > 0))[0]
     if len(drawn):
         base_of[len(groups)], what[len(groups)] = 0, ("inputs", 0)
@@ -676,14 +714,18 @@ def measure_losses(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run
     if "MC305" in codes and (rows.lengths[base_all] == 0).any():
         empty_check = len(groups)
         groups.append(LossGroup(tuple(int(i) for i in base_all), 0, "empty"))
-    weights = {g: 1.0 + 0.37 * n for n, g in enumerate(sorted(base_of))}
+    # the gradient difference sums the input variants only: a changed label pad may move the
+    # loss of a loss that reads it (CTC label lengths), and padded labels move the loss first
+    weights = {g: 1.0 + 0.37 * n for n, g in enumerate(g for g in sorted(base_of)
+                                                         if what[g][0] == "inputs")}
     gradients = bool(plan.gradient_code) or not plan.has_graph
     program = LossProgram(model, prober, groups, base_of, weights, gradients=gradients)
-    result = (program.run(inputs, labels, rows, weights_given) if gradients or not _compiled_loss(model)
-              else program.run_on_outputs(run, labels, weights_given))
+    result = (program.run(inputs, labels, rows, weights_given, valid)
+              if gradients or not _compiled_loss(model)
+              else program.run_on_outputs(run, labels, weights_given, valid))
     if not np.isfinite(result.losses[0]):
         raise ProbeError(f"the loss of the unpadded-label batch is not finite ({result.losses[0]})")
-    return LossMeasure(result, groups, base_of, what, weights, empty_check)
+    return LossMeasure(result, groups, base_of, confirm, what, weights, empty_check)
 
 
 def _own_length(labels: Any, out: Any) -> bool:
@@ -706,13 +748,24 @@ def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: An
     losses = result.losses
     if codes & {"MC303", "MC203"}:
         leak = None
-        for g in sorted(base_of):
-            b = base_of[g]
+        def moved(g: int, b: int) -> tuple[bool, float]:
             diff = abs(losses[g] - losses[b]) if np.isfinite(losses[g]) else float("inf")
-            if diff > loss_tolerance(losses[b], config.atol, config.rtol):
+            return diff > loss_tolerance(losses[b], config.atol, config.rtol), diff
+
+        explained = False
+        for g in sorted(base_of):
+            changed, diff = moved(g, base_of[g])
+            if changed and g in measured.confirm and not moved(measured.confirm[g], base_of[g])[0]:
+                explained = True  # the loss reads padding from the label values
+                continue
+            if changed:
                 leak = (g, "loss", diff)
                 break
-        if leak is None and base_of:
+        if leak is None and explained:
+            # these labels may not be the form the loss takes (per-step ids for a CTC loss):
+            # the caller tries the next form, and keeps this clean verdict if none is better
+            raise LabelsReadPadding("the loss reads the label padding from the label values")
+        if leak is None and weights:
             scale = sum(weights.values())
             gdiff = grad_diff(result.delta_grads, [np.zeros_like(g) for g in result.delta_grads],
                               config.atol * scale, 0.0)
@@ -833,7 +886,8 @@ def to_finding(rule: Any, result: DynamicFinding) -> Finding:
               "what": "values", "loss_diff": 0.0, "loss": "?", "source": "?", "detail": "?",
               "hint": hint, "reason": "mixes values along the padded axis", **result.fields}
     if rule.code == "MC303":
-        values["what"] = {"labels": "labels", "inputs": "inputs"}.get(result.fields.get("what"), "values")
+        values["what"] = {"labels": "labels", "inputs": "inputs",
+                          "frames": "frames (output steps)"}.get(result.fields.get("what"), "values")
     return Finding(rule=rule.code, name=rule.name, severity=rule.severity, kind=("dynamic",),
                    layer=layer, layer_class=leak.layer_class,
                    path=leak.path or (layer,) if layer else leak.path,

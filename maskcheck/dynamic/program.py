@@ -547,6 +547,37 @@ class LossGroup:
     rows: tuple[int, ...]
     labels: int  # index into the label structures passed to the program
     name: str  # e.g. "base:post", "labels:post:0", "inputs:post:1", "empty:all"
+    #: output whose predictions at padded steps the group changes (masks kept), or None
+    predictions: int | None = None
+
+
+def change_padded(t: Any, valid: Any) -> Any:
+    """`t` (B, T', ...) with its padded steps changed and its Keras mask kept: halfway towards
+    class 1 (a distribution stays one, and a uniform one changes too), or +1 where a step
+    holds one value."""
+    import tensorflow as tf
+    from keras.src.backend import get_keras_mask, set_keras_mask
+
+    mask = get_keras_mask(t)
+    rank = t.shape.rank
+    if rank >= 3 and (t.shape[-1] or 0) > 1:
+        changed = 0.5 * t + 0.5 * tf.one_hot(1, t.shape[-1], dtype=t.dtype)
+    else:
+        changed = t + 1
+    shape = tf.concat([tf.shape(valid), tf.ones([rank - 2], tf.int32)], 0)
+    out = tf.where(tf.reshape(valid, shape), t, changed)
+    if mask is not None:
+        set_keras_mask(out, mask)
+    return out
+
+
+def _with_changed(structure: Any, j: int, valid: Any) -> Any:
+    import keras
+
+    flat = keras.tree.flatten(structure)
+    flat = [change_padded(t, valid) if k == j else t for k, t in enumerate(flat)]
+    return flat[0] if not isinstance(structure, (list, tuple, dict)) else \
+        keras.tree.pack_sequence_as(structure, flat)
 
 
 @dataclass
@@ -597,8 +628,8 @@ class LossProgram:
                 return g
             return keras.tree.map_structure(one, structure)
 
-        def program(x: Any, labels: Any, sample_weight: Any, mask: Any, scale: Any, shuffle: Any,
-                    draw: Any) -> Any:
+        def program(x: Any, labels: Any, sample_weight: Any, valid: Any, mask: Any, scale: Any,
+                    shuffle: Any, draw: Any) -> Any:
             prober.traces += 1
             prober.hook_args = {"mask": mask, "scale": scale, "shuffle": shuffle, "draw": draw}
             prober.tracer.start(recording=False)
@@ -610,6 +641,9 @@ class LossProgram:
                     for group in groups:
                         idx = tf.constant(group.rows, dtype=tf.int32)
                         xg, pg = gather(x, idx), gather(y_pred, idx)
+                        if group.predictions is not None:
+                            pg = _with_changed(pg, group.predictions,
+                                               tf.gather(valid[group.predictions], idx))
                         yg = keras.tree.map_structure(lambda a: tf.gather(a, idx), labels[group.labels])
                         swg = (None if sample_weight is None else
                                keras.tree.map_structure(lambda a: tf.gather(a, idx), sample_weight))
@@ -620,7 +654,8 @@ class LossProgram:
                             loss = model.compute_loss(x=xg, y=yg, y_pred=pg, sample_weight=swg)
                         losses.append(tf.cast(loss, tf.float32))
                     delta = tf.add_n([self.weights[g] * (losses[g] - losses[b])
-                                      for g, b in self.base_of.items()] or [tf.constant(0.0)])
+                                      for g, b in self.base_of.items() if g in self.weights]
+                                     or [tf.constant(0.0)])
             finally:
                 prober.tracer.stop()
                 prober.hook_args = {}
@@ -656,7 +691,7 @@ class LossProgram:
             terms = [tf.reduce_sum(tf.cast(t, tf.float32)) for t in (regularizers or list)()]
             return tf.add_n(terms) if terms else tf.constant(0.0)
 
-        def program(y_pred: Any, masks: Any, labels: Any, sample_weight: Any) -> Any:
+        def program(y_pred: Any, masks: Any, labels: Any, sample_weight: Any, valid: Any) -> Any:
             prober.traces += 1
             losses = []
             for group in groups:
@@ -667,6 +702,9 @@ class LossProgram:
                     if m is not None:
                         set_keras_mask(g, tf.gather(m, idx))
                     preds.append(g)
+                if group.predictions is not None:
+                    j = group.predictions
+                    preds[j] = change_padded(preds[j], tf.gather(valid[j], idx))
                 yg = keras.tree.map_structure(lambda a: tf.gather(a, idx), labels[group.labels])
                 struct = getattr(model, "_outputs_struct", None)
                 pg = (keras.tree.pack_sequence_as(struct, preds) if struct is not None
@@ -679,7 +717,8 @@ class LossProgram:
         self._fn = tf.function(program, autograph=False)
         return self._fn
 
-    def run_on_outputs(self, run: Run, labels: list[Any], sample_weight: Any = None) -> LossRun:
+    def run_on_outputs(self, run: Run, labels: list[Any], sample_weight: Any = None,
+                       valid: Any = None) -> LossRun:
         """Losses of every group from the inference run's predictions (no backward pass).
 
         `sample_weight`, when given, has one row per stacked row (as the labels do)."""
@@ -692,13 +731,16 @@ class LossProgram:
             with restored(self.model), tf.device(self.prober.device), quiet_tf(), light_graphs():
                 losses = fn([tf.constant(o) for o in run.outputs],
                             [None if m is None else tf.constant(m) for m in masks], labels,
-                            sample_weight)
+                            sample_weight, valid)
         except Exception as exc:  # the user's loss may raise anything
             self._fn = None
             raise ProbeError(f"computing the loss raises: {one_line(exc)}") from None
         return LossRun([float(v) for v in np.asarray(losses)], [], list(run.output_masked))
 
-    def run(self, x: Any, labels: list[Any], rows: Rows, sample_weight: Any = None) -> LossRun:
+    def run(self, x: Any, labels: list[Any], rows: Rows, sample_weight: Any = None,
+            valid: Any = None) -> LossRun:
+        """Losses of every group and the gradient difference. `valid` holds, per output, the
+        (N, T') valid steps of its predictions (None where no group changes them)."""
         import numpy as np
         import tensorflow as tf
 
@@ -706,7 +748,7 @@ class LossProgram:
         try:
             with restored(self.model), self.prober.tracer, tf.device(self.prober.device), quiet_tf(), \
                     light_graphs():
-                losses, delta = fn(x, labels, sample_weight, tf.constant(rows.mask),
+                losses, delta = fn(x, labels, sample_weight, valid, tf.constant(rows.mask),
                                    tf.constant(rows.scale), tf.constant(rows.shuffle),
                                    tf.constant(rows.draw))
         except Exception as exc:  # the user's loss may raise anything
