@@ -455,3 +455,64 @@ def test_base_loss_equals_keras(build):
 @pytest.mark.parametrize("build", HUB_ZOO, ids=lambda f: f.__name__)
 def test_base_loss_equals_keras_hub(build):
     _assert_parity(build)
+
+
+# --------------------------------------------------------------------------- verdicts it fixes
+
+
+def _tagged_data():
+    y = _step_labels(5)
+    return _tokens(), y
+
+
+def _bilstm_tagger(mask_zero: bool):
+    x = keras.Input((T,), dtype="int32")
+    h = L.Embedding(V, D, mask_zero=mask_zero)(x)
+    h = L.Bidirectional(L.LSTM(D, return_sequences=True))(h)
+    m = keras.Model(x, L.Dense(5, activation="softmax")(h))
+    m.compile("adam", "sparse_categorical_crossentropy")
+    return m
+
+
+def test_masked_tagger_with_data_is_clean():
+    """The loss sees the mask that reaches the output, as in fit: no false MC402."""
+    import maskcheck
+
+    report = maskcheck.check(_bilstm_tagger(True), mode="all", data=_tagged_data())
+    assert not [f for f in report.findings if f.severity.value == "error"], report.findings
+
+
+def test_unmasked_tagger_with_data_counts_padded_labels():
+    import maskcheck
+
+    report = maskcheck.check(_bilstm_tagger(False), mode="all", data=_tagged_data())
+    assert [f for f in report.findings if f.rule == "MC402"], report.findings
+
+
+def _hub_lm(mask_zero: bool):
+    hub = _hub()
+    x = keras.Input((T,), dtype="int32")
+    h = hub.layers.TokenAndPositionEmbedding(V, T, D, mask_zero=mask_zero)(x)
+    h = hub.layers.TransformerDecoder(intermediate_dim=8, num_heads=2)(h)
+    m = keras.Model(x, L.Dense(V)(h))
+    m.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return m
+
+
+@pytest.mark.kerashub
+def test_hub_decoder_lm_post_padding_is_clean():
+    """TokenAndPositionEmbedding attaches its mask inside call: the probe's perturbed
+    embedding output keeps it, so the loss does not count padded labels (no false MC303)."""
+    import maskcheck
+
+    report = maskcheck.check(_hub_lm(True), mode="all", padding="post")
+    assert not [f for f in report.findings if f.severity.value == "error"], report.findings
+
+
+@pytest.mark.kerashub
+def test_hub_decoder_lm_without_mask_counts_padded_labels():
+    import maskcheck
+
+    report = maskcheck.check(_hub_lm(False), mode="all", padding="post")
+    assert [f for f in report.findings if f.rule in ("MC201", "MC303")
+            and f.evidence.get("what") == "labels"], report.findings
