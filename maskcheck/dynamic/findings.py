@@ -2,14 +2,17 @@
 
 `run_dynamic(model, data, config, codes, graph, flow)` returns the dynamic
 results (MC301-MC305, MC203, and MC103 for a model that raises once padding
-or a mask is present) of one model, plus what the engine needs to merge them
-with the static findings. One inference pass over the stacked batch (both
+or a mask is present, or whose compiled loss raises on its masked outputs) of
+one model, plus what the engine needs to merge them with the static findings. One inference pass over the stacked batch (both
 sides, every perturbation draw, taps on every layer call) serves MC301,
 MC305 and localization; MC304 reuses that program at a longer length (the
 signature leaves the padded axis open, so no new trace); MC302 runs the
 training program when the plan names a layer that may mix samples; one loss
 program (one trace) evaluates every label and input variant of MC303/MC203
-and the fully padded loss of MC305.
+and the fully padded loss of MC305, on the data's sample weights and the
+masks the forward pass attached, so each loss is the one `fit` computes
+(`base_loss` in `api` exposes the base one; tests/test_loss_parity.py holds
+it to `model.compute_loss`).
 
 The last module of the engine's chain: it imports plan, batches, program
 and compare, never the other way round.
