@@ -516,3 +516,28 @@ def test_hub_decoder_lm_without_mask_counts_padded_labels():
     report = maskcheck.check(_hub_lm(False), mode="all", padding="post")
     assert [f for f in report.findings if f.rule in ("MC201", "MC303")
             and f.evidence.get("what") == "labels"], report.findings
+
+
+# --------------------------------------------------------------------------- the zoo, checked
+# Opt-in with the differential group (about 25 s): every zoo model is checked in mode "all";
+# none becomes a target error, and only the models whose loss counts padding get an error.
+
+LEAKING = {"unmasked_conv_tagger", "unmasked_tagger_step_weights", "unmasked_frames_mae",
+           "multi_output_dict_weights", "custom_loss_class_unmasked_weights",
+           "ctc_compiled_unmasked"}
+
+
+@pytest.mark.differential
+@pytest.mark.parametrize("build", ZOO, ids=lambda f: f.__name__)
+def test_zoo_verdicts(build):
+    import maskcheck
+
+    model, _, _, _, padding = build()
+    report = maskcheck.check(model, mode="all", padding=padding)
+    entry = report.to_dict()["models"][0]
+    assert entry["status"] != "error", entry["error"]
+    errors = [f for f in report.findings if f.severity.value == "error"]
+    if build.__name__ in LEAKING:
+        assert any(f.rule in ("MC201", "MC303") for f in errors), report.findings
+    else:
+        assert not errors, report.findings
