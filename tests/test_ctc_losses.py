@@ -158,8 +158,13 @@ def test_keras_ctc_under_a_mask_raises_in_the_loss_and_is_a_finding():
         assert "Incompatible shapes" in f.evidence["exception"] or "shape" in f.evidence["exception"]
         assert "{{function_node" not in f.evidence["exception"]
         assert "ctc" in f.message and "drop the mask" in f.fix
+    # the inline assertion says so too (the loss probes cannot even compute it)
+    with pytest.raises(maskcheck.PaddingLeakError, match="raises on the output's mask"):
+        maskcheck.assert_loss_ignores_padding(model, x, y, lengths=[12, 8, 5, 10])
     # its clean twin computes CTC with lengths instead
-    assert not _errors(maskcheck.check(speech_model(False), mode="all", padding="post"))
+    clean = speech_model(False)
+    assert not _errors(maskcheck.check(clean, mode="all", padding="post"))
+    maskcheck.assert_loss_ignores_padding(clean, x, y, lengths=[12, 8, 5, 10])
 
 
 def test_keras_ctc_counts_padded_frames():

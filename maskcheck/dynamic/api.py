@@ -145,10 +145,11 @@ def find_loss_leak(model: Any, x: Any, y: Any, *, mask: Any = None,
 
     Returns:
         A `Leak` with kind "loss" or "gradients" at the output whose labels or
-        loss changed, or None.
+        loss changed (or whose mask makes the compiled loss raise, MC103), or None.
 
     Raises:
-        ProbeError: the model has no loss, or cannot be probed.
+        ProbeError: the model has no loss, cannot be probed, or its loss cannot be
+            computed on `y`.
     """
     from maskcheck.config import Config
     from maskcheck.dynamic.batches import Probe
@@ -161,8 +162,11 @@ def find_loss_leak(model: Any, x: Any, y: Any, *, mask: Any = None,
     b = prep.mask.shape[0]
     run = prober.run(inputs, rows)
     config = Config(atol=atol, rtol=rtol, seed=seed)
+    notes: list[str] = []
     found = loss_checks(model, plan, prep, Probe(x, y, prep.mask, [padding] * b), prober, inputs,
-                        run, rows, config, {"MC303", "MC203"})
+                        run, rows, config, {"MC303", "MC203", "MC103"}, notes=notes)
+    if not found and notes:  # the loss cannot be computed on these labels: no verdict
+        raise ProbeError(f"the loss is {notes[0]}")
     return found[0].leak if found else None
 
 

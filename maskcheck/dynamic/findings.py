@@ -585,7 +585,7 @@ def _loss_raises_on_masks(model: Any, plan: ProbePlan, prep: Prepared, run: Run,
                 or (plan.generators[0] if plan.generators else layer)
             leak = Leak(layer=layer, layer_class=cls, path=path, sample=int(rows.sample[r]),
                         position=-1, padding=rows.side[r], max_abs_diff=float("nan"),
-                        output=name, kind="loss")
+                        output=name, kind="loss-raises")
             return DynamicFinding("MC103", leak, {
                 "exception": error, "loss": _loss_name(model), "source": source,
                 "detail": f"the compiled loss {_loss_name(model)!r} raises on the output's mask "
