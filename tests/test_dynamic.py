@@ -488,8 +488,19 @@ def test_declared_padded_axis_and_explicit_mask_input():
     masked = keras.Model([ids, keep], keras.layers.Dense(2)(h))
     config = Config.from_values(mode="dynamic", select=["MC301"], mask_inputs=["ids=keep"], padding="post")
     assert check_model(masked, target="t", config=config).findings == ()
+    from maskcheck.dynamic import build_plan
+    from maskcheck.static.adapter import adapt_model
+    from maskcheck.static.dataflow import analyze
+
+    graph = adapt_model(masked)
+    roles = {i.name: i.role for i in build_plan(masked, config, graph, analyze(graph)).inputs}
+    assert roles == {"ids": "data", "keep": "mask"}
     unmasked = Config.from_values(mode="dynamic", select=["MC301"], padding="post")  # keep is not a mask name
-    assert check_model(masked, target="t", config=unmasked).findings != ()
+    roles = {i.name: i.role for i in build_plan(masked, unmasked, graph, analyze(graph)).inputs}
+    assert roles["keep"] == "data"
+    # perturbed as data, its values still make the attention mask, and masks are pinned
+    # (SPEC 4): the perturbed rows see the unperturbed rows' attention mask, so no leak
+    assert check_model(masked, target="t", config=unmasked).findings == ()
 
 
 def test_engine_prints_nothing(capsys):

@@ -6,7 +6,9 @@ describes a stacked batch: the base samples followed by one copy per
 perturbation draw (natural-scale noise, large values, the batch's own values
 shuffled). Raw inputs are perturbed here only where no layer derives a mask
 from them; after a mask generator the program perturbs the generator's
-output instead, so the mask never moves. Token ids stay valid ids.
+output instead, so the mask never moves. Token ids are never changed: the
+program perturbs what each embedding layer makes of them at padded positions
+(a mask may be derived from the ids anywhere in the model).
 
 Imports only `maskcheck.dynamic.plan`; NumPy and Keras inside functions.
 """
@@ -289,14 +291,15 @@ def prepare(model: Any, plan: ProbePlan, x: Any, mask: Any, lengths: Any, paddin
 
 
 def stacked_inputs(prep: Prepared, rows: Rows, seed: int) -> Any:
-    """The base batch tiled once per draw, raw inputs perturbed where no generator reads them."""
+    """The base batch tiled once per draw, raw value inputs perturbed where no generator
+    reads them (token ids stay as they are; the program perturbs their embeddings)."""
     import numpy as np
 
     d = rows.n // prep.mask.shape[0]
     stacked = []
     for spec, array in zip(prep.specs, prep.flat):
         tiled = np.concatenate([array] * d, axis=0)
-        if spec.role == "data" and spec.generator is None:
+        if spec.role == "data" and spec.generator is None and spec.kind != "tokens":
             tiled = perturb_raw(tiled, spec, rows, seed)
         stacked.append(tiled)
     return prep.pack(stacked)

@@ -29,8 +29,9 @@ from maskcheck.dynamic.batches import (Prepared, Rows, grown_inputs, infer_sides
                                        label_candidates, label_pad_value, output_valid,
                                        perturb_labels, prepare, stack_draws,
                                        stacked_inputs, subset, synthesize, take, unpadded_inputs)
-from maskcheck.dynamic.compare import (DynamicFinding, Leak, diverging_layers, expand, grad_diff,
-                                       loss_tolerance, output_layer, output_leak, round_sig)
+from maskcheck.dynamic.compare import (DynamicFinding, Leak, diverge, diverging_layers, expand,
+                                       grad_diff, loss_tolerance, output_layer, output_leak,
+                                       round_sig, valid_region)
 from maskcheck.dynamic.plan import (NoPadding, NotProbeable, ProbeError, ProbePlan, build_plan,
                                     layers_named)
 from maskcheck.dynamic.program import (ForwardError, LossGroup, LossProgram, LossRun, Prober, Run,
@@ -129,6 +130,9 @@ def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
                                output_axes=output_axes)
             if leak is not None:
                 found.append(DynamicFinding("MC301", leak, {}))
+                found.extend(DynamicFinding("MC301", more, {"after": leak.layer})
+                             for more in further_culprits(prober, run, rows, compare, leak,
+                                                          atol, rtol))
         for result in _by_layer(found):
             result.fields["movement"] = _movement(prober, run, rows, result.leak)
             results.append(result)
@@ -256,6 +260,123 @@ def _movement(prober: Prober, run: Run, rows: Rows, leak: Leak) -> str | None:
     if len(answered) > 1:
         return "mixes"
     return None
+
+
+#: At most this many layers after the first culprit are probed on their own (per side).
+_MAX_LOCAL_PROBES = 24
+
+
+def further_culprits(prober: Prober, run: Run, rows: Rows, compare: Any, first: Leak,
+                     atol: float, rtol: float) -> list[Leak]:
+    """Every other layer that mixes padding into valid positions, not only the first.
+
+    Behind the first culprit the valid region already differs, so a later layer
+    cannot be judged by the stacked pass. A later call whose valid outputs diverge
+    while its inputs do not is a culprit of its own (a parallel branch); a later call
+    whose inputs diverge too is probed alone: its recorded unperturbed input, with
+    padded positions changed, must give the same valid outputs. Only calls that got no
+    mask and whose input padding really varied in the probes (not zeros or values the
+    model computed) are probed alone, so fixing the first culprit would leave each
+    one found here leaking.
+    """
+    base = np.nonzero((rows.draw == 0) & (rows.lengths > 0) & np.array(
+        [s == first.padding for s in rows.side]))[0]
+    base = base[~rows.mask[base].reshape(len(base), -1).all(axis=1)]  # padded samples only
+    compare = compare & (rows.lengths > 0)
+    if not len(base) or not compare.any():
+        return []
+    layers = {layer.name: layer for layer in prober.tracer.layers}
+    found: list[Leak] = []
+    claimed = [first.path]
+    probes = 0
+
+    def diverges(arrays: list[Any]) -> Any:
+        for a in arrays:
+            if a.ndim == 0 or a.shape[0] != rows.n:
+                continue
+            valid = valid_region(a.shape, rows.mask) & expand(compare, a.ndim)
+            div = diverge(a, a[rows.base_row], valid, atol, rtol)
+            if div.rows.any():
+                return div
+        return None
+
+    for record in run.records:
+        if any(record.path == p[:len(record.path)] or p == record.path[:len(p)] for p in claimed):
+            continue  # the culprit itself, a layer inside it, or one that contains it
+        ins, outs = run.io(record)
+        out_div = diverges(outs)
+        if out_div is None:
+            continue
+        if diverges(ins) is None:  # its own leak, on a branch the first culprit does not feed
+            r = int(np.argmax(np.where(out_div.rows, out_div.diff, -1.0)))
+            leak = Leak(record.name, record.class_name, record.path, int(rows.sample[r]),
+                        int(out_div.position[r]), rows.side[r], round_sig(float(out_div.diff[r])),
+                        None)
+        elif record.masked or probes >= _MAX_LOCAL_PROBES or record.name not in layers:
+            continue
+        else:
+            probes += 1
+            leak = _local_leak(layers[record.name], record, ins, rows, base, compare, atol, rtol)
+        if leak is not None:
+            found.append(leak)
+            claimed.append(record.path)
+    return found
+
+
+def _local_leak(layer: Any, record: Any, ins: list[Any], rows: Rows, base: Any, compare: Any,
+                atol: float, rtol: float) -> Leak | None:
+    """Call `layer` alone on its recorded unperturbed input with padded positions changed."""
+    import tensorflow as tf
+
+    t = rows.mask.shape[1]
+    if len(ins) != 1 or ins[0].ndim < 2 or ins[0].shape[0] != rows.n or ins[0].shape[1] != t \
+            or not np.issubdtype(ins[0].dtype, np.floating):
+        return None
+    x = ins[0][base]
+    mask = rows.mask[base]
+    valid_in = expand(mask, x.ndim)
+    # did the probes' perturbation reach this input's padding? (zeros or values computed
+    # from valid steps are padding that holds no padded values)
+    drawn = np.nonzero(compare & np.isin(rows.base_row, base))[0]
+    inputs_drawn = ins[0][drawn]
+    reached = (inputs_drawn != ins[0][rows.base_row[drawn]]) & ~expand(rows.mask[drawn], x.ndim)
+    if not reached.any():
+        return None
+    rng = np.random.default_rng([7, t])
+    try:
+        reference = np.asarray(layer(tf.constant(x), training=False)
+                               if "training" in _call_args(layer) else layer(tf.constant(x)))
+        worst = None
+        for scale in (1.0, 100.0):
+            noise = rng.standard_normal(x.shape).astype(x.dtype) * scale
+            changed = np.where(valid_in, x, x + noise)
+            out = layer(tf.constant(changed), training=False) if "training" in _call_args(layer) \
+                else layer(tf.constant(changed))
+            out = np.asarray(out)
+            if out.shape != reference.shape:
+                return None
+            div = diverge(out, reference, valid_region(out.shape, mask), atol, rtol)
+            if div.rows.any():
+                r = int(np.argmax(np.where(div.rows, div.diff, -1.0)))
+                if worst is None or div.diff[r] > worst[0]:
+                    worst = (float(div.diff[r]), r, int(div.position[r]))
+    except Exception:  # the user's layer may raise anything when called on its own
+        return None
+    if worst is None:
+        return None
+    diff, r, position = worst
+    timed = reference.ndim >= 2 and reference.shape[1] == t
+    return Leak(record.name, record.class_name, record.path, int(rows.sample[base[r]]),
+                position if timed else -1, rows.side[base[r]], round_sig(diff), None)
+
+
+def _call_args(layer: Any) -> tuple[str, ...]:
+    import inspect
+
+    try:
+        return tuple(inspect.signature(layer.call).parameters)
+    except (TypeError, ValueError, AttributeError):
+        return ()
 
 
 def _nonfinite(run: Run, rows: Rows, model: Any) -> DynamicFinding | None:

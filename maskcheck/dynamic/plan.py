@@ -329,7 +329,7 @@ def build_plan(model: Any, config: Any, graph: Any = None, flow: Any = None,
     n_padded = max((len(i.padded_axes) for i in inputs if i.role == "data"), default=1)
     fixed = [i.shape[0] for i in inputs if i.role == "data" and i.shape and i.shape[0] is not None]
     time_open = not fixed
-    structure = input_structure(model) if graph is not None else "single"
+    structure = input_structure(model) if graph is not None else _built_structure(model)
     length = int(fixed[0]) if fixed else _accepted_length(model, inputs, structure, config.seq_len,
                                                           n_padded)
     if graph is None:
@@ -470,16 +470,44 @@ def _mask_input_lengths(graph: Any, flow: Any, declared_masks: set[str]) -> set[
     return lengths
 
 
-def _from_layers(model: Any, config: Any,
-                 layers: list[Any]) -> tuple[list[PlannedInput], list[str], list[PlannedOutput]]:
-    """Inputs and generators of a subclassed model, from its build shape and layers."""
+def _built_shapes(model: Any) -> tuple[str, list[str], list[tuple]] | None:
+    """(structure, names, shapes) of the inputs a subclassed model was built or first called
+    on: one tensor, a list of tensors (`[source, target]`) or a dict of them."""
     shapes = getattr(model, "_build_shapes_dict", None)
     if not (isinstance(shapes, dict) and len(shapes) == 1):
+        return None
+    value = next(iter(shapes.values()))
+
+    def is_shape(s: Any) -> bool:
+        return (isinstance(s, (tuple, list)) and len(s) >= 2
+                and all(isinstance(d, (int, type(None))) for d in s))
+
+    if is_shape(value):
+        return "single", ["input"], [tuple(value)]
+    if isinstance(value, (list, tuple)) and value and all(is_shape(v) for v in value):
+        return "list", [f"input_{i}" for i in range(len(value))], [tuple(v) for v in value]
+    if isinstance(value, dict) and value and all(is_shape(v) for v in value.values()):
+        return "dict", [str(k) for k in value], [tuple(v) for v in value.values()]
+    return None
+
+
+def _built_structure(model: Any) -> str:
+    built = _built_shapes(model)
+    return built[0] if built else "single"
+
+
+def _from_layers(model: Any, config: Any,
+                 layers: list[Any]) -> tuple[list[PlannedInput], list[str], list[PlannedOutput]]:
+    """Inputs and generators of a subclassed model, from its build shapes and layers.
+
+    Every input the model was first called on holds padding along axis 1 (the shapes
+    recorded then are one batch's, not the model's limits). Which inputs are token ids
+    is found by symbolic calls: (batch, time) inputs take ids when the model embeds
+    tokens, unless the model only accepts floats there."""
+    built = _built_shapes(model)
+    if built is None:
         return [], [], []
-    shape = next(iter(shapes.values()))
-    if not (isinstance(shape, (tuple, list)) and len(shape) >= 2
-            and all(isinstance(s, (int, type(None))) for s in shape)):
-        return [], [], []
+    structure, names, shapes = built
     dims = [int(l.input_dim) for l in layers if _is_embedding(l)]
     # the outermost mask generators (a custom layer wrapping an Embedding, not the Embedding)
     generators: list[str] = []
@@ -491,19 +519,43 @@ def _from_layers(model: Any, config: Any,
             generators.append(layer.name)
             if hasattr(layer, "_flatten_layers"):
                 inside.update(id(l) for l in layer._flatten_layers(include_self=False, recursive=True))
-    per_sample = (None, *shape[2:])
     declared = dict(config.padded)
-    kind = "tokens" if dims else "values"
-    generator = generators[0] if len(generators) == 1 else None
+    generator = generators[0] if len(generators) == 1 and len(shapes) == 1 else None
     pad_value = 0.0
     if generator is not None:
         layer = next(l for l in layers if l.name == generator)
         pad_value = float(getattr(layer, "mask_value", 0.0) or 0.0)
-    axes = (1, 2) if (len(per_sample) == 3 and declared.get("input") == 2) else (1,)
     source = f"mask generator {generator!r}" if generator else "a None-length axis"
-    planned = PlannedInput("input", tuple(per_sample), "int32" if dims else "float32", "data", kind,
-                           axes, source, generator, pad_value, min(dims) if dims else None)
-    return [planned], ([generator] if generator else []), []
+    planned = []
+    for name, shape in zip(names, shapes):
+        per_sample = (None, *shape[2:])
+        axes = (1, 2) if (len(per_sample) == 3 and declared.get(name) == 2) else (1,)
+        ids = bool(dims) and len(per_sample) == 1  # token ids are (batch, time)
+        planned.append(PlannedInput(name, tuple(per_sample), "int32" if ids else "float32",
+                                    "data", "tokens" if ids else "values", axes, source,
+                                    generator, pad_value, min(dims) if ids else None))
+    if dims and len(planned) > 1:
+        planned = _token_inputs_by_trial(model, planned, structure)
+    return planned, ([generator] if generator else []), []
+
+
+def _token_inputs_by_trial(model: Any, planned: list[PlannedInput],
+                           structure: str) -> list[PlannedInput]:
+    """Of a multi-input model that embeds tokens, the inputs that take ids: the first
+    assignment (all ids, then fewer) that a symbolic call accepts."""
+    import itertools
+
+    candidates = [k for k, p in enumerate(planned) if p.kind == "tokens"]
+    for count in range(len(candidates), 0, -1):
+        for chosen in itertools.combinations(candidates, count):
+            trial = [p if k in chosen else replace(p, dtype="float32", kind="values", vocab=None)
+                     for k, p in enumerate(planned)]
+            try:
+                model.compute_output_spec(_symbolic_inputs(trial, structure, 8, 1))
+            except Exception:  # the user's model may raise anything for a wrong dtype
+                continue
+            return trial
+    return planned
 
 
 def _symbolic_inputs(inputs: list[PlannedInput], structure: str, length: int, n_padded: int) -> Any:

@@ -45,6 +45,8 @@ class CallRecord:
     path: tuple[str, ...]
     inputs: tuple[int, ...] = ()
     outputs: tuple[int, ...] = ()
+    #: the call received a mask (a `mask=` argument or one attached to its first input)
+    masked: bool = False
 
 
 _NOISE = ("Exception encountered when calling", "Arguments received by", "•", "Detected at node",
@@ -127,8 +129,11 @@ class Tracer:
     """Context manager: wraps sublayer calls, records them inside a tf.function.
 
     Attributes set by the caller:
-        hooks: id(layer) -> function(output) -> output, applied after the call.
+        hooks: id(layer) -> function(output, args) -> output, applied after the call.
         recording: whether calls are recorded (only while tracing the function).
+        pin: (N,) row indices, or None: every mask a layer produces or receives is
+            replaced by the mask of the row it names (each perturbed row's unperturbed
+            base row), so perturbed rows see exactly their base rows' masks (SPEC 4).
         unmasked: strip every Keras mask (the "no padding, no mask" pass of SPEC 9).
         diagnose: note the first layer whose output mask no longer lines up
             with its output (eager passes only).
@@ -144,6 +149,7 @@ class Tracer:
         self.active = False
         self.unmasked = False
         self.diagnose = False
+        self.pin: Any = None
         self.graph: Any = None
         self.failed: CallRecord | None = None
         self.mismatch: tuple[CallRecord, str] | None = None
@@ -157,7 +163,61 @@ class Tracer:
             self._patch(layer, "call", self._wrap(layer, layer.call))
             if self.unmasked:
                 self._patch(layer, "compute_mask", lambda *args, **kwargs: None)
+            elif hasattr(layer, "compute_mask"):  # layers, not bare operations
+                self._patch(layer, "compute_mask", self._pinned(layer.compute_mask))
         return self
+
+    def _pinned(self, compute_mask: Callable[..., Any]) -> Callable[..., Any]:
+        def pinned(*args: Any, **kwargs: Any) -> Any:
+            return self.pin_masks(compute_mask(*args, **kwargs))
+
+        return pinned
+
+    def pin_masks(self, structure: Any) -> Any:
+        """`structure` with every batch-major mask tensor replaced by its pinned rows.
+
+        A tensor whose batch size is not the probe batch's (a causal mask shared by
+        all rows, an attention mask per head) is left as it is; that is decided in
+        the graph, since the batch axis is open when tracing."""
+        if self.pin is None or not self.active or structure is None:
+            return structure
+        import keras
+        import tensorflow as tf
+
+        pin = self.pin
+
+        def one(t: Any) -> Any:
+            if (not tf.is_tensor(t) or t.shape.rank is None or t.shape.rank < 1
+                    or getattr(t, "_maskcheck_pinned", False)):
+                return t
+            same = tf.equal(tf.shape(t)[0], tf.shape(pin)[0])
+            pinned = tf.cond(same, lambda: tf.gather(t, pin), lambda: tf.identity(t))
+            try:
+                pinned._maskcheck_pinned = True
+            except AttributeError:
+                pass
+            return pinned
+
+        return keras.tree.map_structure(one, structure)
+
+    def _pin_call_masks(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """The call's mask arguments pinned: `mask=` and other mask keywords, boolean
+        tensors passed positionally after the first (a mask handed over by hand), and
+        the masks attached to the input tensors."""
+        import keras
+        import tensorflow as tf
+        from keras.src.backend import get_keras_mask
+
+        from maskcheck.dynamic.plan import is_mask_name
+
+        kwargs = {k: (self.pin_masks(v) if is_mask_name(k) else v) for k, v in kwargs.items()}
+        args = tuple(self.pin_masks(a) if i and tf.is_tensor(a) and a.dtype == tf.bool else a
+                     for i, a in enumerate(args))
+        for t in keras.tree.flatten((args, kwargs)):
+            mask = get_keras_mask(t) if tf.is_tensor(t) else None
+            if mask is not None and not getattr(mask, "_maskcheck_pinned", False):
+                _set_mask(t, self.pin_masks(mask))
+        return args, kwargs
 
     def _patch(self, layer: Any, attr: str, value: Any) -> None:
         self._saved.append((layer, attr, attr in layer.__dict__, layer.__dict__.get(attr)))
@@ -197,6 +257,8 @@ class Tracer:
                 kwargs = {k: (None if k == "mask" else v) for k, v in kwargs.items()}
             if self.diagnose and self.mismatch is None and args:
                 self._check_masks(args[0])
+            if self.pin is not None:
+                args, kwargs = self._pin_call_masks(args, kwargs)
             self._stack.append(layer.name)
             try:
                 out = orig(*args, **kwargs)
@@ -206,9 +268,11 @@ class Tracer:
                 raise
             finally:
                 self._stack.pop()
+            if self.pin is not None:
+                _pin_attached(self, out)
             hook = self.hooks.get(id(layer))
             if hook is not None:
-                out = hook(out)
+                out = _keeping_mask(out, hook(out, args))
             if self.unmasked:
                 _strip_masks(out)
             if self.diagnose:
@@ -247,13 +311,18 @@ class Tracer:
                 return None  # inside a loop body (an RNN cell): not reachable from outside
             return tensors
 
+        from keras.src.backend import get_keras_mask
+
         data_kwargs = {k: v for k, v in kwargs.items() if k not in ("training", "mask")}
         ins, outs = local((args, data_kwargs)), local(out)
         if ins is None or outs is None or not outs:
             return
+        first = keras.tree.flatten(args[0]) if args else []
+        masked = kwargs.get("mask") is not None or any(
+            tf.is_tensor(t) and get_keras_mask(t) is not None for t in first)
         self.records.append(CallRecord(record.name, record.class_name, record.path,
                                        tuple(self._slot(t) for t in ins),
-                                       tuple(self._slot(t) for t in outs)))
+                                       tuple(self._slot(t) for t in outs), masked))
 
     def _slot(self, tensor: Any) -> int:
         key = id(tensor)
@@ -261,6 +330,40 @@ class Tracer:
             self._index[key] = len(self.tensors)
             self.tensors.append(tensor)
         return self._index[key]
+
+
+def _pin_attached(tracer: Tracer, structure: Any) -> None:
+    """Pin the masks a layer's `call` attached to its outputs itself (Masking does)."""
+    import keras
+    import tensorflow as tf
+    from keras.src.backend import get_keras_mask
+
+    for t in keras.tree.flatten(structure):
+        mask = get_keras_mask(t) if tf.is_tensor(t) else None
+        if mask is not None and not getattr(mask, "_maskcheck_pinned", False):
+            _set_mask(t, tracer.pin_masks(mask))
+
+
+def _keeping_mask(before: Any, after: Any) -> Any:
+    """`after` (a perturbed output) with the mask the layer attached to `before`: a
+    perturbation changes values, never the mask the layer made."""
+    import tensorflow as tf
+    from keras.src.backend import get_keras_mask
+
+    if after is not before and tf.is_tensor(before) and tf.is_tensor(after):
+        mask = get_keras_mask(before)
+        if mask is not None and get_keras_mask(after) is None:
+            _set_mask(after, mask)
+    return after
+
+
+def _set_mask(tensor: Any, mask: Any) -> None:
+    from keras.src.backend import set_keras_mask
+
+    try:
+        set_keras_mask(tensor, mask)
+    except AttributeError:  # a tensor type that takes no attributes keeps its mask
+        pass
 
 
 def _strip_masks(structure: Any) -> None:
@@ -341,7 +444,32 @@ def signature(inputs: Any, rows: Rows) -> Any:
     k = len(padded)
     return [keras.tree.map_structure(spec, inputs), tf.TensorSpec([None] * (k + 1), tf.bool),
             tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.bool),
-            tf.TensorSpec([None], tf.as_dtype(rows.draw.dtype))]
+            tf.TensorSpec([None], tf.as_dtype(rows.draw.dtype)), tf.TensorSpec([None], tf.int32)]
+
+
+def pin_rows(rows: Rows) -> Any:
+    """(N,) int32: for each row, the row whose masks it sees (its unperturbed base row
+    when that row is in the batch, else itself)."""
+    import numpy as np
+
+    base = {(int(rows.sample[i]), rows.side[i]): i for i in range(rows.n) if rows.draw[i] == 0}
+    return np.array([base.get((int(rows.sample[i]), rows.side[i]), i) for i in range(rows.n)],
+                    dtype=np.int32)
+
+
+def probe_args(rows: Rows, hooks: bool = True) -> list[Any]:
+    """The tensors a probe program takes after the inputs: mask, scale, shuffle, draw, pin."""
+    import numpy as np
+    import tensorflow as tf
+
+    draw = rows.draw if hooks else np.zeros_like(rows.draw)
+    return [tf.constant(rows.mask), tf.constant(rows.scale), tf.constant(rows.shuffle),
+            tf.constant(draw), tf.constant(pin_rows(rows))]
+
+
+def is_embedder(layer: Any) -> bool:
+    """A layer that turns token ids into vectors (an Embedding or a subclass of it)."""
+    return isinstance(getattr(layer, "input_dim", None), int) and hasattr(layer, "output_dim")
 
 
 class Prober:
@@ -364,9 +492,23 @@ class Prober:
         self.hook_args: dict[str, Any] = {}
         self.generators = [g for g in generators if g is not None]
         self.tracer.hooks = {id(g): self._make_hook(k) for k, g in enumerate(self.generators)}
+        # Token ids are never changed (a mask may be derived from them anywhere): padding
+        # of a token input is perturbed at the output of each layer that embeds it.
+        embedders = [l for l in self.tracer.layers if is_embedder(l) and id(l) not in self.tracer.hooks]
+        for k, layer in enumerate(embedders, start=len(self.generators)):
+            self.tracer.hooks[id(layer)] = self._make_hook(k, embeds=True)
 
-    def _make_hook(self, k: int) -> Any:
-        def hook(out: Any) -> Any:
+    def _arm(self, mask: Any, scale: Any, shuffle: Any, draw: Any, pin: Any) -> None:
+        """Set what the hooks and mask pinning read during one traced pass."""
+        self.hook_args = {"mask": mask, "scale": scale, "shuffle": shuffle, "draw": draw}
+        self.tracer.pin = pin
+
+    def _disarm(self) -> None:
+        self.hook_args = {}
+        self.tracer.pin = None
+
+    def _make_hook(self, k: int, embeds: bool = False) -> Any:
+        def hook(out: Any, call_args: tuple = ()) -> Any:
             import tensorflow as tf
             from keras.src.backend import get_keras_mask, set_keras_mask
 
@@ -377,6 +519,11 @@ class Prober:
             rank = len(out.shape)
             if rank < mask.shape.rank:
                 return out
+            if embeds:  # only an embedding of ids laid out like the padding (not positions)
+                ids = call_args[0] if call_args else None
+                if (not tf.is_tensor(ids) or not ids.dtype.is_integer or rank != mask.shape.rank + 1
+                        or out.shape[:mask.shape.rank].as_list() != mask.shape.as_list()):
+                    return out
             shape = tf.shape(out)
             noise = tf.random.stateless_normal(shape, seed=[self.seed, 11 + k], dtype=out.dtype)
             bshape = [-1] + [1] * (rank - 1)
@@ -404,15 +551,15 @@ class Prober:
 
         model, tracer = self.model, self.tracer
 
-        def forward(inputs: Any, mask: Any, scale: Any, shuffle: Any, draw: Any) -> Any:
+        def forward(inputs: Any, mask: Any, scale: Any, shuffle: Any, draw: Any, pin: Any) -> Any:
             self.traces += 1
-            self.hook_args = {"mask": mask, "scale": scale, "shuffle": shuffle, "draw": draw}
+            self._arm(mask, scale, shuffle, draw, pin)
             tracer.start()
             try:
                 outputs = model(inputs, training=training)
             finally:
                 tracer.stop()
-                self.hook_args = {}
+                self._disarm()
             flat = keras.tree.flatten(outputs)
             names = output_names(model, len(flat))
             masks = [getattr(t, "_keras_mask", None) for t in flat]
@@ -431,12 +578,10 @@ class Prober:
         import tensorflow as tf
 
         fn = self._fn(training, inputs, rows)
-        draw = rows.draw if hooks else np.zeros_like(rows.draw)
         try:
             with restored(self.model) if training else contextlib.nullcontext(), self.tracer, \
                     tf.device(self.device), quiet_tf(), light_graphs():
-                flat, tensors, masks = fn(inputs, tf.constant(rows.mask), tf.constant(rows.scale),
-                                          tf.constant(rows.shuffle), tf.constant(draw))
+                flat, tensors, masks = fn(inputs, *probe_args(rows, hooks))
         except ProbeError:
             raise
         except Exception as exc:  # the user's model may raise anything
@@ -629,9 +774,9 @@ class LossProgram:
             return keras.tree.map_structure(one, structure)
 
         def program(x: Any, labels: Any, sample_weight: Any, valid: Any, mask: Any, scale: Any,
-                    shuffle: Any, draw: Any) -> Any:
+                    shuffle: Any, draw: Any, pin: Any) -> Any:
             prober.traces += 1
-            prober.hook_args = {"mask": mask, "scale": scale, "shuffle": shuffle, "draw": draw}
+            prober._arm(mask, scale, shuffle, draw, pin)
             prober.tracer.start(recording=False)
             try:
                 with tf.GradientTape() as tape:
@@ -658,7 +803,7 @@ class LossProgram:
                                      or [tf.constant(0.0)])
             finally:
                 prober.tracer.stop()
-                prober.hook_args = {}
+                prober._disarm()
             if not self.gradients:
                 return tf.stack(losses), []
             variables = model.trainable_variables
@@ -748,9 +893,7 @@ class LossProgram:
         try:
             with restored(self.model), self.prober.tracer, tf.device(self.prober.device), quiet_tf(), \
                     light_graphs():
-                losses, delta = fn(x, labels, sample_weight, valid, tf.constant(rows.mask),
-                                   tf.constant(rows.scale), tf.constant(rows.shuffle),
-                                   tf.constant(rows.draw))
+                losses, delta = fn(x, labels, sample_weight, valid, *probe_args(rows))
         except Exception as exc:  # the user's loss may raise anything
             self._fn = None
             raise ProbeError(f"computing the loss raises: {one_line(exc)}") from None

@@ -422,7 +422,7 @@ class _Analysis:
             if arrived is not None and ((sem.masked_mean and consumes)
                                         or (effect is not None and effect.masked_mean)):
                 self.means.append(MeanEvent(node, p, arrived.source))
-        leaking = [] if tainted else [p for p in mixes if p.axis not in covered]
+        leaking = [p for p in mixes if p.axis not in covered]  # every culprit, tainted or not
         moved = [p for p in padded if p.axis in self.read and self.read[p.axis].moved]
         follows = reading is not None and reading.mask_follows
         if moved and out_mask is not None and arrived is not None and not follows \
