@@ -269,7 +269,9 @@ def test_probe_profiles_cover_both_sides() -> None:
         assert len(p["change"]) == len(p["valid"]) and 0 in p["valid"] and 1 in p["valid"]
         assert any(c and ok for c, ok in zip(p["change"], p["valid"]))  # valid positions moved
     page = render(Report((result,)))
-    assert re.findall(r'<figure class="profile" data-padding="(\w+)"', page) == ["post", "pre"]
+    # one pair of plots per culprit: the conv, and the LSTM after it that has no mask left
+    assert set(result.view["profiles"]) == {"conv_tagger/conv", "conv_tagger/lstm"}
+    assert re.findall(r'<figure class="profile" data-padding="(\w+)"', page) == ["post", "pre"] * 2
 
 
 def test_cli_writes_the_page_only_where_asked(tmp_path: Path) -> None:

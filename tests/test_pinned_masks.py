@@ -210,3 +210,22 @@ def test_a_new_culprit_is_new_to_a_baseline(tmp_path):
     later = apply_baseline(maskcheck.check(two_convs(causal=False), mode="static", padding="post"),
                            read_baseline(path))
     assert {(f.rule, f.layer) for f in later.findings} == {("MC102", "b")}
+
+
+def test_a_culprit_behind_a_layer_that_passes_the_mask_on():
+    """The mask survives the first culprit (it passes the mask on while mixing, MC105), so
+    the conv after it receives a mask, ignores it and mixes: its own finding."""
+    from maskcheck._zoo import NeighbourSmooth
+
+    def model(smooth: bool):
+        ids = keras.Input((None,), dtype="int32")
+        h = L.Embedding(40, 8, mask_zero=True)(ids)
+        if smooth:
+            h = NeighbourSmooth(name="smooth")(h)
+        h = L.Conv1D(8, 3, padding="same", name="b")(h)
+        return keras.Model(ids, L.Dense(2, name="head")(h))
+
+    report = maskcheck.check(model(smooth=True), mode="dynamic")
+    assert {f.layer for f in report.findings if f.rule == "MC301"} == {"smooth", "b"}
+    assert {("MC105", "smooth"), ("MC102", "b")} <= _rules_at(model(smooth=True))
+    assert {(r, layer) for r, layer in _errors(model(smooth=False))} == {("MC102", "b")}

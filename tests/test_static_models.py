@@ -62,7 +62,9 @@ def test_conv1d_between_embedding_and_lstm_drops_and_mixes() -> None:
     h = layers.Conv1D(8, 3, padding="same", name="conv")(h)
     h = layers.LSTM(8, return_sequences=True)(h)
     model = keras.Model(x, layers.Dense(5)(h))
-    assert findings(model) == {("MC101", "conv"), ("MC102", "conv")}
+    # the LSTM after the conv has no mask left: under pre-padding it reads padding first,
+    # a culprit of its own (making the conv mask-aware would leave it leaking)
+    assert findings(model) == {("MC101", "conv"), ("MC102", "conv"), ("MC102", "lstm")}
 
 
 def test_conv_classifier_with_global_max_pooling() -> None:
@@ -116,7 +118,9 @@ def test_unmasked_variable_length_features_conv_gap() -> None:
     h = layers.Conv1D(8, 3, name="conv")(x)
     model = keras.Model(x, layers.GlobalAveragePooling1D()(h))
     found = full(model)
-    assert {(f.rule, f.layer) for f in found} == {("MC102", "conv")}
+    # the average over padded steps is a culprit of its own, as the conv is
+    assert {(f.rule, f.layer) for f in found} == {("MC102", "conv"),
+                                                 ("MC102", "global_average_pooling1d")}
     assert found[0].evidence["axis"] == 1
 
 
@@ -124,7 +128,7 @@ def test_padded_images_conv2d_gap2d() -> None:
     x = keras.Input((None, None, 3))
     h = layers.Conv2D(4, 3, name="conv2d")(x)
     model = keras.Model(x, layers.GlobalAveragePooling2D()(h))
-    assert findings(model) == {("MC102", "conv2d")}
+    assert findings(model) == {("MC102", "conv2d"), ("MC102", "global_average_pooling2d")}
 
 
 def _tagger(with_conv: bool) -> keras.Model:
@@ -232,7 +236,8 @@ def test_nested_model_finding_has_path() -> None:
     h = layers.Embedding(50, 8, mask_zero=True)(x)
     model = keras.Model(x, layers.LSTM(4)(inner(h)), name="outer")
     mixing = [f for f in full(model) if f.rule == "MC102"]
-    assert [f.path for f in mixing] == [("outer", "inner", "conv")]
+    # the LSTM after the nested conv gets no mask: a culprit of its own (pre-padding)
+    assert [f.path for f in mixing] == [("outer", "inner", "conv"), ("outer", "lstm")]
     assert ("MC101", "conv") in findings(model)
 
 
@@ -244,7 +249,7 @@ def test_shared_layer_reports_each_bad_call_once() -> None:
     y = layers.Concatenate()([pool(conv(emb(a))), pool(conv(emb(b)))])
     model = keras.Model([a, b], y)
     mixing = [f for f in full(model) if f.rule == "MC102"]
-    assert [f.layer for f in mixing] == ["shared_conv", "shared_conv"]
+    assert sorted(f.layer for f in mixing) == ["global_average_pooling1d"] * 2 + ["shared_conv"] * 2
 
 
 def test_dict_inputs_and_multiple_outputs() -> None:

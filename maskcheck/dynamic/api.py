@@ -115,15 +115,23 @@ def find_leak(model: Any, x: Any, *, mask: Any = None, lengths: Sequence[int] | 
             axes = None
         return output_leak(run, None, rows, np.arange(rows.n) >= b, rows.base_row, None,
                            padding, atol, rtol, output_axes=axes)
-    # training: base batch and each draw as separate batches
-    base_rows = subset(rows, np.arange(b))
-    ref = prober.run(take(inputs, np.arange(b)), base_rows, training=True)
+    # training: each draw as its own batch, with the unperturbed batch riding along (its
+    # second half) so the drawn rows' masks are pinned to it; the reference batch is the
+    # unperturbed one twice, so both batches hold the same number of rows
+    half = np.arange(b)
+    ref_idx = np.concatenate([half, half])
+    ref = prober.run(take(inputs, ref_idx), subset(rows, ref_idx), training=True)
+    ref.outputs = [o[:b] if o.ndim and o.shape[0] == 2 * b else o for o in ref.outputs]
+    ref.tensors = [t[:b] if t.ndim and t.shape[0] == 2 * b else t for t in ref.tensors]
     best: Leak | None = None
     for draw in range(1, rows.n // b):
-        idx = np.arange(draw * b, (draw + 1) * b)
+        idx = np.concatenate([np.arange(draw * b, (draw + 1) * b), half])
         sub = subset(rows, idx)
-        sub.base_row = np.arange(b)
         run = prober.run(take(inputs, idx), sub, training=True)
+        run.outputs = [o[:b] if o.ndim and o.shape[0] == 2 * b else o for o in run.outputs]
+        run.tensors = [t[:b] if t.ndim and t.shape[0] == 2 * b else t for t in run.tensors]
+        sub = subset(rows, idx[:b])
+        sub.base_row = np.arange(b)
         leak = output_leak(run, ref, sub, np.ones(b, dtype=bool), np.arange(b), None,
                            padding, atol, rtol)
         if leak is not None and (best is None or leak.max_abs_diff > best.max_abs_diff):

@@ -274,7 +274,7 @@ def further_culprits(prober: Prober, run: Run, rows: Rows, compare: Any, first: 
     cannot be judged by the stacked pass. A later call whose valid outputs diverge
     while its inputs do not is a culprit of its own (a parallel branch); a later call
     whose inputs diverge too is probed alone: its recorded unperturbed input, with
-    padded positions changed, must give the same valid outputs. Only calls that got no
+    padded positions changed, must give the same valid outputs. Only calls that use no
     mask and whose input padding really varied in the probes (not zeros or values the
     model computed) are probed alone, so fixing the first culprit would leave each
     one found here leaking.
@@ -285,7 +285,7 @@ def further_culprits(prober: Prober, run: Run, rows: Rows, compare: Any, first: 
     compare = compare & (rows.lengths > 0)
     if not len(base) or not compare.any():
         return []
-    layers = {layer.name: layer for layer in prober.tracer.layers}
+    layers = {id(layer): layer for layer in prober.tracer.layers}
     found: list[Leak] = []
     claimed = [first.path]
     probes = 0
@@ -312,11 +312,13 @@ def further_culprits(prober: Prober, run: Run, rows: Rows, compare: Any, first: 
             leak = Leak(record.name, record.class_name, record.path, int(rows.sample[r]),
                         int(out_div.position[r]), rows.side[r], round_sig(float(out_div.diff[r])),
                         None)
-        elif record.masked or probes >= _MAX_LOCAL_PROBES or record.name not in layers:
-            continue
+        elif (probes >= _MAX_LOCAL_PROBES or record.layer_id not in layers
+              or (record.masked and "mask" in _call_args(layers[record.layer_id]))):
+            continue  # a layer that uses the mask it got cannot be probed without it
         else:
             probes += 1
-            leak = _local_leak(layers[record.name], record, ins, rows, base, compare, atol, rtol)
+            leak = _local_leak(layers[record.layer_id], record, ins, rows, base, compare,
+                               atol, rtol)
         if leak is not None:
             found.append(leak)
             claimed.append(record.path)
@@ -488,8 +490,11 @@ def _cross_sample(prober: Prober, inputs: Any, rows: Rows, config: Any) -> list[
                            & np.array([s == side for s in rows.side]))[0]
         if not len(large) or lengths.min() == rows.mask[base[0]].size:
             continue
-        idx = base.copy()
-        swapped = np.where(idx == other, large[0], idx)
+        # The unperturbed copy of the changed sample rides along in both batches (last
+        # row), so the changed row's masks are pinned to it like everywhere else; it is
+        # never compared.
+        idx = np.append(base, other)
+        swapped = np.append(np.where(base == other, large[0], base), other)
         ref_rows = subset(rows, idx)
         new_rows = subset(rows, swapped)
         try:

@@ -47,6 +47,8 @@ class CallRecord:
     outputs: tuple[int, ...] = ()
     #: the call received a mask (a `mask=` argument or one attached to its first input)
     masked: bool = False
+    #: id() of the layer object that made the call (names repeat across nested models)
+    layer_id: int = 0
 
 
 _NOISE = ("Exception encountered when calling", "Arguments received by", "•", "Detected at node",
@@ -190,8 +192,12 @@ class Tracer:
             if (not tf.is_tensor(t) or t.shape.rank is None or t.shape.rank < 1
                     or getattr(t, "_maskcheck_pinned", False)):
                 return t
-            same = tf.equal(tf.shape(t)[0], tf.shape(pin)[0])
-            pinned = tf.cond(same, lambda: tf.gather(t, pin), lambda: tf.identity(t))
+            # rows taken from the pin when the batch sizes agree, else each row itself (no
+            # tf.cond: a cond per mask makes tracing a transformer twice as slow)
+            m, n = tf.shape(t)[0], tf.shape(pin)[0]
+            extended = tf.concat([pin, tf.range(n, n + m, dtype=pin.dtype)], 0)[:m]
+            rows = tf.where(tf.equal(m, n), extended, tf.range(m, dtype=pin.dtype))
+            pinned = tf.gather(t, rows)
             try:
                 pinned._maskcheck_pinned = True
             except AttributeError:
@@ -252,7 +258,7 @@ class Tracer:
             if not self.active:
                 return orig(*args, **kwargs)
             path = (self.model.name, *self._stack, layer.name)
-            record = CallRecord(layer.name, type(layer).__name__, path)
+            record = CallRecord(layer.name, type(layer).__name__, path, layer_id=id(layer))
             if self.unmasked:
                 kwargs = {k: (None if k == "mask" else v) for k, v in kwargs.items()}
             if self.diagnose and self.mismatch is None and args:
@@ -322,7 +328,8 @@ class Tracer:
             tf.is_tensor(t) and get_keras_mask(t) is not None for t in first)
         self.records.append(CallRecord(record.name, record.class_name, record.path,
                                        tuple(self._slot(t) for t in ins),
-                                       tuple(self._slot(t) for t in outs), masked))
+                                       tuple(self._slot(t) for t in outs), masked,
+                                       record.layer_id))
 
     def _slot(self, tensor: Any) -> int:
         key = id(tensor)

@@ -81,6 +81,9 @@ class TensorState:
     carried: bool = False
     #: the tensor is itself a mask (boolean, or an explicit mask input)
     is_mask: bool = False
+    #: an earlier culprit moved the steps (reversed, shifted) with no mask to follow:
+    #: where padding now sits depends on how that culprit gets fixed
+    moved: bool = False
 
     @property
     def is_padded(self) -> bool:
@@ -335,6 +338,7 @@ class _Analysis:
                      if all(q.zero for _, st in data for q in st.padded if q.axis == a)}
         tainted = any(s.tainted for _, s in data)
         carried = any(s.carried for _, s in data)
+        moved_before = any(s.moved for _, s in data)
         arrived = next((s.mask for _, s in data if s.mask is not None), None)
         if arrived is not None and len(data) > 1:  # merges combine every input's mask
             others = tuple(dict.fromkeys(src for _, s in data if s.mask is not None
@@ -388,10 +392,13 @@ class _Analysis:
                  or (effects[p.axis] == ANTICAUSAL and p.side != PRE)]
         if zero_axes and _is_convolution(node):
             mixes = [p for p in mixes if p.axis not in zero_axes]
+        moves_padding = False
         if self.read and not (consumes and arrived is not None):
             # reversed with no mask to follow it: valid positions now hold padding
-            mixes += [p for p in padded if p not in mixes and p.axis in self.read
-                      and self.read[p.axis].flipped]
+            flipped = [p for p in padded if p not in mixes and p.axis in self.read
+                       and self.read[p.axis].flipped]
+            mixes += flipped
+            moves_padding = bool(flipped)
         explicit_axes = set(range(1, max(in_rank - 1, 2))) if explicit else set()
         if padded and (any(p.axis not in explicit_axes for p in mixes)
                        or ((sem.batch_stats or sem.sample_stats) and not explicit)
@@ -422,7 +429,11 @@ class _Analysis:
             if arrived is not None and ((sem.masked_mean and consumes)
                                         or (effect is not None and effect.masked_mean)):
                 self.means.append(MeanEvent(node, p, arrived.source))
-        leaking = [p for p in mixes if p.axis not in covered]  # every culprit, tainted or not
+        # Every culprit is its own finding, also past an earlier one (fixing that one would
+        # leave this one leaking), unless what the padded positions hold here is no longer
+        # padding values: a masked RNN's carried state, or steps an earlier culprit moved.
+        follows_culprit = tainted and (carried or moved_before)
+        leaking = [] if follows_culprit else [p for p in mixes if p.axis not in covered]
         moved = [p for p in padded if p.axis in self.read and self.read[p.axis].moved]
         follows = reading is not None and reading.mask_follows
         if moved and out_mask is not None and arrived is not None and not follows \
@@ -480,7 +491,8 @@ class _Analysis:
             axes = tuple(p for p in out_padded if p.axis < tensor.rank)
             mask = out_mask if axes else None
             self.states[tid] = TensorState(axes, mask, tainted or node_tainted,
-                                           (carried or rnn_carry) and bool(axes))
+                                           (carried or rnn_carry) and bool(axes),
+                                           moved=moved_before or (moves_padding and node_tainted))
 
     def _zeroed(self, node: Node, padded: tuple[PaddedAxis, ...],
                 out_padded: tuple[PaddedAxis, ...], zero_axes: set[int], data: list,
