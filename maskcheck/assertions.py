@@ -48,6 +48,8 @@ _WHAT = {
     "outputs": "valid outputs change when only padded values change (mask held fixed)",
     "loss": "the loss changes when only padded labels or padded inputs change",
     "gradients": "the gradients of the trainable weights change when only padded labels or inputs change",
+    "loss-raises": "the compiled loss raises on the output's mask (and computes without it): "
+                   "the model cannot train",
 }
 
 

@@ -330,6 +330,8 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule
             return static
         raise CheckError("ProbeError", str(exc)) from None
     stats["traces"] = info.get("traces", 0)
+    if info.get("notes"):  # a loss the probes could not drive: said, never an error
+        stats["loss"] = "; ".join(dict.fromkeys(info["notes"]))
     if profiles is not None:
         profiles.update(info.get("profiles", {}))
     if info.get("data"):

@@ -15,6 +15,10 @@ and users):
 * ``find_loss_leak(model, x, y, ...) -> Leak | None``: the same for the
   compiled loss and the gradients of the trainable weights, perturbing padded
   labels and padded inputs.
+* ``base_loss(model, x, y, sample_weight=None, ...) -> float``: the loss those
+  probes compare every variant with, computed the way they compute it; it
+  equals ``model.compute_loss`` on an eager forward pass (tested over a zoo of
+  compiled models in tests/test_loss_parity.py).
 
 Where the mask derives from values (pad token 0, ``mask_value``, a custom
 ``compute_mask``), the perturbation is applied after the generating layer, so
@@ -149,10 +153,11 @@ def find_loss_leak(model: Any, x: Any, y: Any, *, mask: Any = None,
 
     Returns:
         A `Leak` with kind "loss" or "gradients" at the output whose labels or
-        loss changed, or None.
+        loss changed (or whose mask makes the compiled loss raise, MC103), or None.
 
     Raises:
-        ProbeError: the model has no loss, or cannot be probed.
+        ProbeError: the model has no loss, cannot be probed, or its loss cannot be
+            computed on `y`.
     """
     from maskcheck.config import Config
     from maskcheck.dynamic.batches import Probe
@@ -165,6 +170,43 @@ def find_loss_leak(model: Any, x: Any, y: Any, *, mask: Any = None,
     b = prep.mask.shape[0]
     run = prober.run(inputs, rows)
     config = Config(atol=atol, rtol=rtol, seed=seed)
+    notes: list[str] = []
     found = loss_checks(model, plan, prep, Probe(x, y, prep.mask, [padding] * b), prober, inputs,
-                        run, rows, config, {"MC303", "MC203"})
+                        run, rows, config, {"MC303", "MC203", "MC103"}, notes=notes)
+    if not found and notes:  # the loss cannot be computed on these labels: no verdict
+        raise ProbeError(f"the loss is {notes[0]}")
     return found[0].leak if found else None
+
+
+def base_loss(model: Any, x: Any, y: Any, sample_weight: Any = None, *, mask: Any = None,
+              lengths: Sequence[int] | None = None, padding: str = "post", seed: int = 0,
+              device: str = "auto") -> float:
+    """The loss of the unperturbed batch exactly as the loss probes compute it.
+
+    The batch is stacked with its perturbation draws and run through the same
+    programs as `find_loss_leak` and the checker (the forward pass with its
+    masks, then `model.compute_loss` per group, or the compiled loss on the
+    inference predictions); this is the value of the base group, the one every
+    perturbed variant is compared with. It must equal what `fit` computes on
+    the batch (``model.compute_loss(x=x, y=y, y_pred=model(x), sample_weight=...)``):
+    the output's mask, `ignore_class` and the sample weights apply. Samples
+    with no valid step are left out, as in the probes (MC305 checks them);
+    activity regularizers, whose penalty depends on the whole forward pass,
+    are computed over the stacked batch.
+
+    Raises:
+        ProbeError: the model has no loss, cannot be probed, or its loss raises.
+    """
+    from maskcheck.config import Config
+    from maskcheck.dynamic.findings import measure_losses
+
+    if not has_loss(model):
+        raise ProbeError(f"model {model.name!r} has no loss to compute: compile it with a loss "
+                         "(or override compute_loss)")
+    plan, prep, rows, inputs, prober = _stacked(model, x, mask, lengths, padding, seed, device)
+    run = prober.run(inputs, rows)
+    measured = measure_losses(model, plan, prober, inputs, run, rows, y, Config(seed=seed),
+                              {"MC303", "MC203"}, sample_weight)
+    if measured is None:
+        raise ProbeError("every sample of the batch is fully padded: no base loss to compute")
+    return measured.result.losses[0]

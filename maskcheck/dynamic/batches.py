@@ -349,31 +349,84 @@ def grown_inputs(prep: Prepared, samples: Any, sides: list[str], extra: int) -> 
 # --------------------------------------------------------------------------- labels
 
 
-def label_candidates(plan: ProbePlan, outputs: list[Any], mask: Any, seed: int) -> list[Any]:
-    """Plausible labels for the model outputs: sparse ids, then one-hot / same-shape floats.
+def label_candidates(plan: ProbePlan, outputs: list[Any], mask: Any, seed: int,
+                     output_masks: list[Any] | None = None) -> list[Any]:
+    """Plausible labels for the model outputs: sparse ids, one-hot / same-shape floats, then
+    label sequences of their own length (CTC-style losses).
 
     Padded label positions (only along the output axes the plan marks as
     padded) hold what padding holds in the user's world: the loss's
-    `ignore_class`, else 0.
+    `ignore_class`, else 0. Where an output's padded axis is not the input's
+    (a strided convolution resamples it), its own Keras mask says which steps
+    are padding; without one, the labels are not padded. A sequence label of
+    a padded sample is about half as long as its valid steps (so a CTC
+    alignment exists), has no repeated neighbours, and is padded with 0 after.
     """
     import numpy as np
 
     rng = np.random.default_rng([seed, 3])
-    sparse, dense = [], []
+    sparse, dense, sequences = [], [], []
     for j, out in enumerate(outputs):
         spec = plan.outputs[j] if j < len(plan.outputs) else None
         c = out.shape[-1] if out.ndim >= 2 else 1
         ids = rng.integers(1 if c > 2 else 0, max(c, 2), size=out.shape[:-1] if out.ndim >= 2 else out.shape)
         onehot = (np.eye(max(c, 1), dtype="float32")[np.minimum(ids, c - 1)] if out.ndim >= 2
                   else rng.random(out.shape).astype("float32"))
-        if spec is not None and 1 in spec.padded_axes and ids.ndim >= 2:
-            pad = ~expand(mask, ids.ndim)
+        valid = output_valid(out, mask, None if output_masks is None else output_masks[j])
+        if spec is not None and 1 in spec.padded_axes and ids.ndim >= 2 and valid is not None:
+            pad = ~expand(valid, ids.ndim)
             ids = np.where(pad, int(spec.label_pad), ids)
             onehot = np.where(expand(~pad, onehot.ndim), onehot, 0.0).astype("float32")
         sparse.append(ids.astype("int32"))
         dense.append(onehot)
+        sequences.append(_label_sequences(out, valid, rng) if out.ndim == 3 and c > 3
+                         else ids.astype("int32"))
     single = len(outputs) == 1
-    return [sparse[0] if single else sparse, dense[0] if single else dense]
+    found = [sparse[0] if single else sparse, dense[0] if single else dense]
+    if any(o.ndim == 3 for o in outputs):
+        found.append(sequences[0] if single else sequences)
+    return found
+
+
+def output_valid(out: Any, mask: Any, output_mask: Any = None) -> Any:
+    """(B, T') valid steps of an output: its own Keras mask, else the input mask when the
+    output keeps the input's length, else None (the padding of a resampled axis is unknown)."""
+    import numpy as np
+
+    if output_mask is not None and output_mask.shape == out.shape[:output_mask.ndim] \
+            and output_mask.ndim == 2:
+        return np.asarray(output_mask).astype(bool)
+    if out.ndim >= 2 and mask.ndim == 2 and out.shape[1] == mask.shape[1]:
+        return mask
+    return None
+
+
+def _label_sequences(out: Any, valid: Any, rng: Any) -> Any:
+    """(B, L) label sequences for a (B, T', C) output, L = T' // 2, each padded with 0 after
+    its labels; classes 1 .. C-2 (neither 0 nor C-1, the two blank conventions)."""
+    import numpy as np
+
+    b, t, c = out.shape
+    width = max(t // 2, 1)
+    steps = valid.sum(axis=1) if valid is not None else np.full(b, t)
+    labels = np.zeros((b, width), dtype="int32")
+    for i in range(b):
+        n = min(width, max(int(steps[i]) // 2, 1 if steps[i] else 0))
+        row = rng.integers(1, c - 1, size=n)
+        for k in range(1, n):  # no repeated neighbours: every label needs one frame
+            if row[k] == row[k - 1]:
+                row[k] = 1 + row[k] % (c - 2)
+        labels[i, :n] = row
+    return labels
+
+
+def label_pad_value(labels: Any) -> float:
+    """What pads a label sequence of its own length: the value most rows end with."""
+    import numpy as np
+
+    last = np.asarray(labels)[:, -1].ravel()
+    values, counts = np.unique(last, return_counts=True)
+    return float(values[int(np.argmax(counts))]) if len(values) else 0.0
 
 
 def perturb_labels(y: Any, mask: Any, padded_axes: tuple[int, ...], seed: int,

@@ -31,14 +31,16 @@ class Leak:
     padding: str
     max_abs_diff: float
     output: str | None
-    kind: str = "outputs"  # "outputs" | "loss" | "gradients"
+    kind: str = "outputs"  # "outputs" | "loss" | "gradients" | "loss-raises"
 
     def describe(self) -> str:
         """A few readable lines: where the leak starts and how big it is."""
         where = (f"layer {self.layer!r} ({self.layer_class})" if self.layer
                  else "the model itself (no single layer)")
         what = {"outputs": "valid outputs", "loss": "the loss",
-                "gradients": "the gradients of the trainable weights"}.get(self.kind, self.kind)
+                "gradients": "the gradients of the trainable weights",
+                "loss-raises": "the compiled loss (it raises on the output's mask)"}.get(self.kind,
+                                                                                        self.kind)
         position = f", position {self.position}" if self.position >= 0 else ""
         lines = [
             f"padding leak: {what} change by up to {self.max_abs_diff:.6g} when only padding changes",

@@ -28,7 +28,7 @@ from maskcheck.dynamic.batches import Prepared, Rows, expand, stack_draws, stack
 from maskcheck.dynamic.compare import (DynamicFinding, Leak, diverging_layers, loss_tolerance,
                                        output_layer, output_leak, round_sig)
 from maskcheck.dynamic.plan import ProbeError, ProbePlan, layers_named
-from maskcheck.dynamic.program import Prober, Run
+from maskcheck.dynamic.program import Prober, Run, predictions
 from maskcheck.dynamic.realdata import DataPadding, pad_steps, runs, value_text
 
 DATA_CODES = ("MC401", "MC402", "MC403", "MC404")
@@ -155,8 +155,7 @@ def _labels_counted(model: Any, plan: ProbePlan, prep: Prepared, batch: DataPadd
         return None
     base = np.nonzero(rows.draw == 0)[0]
     order = np.argsort(rows.sample[base])
-    y_pred = [o[base][order] for o in run.outputs]
-    y_pred = y_pred[0] if len(y_pred) == 1 else y_pred
+    y_pred = predictions(model, run, base[order])
     given = batch.sample_weight
 
     def weights(zero_padding: bool) -> Any:

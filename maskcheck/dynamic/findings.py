@@ -2,14 +2,17 @@
 
 `run_dynamic(model, data, config, codes, graph, flow)` returns the dynamic
 results (MC301-MC305, MC203, and MC103 for a model that raises once padding
-or a mask is present) of one model, plus what the engine needs to merge them
-with the static findings. One inference pass over the stacked batch (both
+or a mask is present, or whose compiled loss raises on its masked outputs) of
+one model, plus what the engine needs to merge them with the static findings. One inference pass over the stacked batch (both
 sides, every perturbation draw, taps on every layer call) serves MC301,
 MC305 and localization; MC304 reuses that program at a longer length (the
 signature leaves the padded axis open, so no new trace); MC302 runs the
 training program when the plan names a layer that may mix samples; one loss
 program (one trace) evaluates every label and input variant of MC303/MC203
-and the fully padded loss of MC305.
+and the fully padded loss of MC305, on the data's sample weights and the
+masks the forward pass attached, so each loss is the one `fit` computes
+(`base_loss` in `api` exposes the base one; tests/test_loss_parity.py holds
+it to `model.compute_loss`).
 
 The last module of the engine's chain: it imports plan, batches, program
 and compare, never the other way round.
@@ -17,20 +20,23 @@ and compare, never the other way round.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from maskcheck.dynamic.batches import (Prepared, Rows, grown_inputs, infer_sides,
-                                       label_candidates, perturb_labels, prepare, stack_draws,
+                                       label_candidates, label_pad_value, output_valid,
+                                       perturb_labels, prepare, stack_draws,
                                        stacked_inputs, subset, synthesize, take, unpadded_inputs)
 from maskcheck.dynamic.compare import (DynamicFinding, Leak, diverge, diverging_layers, expand,
                                        grad_diff, loss_tolerance, output_layer, output_leak,
                                        round_sig, valid_region)
 from maskcheck.dynamic.plan import (NoPadding, NotProbeable, ProbeError, ProbePlan, build_plan,
                                     layers_named)
-from maskcheck.dynamic.program import (ForwardError, LossGroup, LossProgram, Prober, Run,
-                                       has_loss, overrides_train_step, run_train_step)
+from maskcheck.dynamic.program import (ForwardError, LossGroup, LossProgram, LossRun, Prober, Run,
+                                       has_loss, one_line, overrides_train_step, predictions,
+                                       run_train_step)
 from maskcheck.dynamic.datarules import DATA_CODES, data_checks
 from maskcheck.dynamic.realdata import read_padding
 from maskcheck.finding import Finding
@@ -39,6 +45,11 @@ DYNAMIC_CODES = ("MC203", "MC301", "MC302", "MC303", "MC304", "MC305", *DATA_COD
 
 __all__ = ["DYNAMIC_CODES", "DynamicFinding", "ModelRaises", "NoPadding", "NotProbeable",
            "run_dynamic", "to_finding"]
+
+
+class LabelsReadPadding(ProbeError):
+    """Changed padded labels moved the loss, and changed padded predictions did not: the loss
+    reads its label padding from the label values (this label form may be the wrong one)."""
 
 
 class ModelRaises(ProbeError):
@@ -141,7 +152,9 @@ def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
         results.extend(_cross_sample(prober, inputs, rows, config))
 
     if codes & {"MC303", "MC203", "MC305"}:
-        results.extend(loss_checks(model, plan, prep, probe, prober, inputs, run, rows, config, codes))
+        results.extend(loss_checks(model, plan, prep, probe, prober, inputs, run, rows, config, codes,
+                                   batch.sample_weight if batch is not None else None,
+                                   info.setdefault("notes", [])))
     if batch is not None and codes & set(DATA_CODES):
         results = data_checks(model, plan, prep, batch, prober, run, rows, config, codes,
                               output_axes, results)
@@ -589,29 +602,63 @@ def _by_layer(results: list[DynamicFinding]) -> list[DynamicFinding]:
 
 def loss_checks(model: Any, plan: ProbePlan, prep: Prepared, probe: Any, prober: Prober,
                  inputs: Any, run: Run, rows: Rows, config: Any,
-                 codes: set[str]) -> list[DynamicFinding]:
-    """MC303 / MC203 / MC305 (loss) from one loss program over the stacked batch."""
+                 codes: set[str], sample_weight: Any = None,
+                 notes: list[str] | None = None) -> list[DynamicFinding]:
+    """MC303 / MC203 / MC305 (loss) from one loss program over the stacked batch.
+
+    `sample_weight` (the data's own, one row per probe sample) weights the loss as in
+    `fit`: padded labels that carry weight 0 are not counted. A compiled loss that
+    raises on the model's own masked outputs and computes once their masks are
+    dropped cannot train the model: MC103 at that output (the mask does not line up
+    with the loss it weights, as a per-sequence CTC loss under a (batch, time) mask).
+    A loss the probes cannot drive at all (it raises on every label form they make)
+    is said in `notes`, never raised."""
     import keras
 
     custom_step = overrides_train_step(model) and getattr(model, "optimizer", None) is not None
     if not has_loss(model) and not custom_step:
         return []
+    notes = notes if notes is not None else []
     base = np.nonzero(rows.draw == 0)[0]
     samples = rows.sample[base]
+    weights = (None if sample_weight is None else
+               keras.tree.map_structure(lambda a: np.asarray(a)[samples], sample_weight))
     if probe.y is not None:
         candidates = [keras.tree.map_structure(lambda a: np.asarray(a)[samples], probe.y)]
     else:
+        masks = [None if m is None else m[base] for m in (run.output_masks or [None] * len(run.outputs))]
         candidates = _ordered(plan, label_candidates(plan, [o[base] for o in run.outputs],
-                                                     rows.mask[base], config.seed))
+                                                     rows.mask[base], config.seed, masks))
     found: list[DynamicFinding] = []
+    errors: list[str] = []
+    measured = False
+    fallback: list[DynamicFinding] | None = None
     if has_loss(model):
-        for y_base in candidates:
+        # the data's weights as fit applies them; weights the loss cannot take (MC403 says
+        # why) leave the loss unweighted rather than unprobed
+        tries = [(y, w) for y in candidates for w in ([weights, None] if weights is not None
+                                                       else [None])]
+        for y_base, w in tries:
             try:
                 found = _loss_program_checks(model, plan, prober, inputs, run, rows, y_base,
-                                             config, codes)
+                                             config, codes, w)
+                measured = True
                 break
-            except ProbeError:
-                continue
+            except LabelsReadPadding:
+                fallback = [] if fallback is None else fallback
+            except ProbeError as exc:
+                errors.append(str(exc))
+            except Exception as exc:  # labels the probes made that this loss cannot take
+                errors.append(f"computing the loss raises: {one_line(exc)}")
+    if not measured and fallback is not None:
+        measured, found = True, fallback
+    if not measured and has_loss(model) and errors:
+        raising = _loss_raises_on_masks(model, plan, prep, run, rows, candidates, weights, inputs)
+        if raising is not None:
+            return [raising] if "MC103" in codes else []
+        given = "the data's labels" if probe.y is not None else "every label form the probes make"
+        notes.append(f"not probed: the loss cannot be computed on {given} ({errors[0]}); "
+                     "pass real labels (--data) to probe it")
     if not found and custom_step and codes & {"MC303", "MC203"}:
         for y_base in candidates:
             try:
@@ -622,28 +669,127 @@ def loss_checks(model: Any, plan: ProbePlan, prep: Prepared, probe: Any, prober:
     return found
 
 
+def _loss_raises_on_masks(model: Any, plan: ProbePlan, prep: Prepared, run: Run, rows: Rows,
+                          candidates: list[Any], weights: Any, inputs: Any) -> DynamicFinding | None:
+    """MC103 when `compute_loss` raises on the base batch's masked predictions and computes
+    a finite loss on the same predictions without their masks (keras-team/keras#23228:
+    `keras.losses.CTC` under a `Masking` layer), else None. Eager, on the base rows."""
+    import keras
+
+    masked = [j for j, m in enumerate(run.output_masks or []) if m is not None]
+    if not masked:
+        return None
+    keep = np.nonzero((rows.draw == 0) & (rows.lengths > 0))[0]
+    if not len(keep):
+        return None
+    x = take(inputs, keep)
+    for y_base in candidates:
+        y = keras.tree.map_structure(lambda a: np.asarray(a)[rows.sample[keep]], y_base)
+        sw = (None if weights is None else
+              keras.tree.map_structure(lambda a: np.asarray(a)[rows.sample[keep]], weights))
+        with_masks = predictions(model, run, keep)
+        try:
+            model.compute_loss(x=x, y=y, y_pred=with_masks, sample_weight=sw)
+            continue  # this form computes with the masks: the loss does not raise on them
+        except Exception as exc:  # the user's loss may raise anything
+            error = one_line(exc)
+        for j in masked:
+            bare = Run(run.outputs, run.output_names, run.output_masked, [], [],
+                       [None if k == j else m for k, m in enumerate(run.output_masks)])
+            try:
+                value = float(np.asarray(model.compute_loss(
+                    x=x, y=y, y_pred=predictions(model, bare, keep), sample_weight=sw)))
+            except Exception:  # still raises: not this output's mask
+                continue
+            if not np.isfinite(value):
+                continue
+            layer, cls, path = output_layer(model, j)
+            name = run.output_names[j] if j < len(run.output_names) else None
+            mask_shape = tuple(run.output_masks[j].shape[1:])
+            r = int(keep[int(np.argmin(rows.lengths[keep]))])
+            source = next((s.generator or s.name for s in prep.specs if s.generator), None) \
+                or (plan.generators[0] if plan.generators else layer)
+            leak = Leak(layer=layer, layer_class=cls, path=path, sample=int(rows.sample[r]),
+                        position=-1, padding=rows.side[r], max_abs_diff=float("nan"),
+                        output=name, kind="loss-raises")
+            return DynamicFinding("MC103", leak, {
+                "exception": error, "loss": _loss_name(model), "source": source,
+                "detail": f"the compiled loss {_loss_name(model)!r} raises on the output's mask "
+                          f"(shape (batch, {', '.join(str(d) for d in mask_shape)})), which Keras "
+                          f"applies to the per-sample losses as weights, so the model cannot "
+                          f"train; it computes once the mask is dropped ({error})",
+                "hint": "drop the mask before the loss (a layer that returns no mask), or "
+                        "compute the loss in a custom compute_loss that takes the lengths "
+                        "(for CTC: label lengths from the labels, frame lengths from the mask)"})
+    return None
+
+
 def _ordered(plan: ProbePlan, candidates: list[Any]) -> list[Any]:
-    """Sparse ids first for sparse losses, one-hot first for the others (one trace, not two)."""
+    """Sparse ids first for sparse losses, one-hot first for the others, label sequences
+    first for CTC losses (one trace, not two). Only the order follows the loss's name: a
+    form the loss cannot take raises, and the next one is tried."""
     names = " ".join(str(o.loss or "") for o in plan.outputs).lower()
     dense = ("categorical", "binary", "mean", "mse", "mae", "hinge", "kl", "poisson", "cosine",
              "huber", "log_cosh")
-    if "sparse" not in names and any(word in names for word in dense):
-        return list(reversed(candidates))
-    return candidates
+    order = list(range(len(candidates)))
+    if "ctc" in names and len(candidates) > 2:
+        order = [2, 0, 1]
+    elif "sparse" not in names and any(word in names for word in dense):
+        order = [1, 0, *order[2:]]
+    return [candidates[k] for k in order]
 
 
-def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run: Run,
-                         rows: Rows, y_base: Any, config: Any, codes: set[str]) -> list[DynamicFinding]:
+@dataclass
+class LossMeasure:
+    """What one loss program measured: the loss of every group, and how groups compare."""
+
+    result: LossRun
+    groups: list[LossGroup]
+    base_of: dict[int, int]  # perturbed group -> its base group
+    #: padded-labels group -> the group that changes the same output's padded predictions
+    confirm: dict[int, int]
+    what: dict[int, tuple[str, int]]  # perturbed group -> ("labels", output) or ("inputs", 0)
+    weights: dict[int, float]  # perturbed group -> its weight in the gradient difference
+    empty_check: int | None  # the group holding fully padded samples (MC305), if any
+
+
+def measure_losses(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run: Run,
+                   rows: Rows, y_base: Any, config: Any, codes: set[str],
+                   sample_weight: Any = None) -> LossMeasure | None:
+    """Run the loss program over the stacked batch: group 0 is the base batch (its samples
+    that are not fully padded), then one group per output whose padded labels change, one
+    for every perturbed input draw, and one with the fully padded samples.
+
+    `y_base` and `sample_weight` hold one row per base sample; each group gathers its
+    rows of them, so the loss sees the data's own weights as `fit` does. None when no
+    base sample has a valid step."""
     import keras
 
     flat_y = [np.asarray(a) for a in keras.tree.flatten(y_base)]
     repack = (lambda flat: keras.tree.pack_sequence_as(y_base, flat))
     stacked = [a[rows.sample] for a in flat_y]  # labels for every stacked row
     labels = [repack(stacked)]
+    weights_given = None
+    if sample_weight is not None:
+        weights_given = keras.tree.map_structure(
+            lambda a: np.asarray(a, dtype="float32")[rows.sample], sample_weight)
     perturbed_outputs = []
+    own: list[int] = []  # outputs whose labels have their own length
     for j, a in enumerate(stacked):
         spec = plan.outputs[j] if j < len(plan.outputs) else None
         if spec is None or not spec.labels_perturbable:
+            continue
+        out = run.outputs[j] if j < len(run.outputs) else None
+        if _own_length(a, out):
+            # labels with a padded axis of their own (CTC targets): their padding is the
+            # trailing pad value, which the loss may read to get the label lengths, so
+            # padded values are not changed (that would move the padding); more of it is
+            # added instead, and a loss that counts padded labels changes
+            pad = np.full(a.shape, label_pad_value(flat_y[j]), a.dtype)
+            labels.append(repack([np.concatenate([a, pad], axis=1) if k == j else b
+                                  for k, b in enumerate(stacked)]))
+            perturbed_outputs.append(j)
+            own.append(j)
             continue
         n_classes = run.outputs[j].shape[-1] if j < len(run.outputs) and run.outputs[j].ndim >= 2 else None
         changed = perturb_labels(a, rows.mask, spec.padded_axes, config.seed, n_classes)
@@ -659,11 +805,35 @@ def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: An
     what: dict[int, tuple[str, int]] = {}
     base_rows = np.nonzero((rows.draw == 0) & (rows.lengths > 0))[0]
     if not len(base_rows):
-        return []
+        return None
     groups.append(LossGroup(tuple(int(i) for i in base_rows), 0, "base"))
     for k, j in enumerate(perturbed_outputs):
         base_of[len(groups)], what[len(groups)] = 0, ("labels", j)
         groups.append(LossGroup(tuple(int(i) for i in base_rows), k + 1, f"labels:{j}"))
+    # Changed padded label values move the loss of a loss that counts padded steps, and
+    # also of one that reads the label padding from the values (a `y_true != 0` mask, CTC
+    # label lengths): changing the label pad moves its padding, as changing a pad token
+    # would move a mask. The predictions at the same padded steps, changed with every mask
+    # and label kept, tell them apart: only a loss that counts padded steps answers.
+    # Where labels have their own length (CTC), the predictions at padded frames changed
+    # are a probe of their own: a loss that reads them counts padded frames.
+    confirm: dict[int, int] = {}
+    valid: list[Any] = [None] * len(run.outputs)
+    for g in list(base_of):
+        j = what[g][1]
+        out = run.outputs[j] if j < len(run.outputs) else None
+        if out is None or out.ndim < 2 or not np.issubdtype(out.dtype, np.floating):
+            continue
+        steps = output_valid(out, rows.mask, (run.output_masks or [None] * len(run.outputs))[j])
+        if steps is None or steps.all():
+            continue
+        valid[j] = steps
+        if j in own:
+            base_of[len(groups)], what[len(groups)] = 0, ("frames", j)
+        else:
+            confirm[g] = len(groups)
+        groups.append(LossGroup(tuple(int(i) for i in base_rows), 0, f"predictions:{j}",
+                                predictions=j))
     drawn = np.nonzero((rows.draw > 0) & (rows.lengths > 0))[0]
     if len(drawn):
         base_of[len(groups)], what[len(groups)] = 0, ("inputs", 0)
@@ -673,24 +843,58 @@ def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: An
     if "MC305" in codes and (rows.lengths[base_all] == 0).any():
         empty_check = len(groups)
         groups.append(LossGroup(tuple(int(i) for i in base_all), 0, "empty"))
-    if not groups:
-        return []
-    weights = {g: 1.0 + 0.37 * n for n, g in enumerate(sorted(base_of))}
+    # the gradient difference sums the input variants only: a changed label pad may move the
+    # loss of a loss that reads it (CTC label lengths), and padded labels move the loss first
+    weights = {g: 1.0 + 0.37 * n for n, g in enumerate(g for g in sorted(base_of)
+                                                         if what[g][0] == "inputs")}
     gradients = bool(plan.gradient_code) or not plan.has_graph
     program = LossProgram(model, prober, groups, base_of, weights, gradients=gradients)
-    result = (program.run(inputs, labels, rows) if gradients or not _compiled_loss(model)
-              else program.run_on_outputs(run, labels))
+    result = (program.run(inputs, labels, rows, weights_given, valid)
+              if gradients or not _compiled_loss(model)
+              else program.run_on_outputs(run, labels, weights_given, valid))
+    if not np.isfinite(result.losses[0]):
+        raise ProbeError(f"the loss of the unpadded-label batch is not finite ({result.losses[0]})")
+    return LossMeasure(result, groups, base_of, confirm, what, weights, empty_check)
+
+
+def _own_length(labels: Any, out: Any) -> bool:
+    """Integer labels (B, L) for a (B, T', C) output whose L is not T': label sequences
+    with their own length and padding, as a CTC loss takes them."""
+    return (out is not None and labels.ndim == 2 and out.ndim == 3
+            and np.issubdtype(labels.dtype, np.integer) and labels.shape[1] != out.shape[1])
+
+
+def _loss_program_checks(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run: Run,
+                         rows: Rows, y_base: Any, config: Any, codes: set[str],
+                         sample_weight: Any = None) -> list[DynamicFinding]:
+    measured = measure_losses(model, plan, prober, inputs, run, rows, y_base, config, codes,
+                              sample_weight)
+    if measured is None:
+        return []
+    result, groups, base_of, what = measured.result, measured.groups, measured.base_of, measured.what
+    weights, empty_check = measured.weights, measured.empty_check
     found: list[DynamicFinding] = []
     losses = result.losses
     if codes & {"MC303", "MC203"}:
         leak = None
-        for g in sorted(base_of):
-            b = base_of[g]
+        def moved(g: int, b: int) -> tuple[bool, float]:
             diff = abs(losses[g] - losses[b]) if np.isfinite(losses[g]) else float("inf")
-            if diff > loss_tolerance(losses[b], config.atol, config.rtol):
+            return diff > loss_tolerance(losses[b], config.atol, config.rtol), diff
+
+        explained = False
+        for g in sorted(base_of):
+            changed, diff = moved(g, base_of[g])
+            if changed and g in measured.confirm and not moved(measured.confirm[g], base_of[g])[0]:
+                explained = True  # the loss reads padding from the label values
+                continue
+            if changed:
                 leak = (g, "loss", diff)
                 break
-        if leak is None and base_of:
+        if leak is None and explained:
+            # these labels may not be the form the loss takes (per-step ids for a CTC loss):
+            # the caller tries the next form, and keeps this clean verdict if none is better
+            raise LabelsReadPadding("the loss reads the label padding from the label values")
+        if leak is None and weights:
             scale = sum(weights.values())
             gdiff = grad_diff(result.delta_grads, [np.zeros_like(g) for g in result.delta_grads],
                               config.atol * scale, 0.0)
@@ -802,7 +1006,7 @@ def to_finding(rule: Any, result: DynamicFinding) -> Finding:
         "output": leak.output,
     }
     for key, value in result.fields.items():
-        if key in ("detail", "source") or value is None:
+        if key in ("detail", "source", "hint") or value is None:
             continue
         evidence[key] = round_sig(value) if isinstance(value, float) else value
     hint = rule.hint(layer, leak.layer_class) if hasattr(rule, "hint") else ""
@@ -811,7 +1015,8 @@ def to_finding(rule: Any, result: DynamicFinding) -> Finding:
               "what": "values", "loss_diff": 0.0, "loss": "?", "source": "?", "detail": "?",
               "hint": hint, "reason": "mixes values along the padded axis", **result.fields}
     if rule.code == "MC303":
-        values["what"] = {"labels": "labels", "inputs": "inputs"}.get(result.fields.get("what"), "values")
+        values["what"] = {"labels": "labels", "inputs": "inputs",
+                          "frames": "frames (output steps)"}.get(result.fields.get("what"), "values")
     return Finding(rule=rule.code, name=rule.name, severity=rule.severity, kind=("dynamic",),
                    layer=layer, layer_class=leak.layer_class,
                    path=leak.path or (layer,) if layer else leak.path,

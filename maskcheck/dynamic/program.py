@@ -60,6 +60,9 @@ def one_line(exc: BaseException) -> str:
     import re
 
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    # TensorFlow's op context: "{{function_node __wrapped__Mul_device_/job:...}}" and "[Op:Mul] name:"
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:\w+\]( name: ?\S*)?", "", text)
     lines = [line.strip() for line in text.splitlines()]
     kept = [line for line in lines if line and not line.startswith(_NOISE)]
     body = " ".join(" ".join(kept[:2]).split()) or type(exc).__name__
@@ -401,6 +404,30 @@ class Run:
         return [self.tensors[i] for i in record.inputs], [self.tensors[i] for i in record.outputs]
 
 
+def predictions(model: Any, run: Run, rows: Any) -> Any:
+    """The run's outputs at `rows` as tensors in the model's output structure, each
+    carrying the Keras mask the forward pass attached to it.
+
+    A compiled loss reads the mask from its `y_pred` (Keras 3 weights masked
+    positions by 0), so predictions handed to a loss without their masks are not
+    what `fit` computes: a correctly masked tagger would count its padded labels."""
+    import keras
+    import tensorflow as tf
+    from keras.src.backend import set_keras_mask
+
+    masks = run.output_masks or [None] * len(run.outputs)
+    flat = []
+    for out, mask in zip(run.outputs, masks):
+        t = tf.constant(out[rows])
+        if mask is not None:
+            set_keras_mask(t, tf.constant(mask[rows]))
+        flat.append(t)
+    struct = getattr(model, "_outputs_struct", None)
+    if struct is not None and len(keras.tree.flatten(struct)) == len(flat):
+        return keras.tree.pack_sequence_as(struct, flat)
+    return flat[0] if len(flat) == 1 else flat
+
+
 def _np(t: Any) -> Any:
     import numpy as np
 
@@ -490,6 +517,7 @@ class Prober:
     def _make_hook(self, k: int, embeds: bool = False) -> Any:
         def hook(out: Any, call_args: tuple = ()) -> Any:
             import tensorflow as tf
+            from keras.src.backend import get_keras_mask, set_keras_mask
 
             args = self.hook_args
             if not args or not tf.is_tensor(out) or not out.dtype.is_floating:
@@ -511,7 +539,14 @@ class Prober:
             repl = tf.where(tf.reshape(args["shuffle"], bshape), shuffled, out + scale * noise)
             valid = tf.reshape(mask, tf.concat([tf.shape(mask), [1] * (rank - mask.shape.rank)], 0))
             perturbed = tf.reshape(args["draw"] > 0, bshape)
-            return tf.where(tf.logical_or(valid, tf.logical_not(perturbed)), out, repl)
+            result = tf.where(tf.logical_or(valid, tf.logical_not(perturbed)), out, repl)
+            # a layer may attach its mask inside `call` (keras-hub TokenAndPositionEmbedding
+            # does, with no compute_mask for Keras to rerun): the perturbed values carry the
+            # same mask, or every later layer and the compiled loss would lose it
+            mask_out = get_keras_mask(out)
+            if mask_out is not None:
+                set_keras_mask(result, mask_out)
+            return result
 
         return hook
 
@@ -664,6 +699,37 @@ class LossGroup:
     rows: tuple[int, ...]
     labels: int  # index into the label structures passed to the program
     name: str  # e.g. "base:post", "labels:post:0", "inputs:post:1", "empty:all"
+    #: output whose predictions at padded steps the group changes (masks kept), or None
+    predictions: int | None = None
+
+
+def change_padded(t: Any, valid: Any) -> Any:
+    """`t` (B, T', ...) with its padded steps changed and its Keras mask kept: halfway towards
+    class 1 (a distribution stays one, and a uniform one changes too), or +1 where a step
+    holds one value."""
+    import tensorflow as tf
+    from keras.src.backend import get_keras_mask, set_keras_mask
+
+    mask = get_keras_mask(t)
+    rank = t.shape.rank
+    if rank >= 3 and (t.shape[-1] or 0) > 1:
+        changed = 0.5 * t + 0.5 * tf.one_hot(1, t.shape[-1], dtype=t.dtype)
+    else:
+        changed = t + 1
+    shape = tf.concat([tf.shape(valid), tf.ones([rank - 2], tf.int32)], 0)
+    out = tf.where(tf.reshape(valid, shape), t, changed)
+    if mask is not None:
+        set_keras_mask(out, mask)
+    return out
+
+
+def _with_changed(structure: Any, j: int, valid: Any) -> Any:
+    import keras
+
+    flat = keras.tree.flatten(structure)
+    flat = [change_padded(t, valid) if k == j else t for k, t in enumerate(flat)]
+    return flat[0] if not isinstance(structure, (list, tuple, dict)) else \
+        keras.tree.pack_sequence_as(structure, flat)
 
 
 @dataclass
@@ -714,8 +780,8 @@ class LossProgram:
                 return g
             return keras.tree.map_structure(one, structure)
 
-        def program(x: Any, labels: Any, mask: Any, scale: Any, shuffle: Any, draw: Any,
-                    pin: Any) -> Any:
+        def program(x: Any, labels: Any, sample_weight: Any, valid: Any, mask: Any, scale: Any,
+                    shuffle: Any, draw: Any, pin: Any) -> Any:
             prober.traces += 1
             prober._arm(mask, scale, shuffle, draw, pin)
             prober.tracer.start(recording=False)
@@ -727,15 +793,21 @@ class LossProgram:
                     for group in groups:
                         idx = tf.constant(group.rows, dtype=tf.int32)
                         xg, pg = gather(x, idx), gather(y_pred, idx)
+                        if group.predictions is not None:
+                            pg = _with_changed(pg, group.predictions,
+                                               tf.gather(valid[group.predictions], idx))
                         yg = keras.tree.map_structure(lambda a: tf.gather(a, idx), labels[group.labels])
+                        swg = (None if sample_weight is None else
+                               keras.tree.map_structure(lambda a: tf.gather(a, idx), sample_weight))
                         try:
-                            loss = model.compute_loss(x=xg, y=yg, y_pred=pg, sample_weight=None,
+                            loss = model.compute_loss(x=xg, y=yg, y_pred=pg, sample_weight=swg,
                                                       training=False)
                         except TypeError:
-                            loss = model.compute_loss(x=xg, y=yg, y_pred=pg, sample_weight=None)
+                            loss = model.compute_loss(x=xg, y=yg, y_pred=pg, sample_weight=swg)
                         losses.append(tf.cast(loss, tf.float32))
                     delta = tf.add_n([self.weights[g] * (losses[g] - losses[b])
-                                      for g, b in self.base_of.items()] or [tf.constant(0.0)])
+                                      for g, b in self.base_of.items() if g in self.weights]
+                                     or [tf.constant(0.0)])
             finally:
                 prober.tracer.stop()
                 prober._disarm()
@@ -755,9 +827,9 @@ class LossProgram:
 
         Used when the plan finds no code that could leak into the gradients: the loss
         then depends on the labels and the predictions (with their masks) only, so
-        the model need not run again and the trace is tiny. Regularization terms are
-        the same for every group and cancel in the comparison, so the compiled loss
-        (`model._compile_loss`, what `compute_loss` adds them to) is enough."""
+        the model need not run again and the trace is tiny. The weight regularizers'
+        penalties are added as `compute_loss` adds them, so each group's loss is the one
+        `fit` reports (they cancel in the comparisons, but not in `base_loss`)."""
         if self._fn is not None:
             return self._fn
         import keras
@@ -766,7 +838,12 @@ class LossProgram:
 
         model, prober, groups = self.model, self.prober, self.groups
 
-        def program(y_pred: Any, masks: Any, labels: Any) -> Any:
+        def penalty() -> Any:
+            regularizers = getattr(model, "_get_regularization_losses", None)
+            terms = [tf.reduce_sum(tf.cast(t, tf.float32)) for t in (regularizers or list)()]
+            return tf.add_n(terms) if terms else tf.constant(0.0)
+
+        def program(y_pred: Any, masks: Any, labels: Any, sample_weight: Any, valid: Any) -> Any:
             prober.traces += 1
             losses = []
             for group in groups:
@@ -777,18 +854,26 @@ class LossProgram:
                     if m is not None:
                         set_keras_mask(g, tf.gather(m, idx))
                     preds.append(g)
+                if group.predictions is not None:
+                    j = group.predictions
+                    preds[j] = change_padded(preds[j], tf.gather(valid[j], idx))
                 yg = keras.tree.map_structure(lambda a: tf.gather(a, idx), labels[group.labels])
                 struct = getattr(model, "_outputs_struct", None)
                 pg = (keras.tree.pack_sequence_as(struct, preds) if struct is not None
                       else preds[0] if len(preds) == 1 else preds)
-                losses.append(tf.cast(model._compile_loss(yg, pg, None), tf.float32))
+                swg = (None if sample_weight is None else
+                       keras.tree.map_structure(lambda a: tf.gather(a, idx), sample_weight))
+                losses.append(tf.cast(model._compile_loss(yg, pg, swg), tf.float32) + penalty())
             return tf.stack(losses)
 
         self._fn = tf.function(program, autograph=False)
         return self._fn
 
-    def run_on_outputs(self, run: Run, labels: list[Any]) -> LossRun:
-        """Losses of every group from the inference run's predictions (no backward pass)."""
+    def run_on_outputs(self, run: Run, labels: list[Any], sample_weight: Any = None,
+                       valid: Any = None) -> LossRun:
+        """Losses of every group from the inference run's predictions (no backward pass).
+
+        `sample_weight`, when given, has one row per stacked row (as the labels do)."""
         import numpy as np
         import tensorflow as tf
 
@@ -797,13 +882,17 @@ class LossProgram:
         try:
             with restored(self.model), tf.device(self.prober.device), quiet_tf(), light_graphs():
                 losses = fn([tf.constant(o) for o in run.outputs],
-                            [None if m is None else tf.constant(m) for m in masks], labels)
+                            [None if m is None else tf.constant(m) for m in masks], labels,
+                            sample_weight, valid)
         except Exception as exc:  # the user's loss may raise anything
             self._fn = None
             raise ProbeError(f"computing the loss raises: {one_line(exc)}") from None
         return LossRun([float(v) for v in np.asarray(losses)], [], list(run.output_masked))
 
-    def run(self, x: Any, labels: list[Any], rows: Rows) -> LossRun:
+    def run(self, x: Any, labels: list[Any], rows: Rows, sample_weight: Any = None,
+            valid: Any = None) -> LossRun:
+        """Losses of every group and the gradient difference. `valid` holds, per output, the
+        (N, T') valid steps of its predictions (None where no group changes them)."""
         import numpy as np
         import tensorflow as tf
 
@@ -811,7 +900,7 @@ class LossProgram:
         try:
             with restored(self.model), self.prober.tracer, tf.device(self.prober.device), quiet_tf(), \
                     light_graphs():
-                losses, delta = fn(x, labels, *probe_args(rows))
+                losses, delta = fn(x, labels, sample_weight, valid, *probe_args(rows))
         except Exception as exc:  # the user's loss may raise anything
             self._fn = None
             raise ProbeError(f"computing the loss raises: {one_line(exc)}") from None

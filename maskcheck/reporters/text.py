@@ -59,6 +59,8 @@ def render(report: Report) -> str:
             # what the static engine found before the check stopped is still listed
         elif model.stats.get("dynamic"):  # probes could not run; the static result stands alone
             lines.append(f"{model.target}: note: dynamic checks {model.stats['dynamic']}")
+        if model.error is None and model.stats.get("loss"):  # the loss probes could not run
+            lines.append(f"{model.target}: note: loss checks {model.stats['loss']}")
         for f in model.findings:
             lines.append(finding_line(model, f))
             lines.append(f"    fix: {f.fix}")
