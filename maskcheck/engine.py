@@ -367,6 +367,7 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule
             kept.append(finding)
     coverage = _coverage(info, codes, config)
     merged = [_weigh(s, coverage, info["records"], dynamic) for s in merged]
+    merged = [_weigh_loss(s, info, dynamic) for s in merged]
     if coverage["values"] and not any(s.rule in STATIC_LEAKS for s in merged):
         # the probes measured a leak the static reading did not predict anywhere
         kept = [replace(d, evidence={**d.evidence, "static": "not predicted"})
@@ -468,6 +469,33 @@ def _weigh(finding: Finding, coverage: dict[str, Any], diverging: set[str],
     why = _kept_because(finding, amount)
     return replace(finding, message=finding.message + note + f"; it is kept because {why}.",
                    evidence={**evidence, "kept_because": why})
+
+
+def _weigh_loss(finding: Finding, info: dict[str, Any], dynamic: list[Finding]) -> Finding:
+    """A static loss finding (MC201, MC203) about a loss written in user code that the loss
+    probes measured and could not move.
+
+    The static engine cannot read every user loss (one that masks by `y_true != 0`, by
+    lengths): saying it counts padding is then a guess. When the probes computed that
+    loss under changed padded labels and changed predictions at padded steps and it did
+    not move (no MC303/MC203 measured), the finding becomes info with ``refuted_by``.
+    A built-in Keras loss is read exactly, so its finding stands as it is."""
+    from maskcheck.finding import Severity
+
+    if (finding.rule not in ("MC201", "MC203") or "dynamic" in finding.kind
+            or not info.get("loss_probed") or any(d.rule in ("MC303", "MC203") for d in dynamic)):
+        return finding
+    plan = info.get("plan")
+    user_code = set(getattr(plan, "gradient_code", ()) or ())
+    loss = str(finding.evidence.get("loss", ""))
+    if not (loss in user_code or any(name.endswith(".compute_loss") for name in user_code)):
+        return finding
+    return replace(finding, severity=Severity.INFO, kind=("static", "dynamic"),
+                   message=finding.message + " Probes that changed padded labels and the "
+                   "predictions at padded steps could not move this loss (it applies its own "
+                   "mask), so this suspicion is downgraded to info.",
+                   evidence={**finding.evidence, "dynamic": "not reproduced",
+                             "refuted_by": "MC303"})
 
 
 def _kept_because(finding: Finding, amount: bool) -> str:

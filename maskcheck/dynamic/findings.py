@@ -152,9 +152,13 @@ def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
         results.extend(_cross_sample(prober, inputs, rows, config))
 
     if codes & {"MC303", "MC203", "MC305"}:
+        notes = info.setdefault("notes", [])
+        said = len(notes)
         results.extend(loss_checks(model, plan, prep, probe, prober, inputs, run, rows, config, codes,
-                                   batch.sample_weight if batch is not None else None,
-                                   info.setdefault("notes", [])))
+                                   batch.sample_weight if batch is not None else None, notes))
+        # the loss was measured under perturbed padded labels and predictions (for refutation)
+        probed = has_loss(model) and len(notes) == said and {"MC303", "MC203"} <= codes
+        info["loss_probed"] = info.get("loss_probed", True) and probed
     if batch is not None and codes & set(DATA_CODES):
         results = data_checks(model, plan, prep, batch, prober, run, rows, config, codes,
                               output_axes, results)
