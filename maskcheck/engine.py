@@ -208,9 +208,9 @@ def _as_the_data_says(static: tuple[Finding, ...], info: dict[str, Any], config:
 
     Padding in the data replaces the token-0 assumption; data padded on one side
     only is analysed for that side (a causal layer is safe under post-padding);
-    per-step sample weights that are 0 on every padded step keep padded labels
-    out of the loss, so MC201 does not hold (MC403 says when they do not); data
-    with no fully padded sample cannot divide by an empty mask (MC109)."""
+    rules that do not hold under facts of the data (per-step weights that are 0 on
+    every padded step, no fully padded sample) name those facts in `void_when`, and
+    `maskcheck.merge` drops their findings."""
     from maskcheck.static.dataflow import analyze
 
     sides = info.get("data_sides") or set()
@@ -220,12 +220,6 @@ def _as_the_data_says(static: tuple[Finding, ...], info: dict[str, Any], config:
         static = mark_assumed(run_rules(graph, rules, flow=flow), graph, flow)
     if info.get("data_padded"):
         static = tuple(_drop_assumption(s) for s in static)
-    if info.get("weights_cover_padding"):
-        static = tuple(s for s in static if s.rule != "MC201")
-    if info.get("data") and not info.get("data_empty"):
-        # Decision: with real data, a 0/0 masked mean is reported only when the data
-        # hold a fully padded sample (MC305 then measures the NaN too)
-        static = tuple(s for s in static if s.rule != "MC109")
     return static
 
 
@@ -263,57 +257,28 @@ def mark_assumed(findings: tuple[Finding, ...], graph: Any, flow: Any) -> tuple[
     return tuple(marked)
 
 
-#: Static codes that a dynamic result at the same layer confirms.
-CONFIRMS = {"MC301": ("MC101", "MC102", "MC103", "MC105"), "MC304": ("MC102", "MC105"),
-            "MC302": ("MC106",), "MC303": ("MC201",), "MC203": ("MC201", "MC203"), "MC103": ("MC103",),
-            "MC305": ("MC109",)}
-#: Static suspicions that probes can refute (the layer is an unknown custom layer).
-REFUTABLE = ("MC102", "MC105", "MC106")
-#: Static findings that claim padding changes what the model computes (what MC301,
-#: MC302 and MC304 measure), and so can disagree with the probes.
-STATIC_LEAKS = ("MC102", "MC103", "MC105", "MC106", "MC108")
-#: Dynamic findings that measure such a change.
-DYNAMIC_LEAKS = ("MC301", "MC302", "MC304")
-
-
 def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule], ...],
                    static: tuple[Finding, ...], stats: dict[str, Any], graph: Any = None,
                    flow: Any = None, profiles: dict[str, Any] | None = None) -> tuple[Finding, ...]:
-    """Run the dynamic rules and merge their results with the static findings.
+    """Run the dynamic checks and merge their results with the static findings
+    (`maskcheck.merge` holds the policy, declared on the rules).
 
     `profiles` receives the probes' per-position change at each leaking layer (by
-    layer path), which the HTML report plots.
-
-    Merging: a static finding (MC101/MC102/MC103/MC105/MC106/MC109/MC201/MC203) at the
-    layer (same path) where a probe localized a leak keeps its static code,
-    message and fix (the static engine says *why*, the code users already
-    know), becomes kind ("static", "dynamic"), keeps its severity unless no
-    confirmed finding at that layer is as severe as the leak (then the first
-    is raised) and gains the probe's evidence plus ``confirmed_by``; the
-    dynamic finding is then not reported separately. At an unknown custom
-    layer (whose semantics the static engine assumed) the merged code follows
-    what the static engine knows there: a mask that reached the layer and
-    was passed on makes a measured leak MC105 (the layer mixes positions) or
-    MC103 (it moves or resamples them, as the probe shows); no mask makes it
-    MC102. A static MC102/MC105/MC106 at an unknown custom layer whose valid
-    outputs no probe could change is downgraded to info, says so, and gains
-    ``refuted_by``. MC101 is never refuted that way: a dropped mask hurts
-    the layers after the one that drops it.
-    """
-    from maskcheck.dynamic.findings import (ModelRaises, NoPadding, NotProbeable, ProbeError,
-                                            run_dynamic, to_finding)
-
+    layer path), which the HTML report plots."""
     from maskcheck.dynamic.data import DataError, load_data_option
+    from maskcheck.dynamic.schedule import (ModelRaises, NoPadding, NotProbeable, ProbeError,
+                                            run_dynamic, to_finding)
+    from maskcheck.merge import merge
+    from maskcheck.rules import RULES_BY_CODE
 
     if config.data:  # --data names the user's own batches; it wins over a factory's data
         try:
             data = load_data_option(config.data)
         except DataError as exc:
             raise CheckError("DataError", str(exc), static) from None
-    codes = {r.code for r in rules}
     by_code = {r.code: r for r in rules}
     try:
-        results, info = run_dynamic(model, data, config, codes, graph, flow)
+        results, info = run_dynamic(model, data, config, tuple(r() for r in rules), graph, flow)
     except NotProbeable as exc:
         if config.mode == "dynamic":
             raise CheckError("NoPaddedInput" if isinstance(exc, NoPadding) else "NotProbeable",
@@ -336,182 +301,48 @@ def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule
         profiles.update(info.get("profiles", {}))
     if info.get("data"):
         static = _as_the_data_says(static, info, config, graph, rules)
-    if info.get("weights_cover_padding"):  # the data's weights keep padding out of the loss
-        results = [r for r in results if r.code != "MC303"]
     dynamic = [to_finding(by_code[r.code], r) for r in results if r.code in by_code]
     assumed = {i.name: i.assumed for i in info["plan"].inputs if i.role == "data" and i.assumed}
     if assumed and not info.get("data"):  # real data wins over every convention
         dynamic = [replace(f, message=f.message + assumed_clause(assumed),
                            evidence={**f.evidence, "assumed": assumed}) for f in dynamic]
-    merged = list(static)
-    kept = []
-    for finding in dynamic:
-        reclassified = _reclassify(merged, finding, by_code)
-        if reclassified is not None:
-            merged = reclassified
-            continue
-        targets = [i for i, s in enumerate(merged)
-                   if s.rule in CONFIRMS.get(finding.rule, ()) and s.layer == finding.layer
-                   and s.path == finding.path]
-        fresh = [i for i in targets if "confirmed_by" not in merged[i].evidence]
-        # Each code keeps its default severity (so --fail-on means the same with or without
-        # probes), unless none of the confirmed findings is as severe as the measured leak:
-        # then the first one is raised, so a proven leak never reads as a mere warning.
-        carried = any(merged[i].severity.rank >= finding.severity.rank for i in fresh)
-        for n, i in enumerate(fresh):
-            s = merged[i]
-            severity = finding.severity if (n == 0 and not carried) else s.severity
-            merged[i] = replace(s, kind=("static", "dynamic"), severity=severity,
-                                evidence={**s.evidence, **finding.evidence, "confirmed_by": finding.rule})
-        if not targets:
-            kept.append(finding)
-    coverage = _coverage(info, codes, config)
-    merged = [_weigh(s, coverage, info["records"], dynamic) for s in merged]
-    merged = [_weigh_loss(s, info, dynamic) for s in merged]
-    if coverage["values"] and not any(s.rule in STATIC_LEAKS for s in merged):
-        # the probes measured a leak the static reading did not predict anywhere
-        kept = [replace(d, evidence={**d.evidence, "static": "not predicted"})
-                if d.rule in DYNAMIC_LEAKS else d for d in kept]
-    return tuple(merged) + tuple(kept)
+    return merge(static, tuple(dynamic), probe_facts(info, rules), RULES_BY_CODE)
 
 
-def _reclassify(merged: list[Finding], finding: Finding,
-                by_code: dict[str, type[Rule]]) -> list[Finding] | None:
-    """A measured leak at a layer whose semantics the static engine assumed: name the bug
-    by what the static engine knows there (mask arrived? passed on?) and what the probe saw.
+def probe_facts(info: dict[str, Any], rules: tuple[type[Rule], ...]) -> Any:
+    """What the probes covered, from what ran (`info`) and the selected rules.
 
-    Returns the new list of findings, or None when this rule does not apply."""
+    A claim is covered by a selected rule that `covers` it, once the inference pass ran
+    (a model that raised on padded batches covered nothing): padded values on the sides
+    whose values were perturbed; the amount only along an axis whose length varies;
+    batch statistics only where the plan names a layer that may mix samples; the loss
+    only when it was measured and every rule that reports a loss leak was selected."""
+    from maskcheck.merge import ProbeFacts
     from maskcheck.rules import ALL_RULES
 
-    if finding.rule not in ("MC301", "MC304"):
-        return None
-    at = [i for i, s in enumerate(merged) if s.layer == finding.layer and s.path == finding.path
-          and s.rule == "MC102" and s.evidence.get("assumed_semantics") and "confirmed_by" not in s.evidence]
-    if not at:
-        return None
-    assumed = merged[at[0]]
-    source = assumed.evidence.get("mask_source")
-    if not (source and assumed.evidence.get("passes_mask")):
-        return None  # no mask reached it, or it dropped it: MC102 (mixing without a mask) holds
-    movement = finding.evidence.get("movement")
-    code = "MC103" if movement in ("moves", "resamples") else "MC105"
-    rule = by_code.get(code) or next(r for r in ALL_RULES if r.code == code)
-    layer, cls = finding.layer, finding.layer_class
-    detail = {"moves": "it moves positions along the padded axis (reverses or shifts it) while "
-                       "passing the mask on unchanged, so the mask marks the wrong positions",
-              "resamples": "it changes the length of the padded axis while passing the "
-                           "full-length mask on"}.get(movement, "")
-    values = {"layer": layer, "layer_class": cls, "source": source, "detail": detail,
-              "reason": "mixes values along the padded axis (a probe measured it)",
-              "hint": rule.hint(layer, cls) if hasattr(rule, "hint") else ""}
-    evidence = {k: v for k, v in assumed.evidence.items() if k not in ("assumed_semantics", "passes_mask")}
-    new = Finding(rule=rule.code, name=rule.name, severity=max(rule.severity, finding.severity,
-                                                              key=lambda s: s.rank),
-                  kind=("static", "dynamic"), layer=layer, layer_class=cls, path=finding.path,
-                  message=rule.message.format(**values), fix=rule.fix.format(**values),
-                  evidence={**evidence, **finding.evidence, "confirmed_by": finding.rule})
-    return [new if i == at[0] else s for i, s in enumerate(merged)]
-
-
-def _coverage(info: dict[str, Any], codes: set[str], config: Config) -> dict[str, Any]:
-    """What the probes covered: the padding sides whose padded values they perturbed with
-    the mask held fixed (MC301), and whether they also changed the amount of padding
-    (MC304: only along an axis whose length varies). A model that raised on padded batches
-    was not covered (there were no valid outputs to compare)."""
     rows, plan = info.get("rows"), info.get("plan")
-    sides = set(getattr(rows, "side", ()) or ()) if rows is not None else set()
-    ran = "run" in info and "MC301" in codes
-    return {"values": ran and bool(sides), "sides": sides,
-            "amount": ran and "MC304" in codes and bool(getattr(plan, "time_open", False)),
-            "training": ran and "MC302" in codes and bool(getattr(plan, "training_layers", ()))}
-
-
-def _weigh(finding: Finding, coverage: dict[str, Any], diverging: set[str],
-           dynamic: list[Finding]) -> Finding:
-    """A static leak finding that the probes, covering it fully, could not reproduce.
-
-    Decision (the refutation rule): a static finding and the probes disagree when the
-    finding claims a leak (STATIC_LEAKS), no dynamic leak was measured at its layer,
-    that layer's valid outputs never moved under any perturbation, and the probes
-    covered the claim: every padding side it names had its padded values perturbed
-    (and, for a claim about the amount of padding, the amount changed; for batch
-    statistics, training mode probed). Then:
-
-    * a finding that rests on a guess (an unknown layer whose semantics were assumed)
-      is downgraded to info and gains ``refuted_by`` (the probes know better);
-    * any other finding keeps its severity, since its reasoning holds whatever
-      weights the probes happened to draw, and says why in ``kept_because``;
-      ``dynamic`` is "not reproduced" either way.
-
-    A finding the probes did not cover (a side not probed, an axis of fixed length for an
-    amount claim, a model that raised) is left as it is."""
-    from maskcheck.finding import Severity
-
-    if (finding.rule not in STATIC_LEAKS or "dynamic" in finding.kind
-            or not finding.layer or finding.layer in diverging
-            or any(d.layer == finding.layer for d in dynamic if d.rule in DYNAMIC_LEAKS)):
-        return finding
-    amount = bool(finding.evidence.get("amount_only")) or finding.rule == "MC108"
-    side = finding.evidence.get("padding")
-    claimed = {"post", "pre"} if side in (None, "both") else {side}
-    covered = (coverage["values"] and claimed <= coverage["sides"]
-               and (not amount or coverage["amount"])
-               and (finding.rule != "MC106" or coverage["training"]))
-    if not covered:
-        return finding
-    note = " Probes that perturbed padding here could not make it change valid outputs"
-    evidence = {**finding.evidence, "dynamic": "not reproduced"}
-    if finding.rule in REFUTABLE and finding.layer_class and finding.evidence.get("assumed_semantics"):
-        return replace(finding, severity=Severity.INFO, kind=("static", "dynamic"),
-                       message=finding.message + " Probes could not make padding change this layer's "
-                       "valid outputs, so this suspicion is downgraded to info.",
-                       evidence={**evidence, "refuted_by": "MC301"})
-    why = _kept_because(finding, amount)
-    return replace(finding, message=finding.message + note + f"; it is kept because {why}.",
-                   evidence={**evidence, "kept_because": why})
-
-
-def _weigh_loss(finding: Finding, info: dict[str, Any], dynamic: list[Finding]) -> Finding:
-    """A static loss finding (MC201, MC203) about a loss written in user code that the loss
-    probes measured and could not move.
-
-    The static engine cannot read every user loss (one that masks by `y_true != 0`, by
-    lengths): saying it counts padding is then a guess. When the probes computed that
-    loss under changed padded labels and changed predictions at padded steps and it did
-    not move (no MC303/MC203 measured), the finding becomes info with ``refuted_by``.
-    A built-in Keras loss is read exactly, so its finding stands as it is."""
-    from maskcheck.finding import Severity
-
-    if (finding.rule not in ("MC201", "MC203") or "dynamic" in finding.kind
-            or not info.get("loss_probed") or any(d.rule in ("MC303", "MC203") for d in dynamic)):
-        return finding
-    plan = info.get("plan")
-    user_code = set(getattr(plan, "gradient_code", ()) or ())
-    loss = str(finding.evidence.get("loss", ""))
-    if not (loss in user_code or any(name.endswith(".compute_loss") for name in user_code)):
-        return finding
-    return replace(finding, severity=Severity.INFO, kind=("static", "dynamic"),
-                   message=finding.message + " Probes that changed padded labels and the "
-                   "predictions at padded steps could not move this loss (it applies its own "
-                   "mask), so this suspicion is downgraded to info.",
-                   evidence={**finding.evidence, "dynamic": "not reproduced",
-                             "refuted_by": "MC303"})
-
-
-def _kept_because(finding: Finding, amount: bool) -> str:
-    """Why a static finding the probes could not reproduce still stands (never a guess)."""
-    if finding.rule == "MC103":
-        return ("the mask no longer lines up with its tensor, so the layers after it read "
-                "the wrong steps whatever the weights")
-    if amount:
-        return ("the padded steps hold values computed from valid steps and weights (biases, "
-                "a carried state), which the probes' untrained weights can make too small "
-                "to measure; trained weights do not")
-    if finding.rule == "MC106":
-        return "the layer's statistics include padded positions in training by construction"
-    return (f"{finding.layer_class or 'this layer'} reads padded positions by construction "
-            "(maskcheck knows its semantics); untrained weights can hide the change "
-            "from the probes, trained ones do not")
+    sides = frozenset(getattr(rows, "side", ()) or ()) if rows is not None else frozenset()
+    selected = {r.covers for r in rules if r.covers}
+    ran = "run" in info and "values" in selected
+    covered = set()
+    if ran and sides:
+        covered.add("values")
+    if ran and "amount" in selected and getattr(plan, "time_open", False):
+        covered.add("amount")
+    if ran and "training" in selected and getattr(plan, "training_layers", ()):
+        covered.add("training")
+    loss_rules = {r for r in ALL_RULES if r.covers == "loss"}
+    if info.get("loss_probed") and loss_rules <= set(rules):
+        covered.add("loss")
+    conditions = set()
+    if info.get("weights_cover_padding"):
+        conditions.add("weights_cover_padding")
+    if info.get("data") and not info.get("data_empty"):
+        conditions.add("data_without_empty_sample")
+    return ProbeFacts(covered=frozenset(covered), sides=sides,
+                      diverging=frozenset(info.get("records", ())),
+                      user_code=frozenset(getattr(plan, "gradient_code", ()) or ()),
+                      conditions=frozenset(conditions))
 
 
 def check_targets(raw_targets: tuple[str, ...], config: Config,

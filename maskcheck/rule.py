@@ -11,13 +11,25 @@ from __future__ import annotations
 import inspect
 import textwrap
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 from maskcheck.finding import Finding, Severity
 
 if TYPE_CHECKING:  # pragma: no cover
+    from maskcheck.dynamic.compare import DynamicFinding
     from maskcheck.static.graph import MaskGraph, Node
     from maskcheck.static.dataflow import MaskFlow
+
+#: The probe programs, in the order the scheduler runs them on each probe batch:
+#: "failure" runs only when the forward pass raises on padded batches (and then alone),
+#: "inference" is the stacked forward pass with taps, "training" the training-mode
+#: batches, "loss" the loss program, "data" the user's own batches (--data only).
+PROGRAMS = ("failure", "inference", "training", "loss", "data")
+
+#: What a static finding can claim and a dynamic check can cover (merge policy): changed
+#: padded values move valid outputs ("values"), the amount of padding does ("amount"),
+#: batch statistics do in training ("training"), padded labels or steps move the loss ("loss").
+CLAIMS = ("values", "amount", "training", "loss")
 
 
 @dataclass(frozen=True)
@@ -62,10 +74,36 @@ class Rule:
     VALID: ClassVar[tuple[Valid, ...]] = ()
     INVALID: ClassVar[tuple[Invalid, ...]] = ()
 
+    # -- the dynamic check (a rule the probes measure overrides `probe`) ------------
+    #: the probe programs `probe` reads (see PROGRAMS); it is called once per program
+    programs: ClassVar[tuple[str, ...]] = ()
+    #: parts of a program that cost a run unless a check asks for them: "loss-leaks"
+    #: (padding that moves the loss), "loss-empty" (the loss of fully padded samples)
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    # -- merge policy, applied by `maskcheck.merge` ------------------------------
+    #: static rules whose finding a measurement of this rule confirms at the same layer
+    #: (a measurement always confirms a static finding of its own rule)
+    confirms: ClassVar[tuple[type["Rule"], ...]] = ()
+    #: static rules whose finding at an unknown custom layer a measurement of this rule
+    #: renames by what the static engine knows there (`renamed_by_measurement`)
+    reclassifies: ClassVar[tuple[type["Rule"], ...]] = ()
+    #: dynamic: what a run of this check covers (see CLAIMS); a static claim of the same
+    #: kind that such a run could not reproduce is weighed against it
+    covers: ClassVar[str | None] = None
+    #: static: what a finding of this rule claims (see CLAIMS), None for no claim
+    claims: ClassVar[str | None] = None
+    #: static rules whose finding, when it rests on a guess (`is_guess`), a run of this
+    #: check that covered it and measured nothing downgrades to info (``refuted_by``)
+    refutes: ClassVar[tuple[type["Rule"], ...]] = ()
+    #: facts of the user's data under which the rule does not hold (findings dropped):
+    #: "weights_cover_padding", "data_without_empty_sample"
+    void_when: ClassVar[tuple[str, ...]] = ()
+
     @classmethod
     def implemented(cls) -> bool:
         """False while no engine in this release raises the rule yet."""
-        return cls.check is not Rule.check
+        return cls.check is not Rule.check or cls.probe is not Rule.probe
 
     @classmethod
     def summary(cls) -> str:
@@ -113,6 +151,55 @@ class Rule:
         listed and explained but not checked yet (`implemented()` is False).
         """
         return iter(())
+
+    def probe(self, ctx: Any) -> Iterator["DynamicFinding"]:
+        """Yield measured results from the probe context `ctx` (a
+        `maskcheck.dynamic.schedule.ProbeContext`) for the program `ctx.program`.
+
+        The base class measures nothing; a dynamic rule overrides it and names the
+        programs it reads in `programs`."""
+        return iter(())
+
+    def result(self, leak: Any, fields: dict | None = None) -> "DynamicFinding":
+        """A dynamic result of this rule: the measured Leak and its message fields."""
+        from maskcheck.dynamic.compare import DynamicFinding
+
+        return DynamicFinding(self.code, leak, dict(fields or {}))
+
+    def supersedes(self, mine: "DynamicFinding", earlier: "DynamicFinding") -> bool:
+        """True when `mine` says the same cause as `earlier` (a result of another rule on
+        the same probe batch) better, so `earlier` is dropped."""
+        return False
+
+    @classmethod
+    def message_values(cls, fields: dict) -> dict:
+        """The values a dynamic result's message and fix are filled with (its fields)."""
+        return dict(fields)
+
+    @classmethod
+    def is_guess(cls, finding: Finding, user_code: frozenset[str]) -> bool:
+        """A static finding that rests on a guess, which a measurement that `refutes` the
+        rule can downgrade: by default one at an unknown custom layer whose semantics were
+        assumed."""
+        return bool(finding.layer_class and finding.evidence.get("assumed_semantics"))
+
+    @classmethod
+    def kept_because(cls, finding: Finding, amount: bool) -> str:
+        """Why a static finding the probes could not reproduce still stands (never a guess)."""
+        if amount:
+            return ("the padded steps hold values computed from valid steps and weights (biases, "
+                    "a carried state), which the probes' untrained weights can make too small "
+                    "to measure; trained weights do not")
+        return (f"{finding.layer_class or 'this layer'} reads padded positions by construction "
+                "(maskcheck knows its semantics); untrained weights can hide the change "
+                "from the probes, trained ones do not")
+
+    @classmethod
+    def renamed_by_measurement(cls, finding: Finding,
+                               measured: Finding) -> tuple[type["Rule"], dict] | None:
+        """For a rule in a measurement's `reclassifies`: the rule a measured leak at this
+        finding's layer makes it, and the values that rule's message takes; None keeps it."""
+        return None
 
     def finding(self, node: "Node", *, evidence: dict | None = None,
                 kind: tuple[str, ...] = ("static",), severity: Severity | None = None,

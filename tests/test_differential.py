@@ -122,7 +122,7 @@ def _verdicts(model, side: str) -> Outcome:
         elif not dynamic_hits and any(isinstance(layer, TimeHalve) for layer in model.layers):
             # The pad-length probe cuts the longer run back to the short one's length; a
             # tensor whose time axis was resampled cannot be cut back, so it is not compared
-            # (maskcheck.dynamic.findings._pad_amount) and nothing after it is either. A
+            # (maskcheck.dynamic.inference.pad_amount) and nothing after it is either. A
             # measured leak still counts; "nothing measured" is no verdict here.
             excluded = ("probes blind: TimeHalve resamples the time axis, so the pad-length probe "
                         "(MC304) compares nothing after it")

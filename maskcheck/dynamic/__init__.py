@@ -3,7 +3,8 @@
 Modules follow the data one way, each importing only from those before it:
 `plan` (what to probe, from the static facts) -> `batches` (probe tensors)
 -> `program` (the traced functions) -> `compare` (differences -> Leak) ->
-`findings` (the checks and their findings); `api` offers `find_leak` and
+`inference`, `training`, `lossprobe`, `datameasure` (the measurements) -> `schedule` (runs
+the rules' checks on each probe batch, each program once); `api` offers `find_leak` and
 `find_loss_leak` for inline use, and `base_loss` (the loss the probes
 compare with). Importing this package does not import Keras or TensorFlow.
 """

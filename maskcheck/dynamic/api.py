@@ -153,7 +153,7 @@ def find_loss_leak(model: Any, x: Any, y: Any, *, mask: Any = None,
 
     Returns:
         A `Leak` with kind "loss" or "gradients" at the output whose labels or
-        loss changed (or whose mask makes the compiled loss raise, MC103), or None.
+        loss changed (or whose mask makes the compiled loss raise), or None.
 
     Raises:
         ProbeError: the model has no loss, cannot be probed, or its loss cannot be
@@ -161,7 +161,7 @@ def find_loss_leak(model: Any, x: Any, y: Any, *, mask: Any = None,
     """
     from maskcheck.config import Config
     from maskcheck.dynamic.batches import Probe
-    from maskcheck.dynamic.findings import loss_checks
+    from maskcheck.dynamic.lossprobe import measure_loss
 
     if not has_loss(model):
         raise ProbeError(f"model {model.name!r} has no loss to probe: compile it with a loss "
@@ -171,11 +171,12 @@ def find_loss_leak(model: Any, x: Any, y: Any, *, mask: Any = None,
     run = prober.run(inputs, rows)
     config = Config(atol=atol, rtol=rtol, seed=seed)
     notes: list[str] = []
-    found = loss_checks(model, plan, prep, Probe(x, y, prep.mask, [padding] * b), prober, inputs,
-                        run, rows, config, {"MC303", "MC203", "MC103"}, notes=notes)
-    if not found and notes:  # the loss cannot be computed on these labels: no verdict
+    outcome = measure_loss(model, plan, prep, Probe(x, y, prep.mask, [padding] * b), prober,
+                           inputs, run, rows, config, leaks=True, notes=notes)
+    found = outcome.raising or outcome.leak or outcome.train_step
+    if found is None and notes:  # the loss cannot be computed on these labels: no verdict
         raise ProbeError(f"the loss is {notes[0]}")
-    return found[0].leak if found else None
+    return found.leak if found is not None else None
 
 
 def base_loss(model: Any, x: Any, y: Any, sample_weight: Any = None, *, mask: Any = None,
@@ -198,7 +199,7 @@ def base_loss(model: Any, x: Any, y: Any, sample_weight: Any = None, *, mask: An
         ProbeError: the model has no loss, cannot be probed, or its loss raises.
     """
     from maskcheck.config import Config
-    from maskcheck.dynamic.findings import measure_losses
+    from maskcheck.dynamic.lossprobe import measure_losses
 
     if not has_loss(model):
         raise ProbeError(f"model {model.name!r} has no loss to compute: compile it with a loss "
@@ -206,7 +207,7 @@ def base_loss(model: Any, x: Any, y: Any, sample_weight: Any = None, *, mask: An
     plan, prep, rows, inputs, prober = _stacked(model, x, mask, lengths, padding, seed, device)
     run = prober.run(inputs, rows)
     measured = measure_losses(model, plan, prober, inputs, run, rows, y, Config(seed=seed),
-                              {"MC303", "MC203"}, sample_weight)
+                              sample_weight=sample_weight)
     if measured is None:
         raise ProbeError("every sample of the batch is fully padded: no base loss to compute")
     return measured.result.losses[0]

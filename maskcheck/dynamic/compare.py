@@ -52,6 +52,16 @@ class Leak:
 
 
 @dataclass
+class Measured:
+    """A measurement before a rule names it: the Leak and the extra fields a message and
+    evidence use. The dynamic modules measure; the rules' checks turn measurements into
+    `DynamicFinding`s (dynamic modules never name a rule)."""
+
+    leak: Leak
+    fields: dict[str, Any]
+
+
+@dataclass
 class DynamicFinding:
     """A dynamic result before it becomes a Finding: the rule code, the Leak and the
     extra fields its message and evidence use."""
@@ -59,6 +69,22 @@ class DynamicFinding:
     code: str
     leak: Leak
     fields: dict[str, Any]
+
+
+def by_layer(results: list[Measured]) -> list[Measured]:
+    """One measurement per layer: the largest change, with every side that leaked in `sides`."""
+    merged: dict[tuple, Measured] = {}
+    sides: dict[tuple, list[str]] = {}
+    for r in results:
+        key = (r.leak.layer, r.leak.path)
+        sides.setdefault(key, [])
+        if r.leak.padding not in sides[key]:
+            sides[key].append(r.leak.padding)
+        if key not in merged or r.leak.max_abs_diff > merged[key].leak.max_abs_diff:
+            merged[key] = r
+    for key, r in merged.items():
+        r.fields = {**r.fields, "sides": sorted(sides[key])}
+    return list(merged.values())
 
 
 def round_sig(value: float, digits: int = 6) -> float:

@@ -4,6 +4,8 @@ from typing import Iterator
 
 from maskcheck.finding import Finding, Severity
 from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rules.mc103_mask_shape_mismatch import MaskShapeMismatch
+from maskcheck.rules.mc105_false_propagation import FalsePropagation
 
 _CONV_FIX = ("use {cls}(padding='causal') with post-padding, or multiply the input by the "
              "mask and pool afterwards with a masked pooling layer")
@@ -74,6 +76,26 @@ class UnmaskedMixing(Rule):
     message = ("Layer {layer!r} ({layer_class}) {verb} padded {axis} "
                "(padding from {source!r}, {side}) {mask_clause}, so {consequence}.")
     fix = "Keep padding out of {layer!r}: {hint}."
+    claims = "values"
+
+    @classmethod
+    def renamed_by_measurement(cls, finding: Finding,
+                               measured: Finding) -> tuple[type[Rule], dict] | None:
+        """A leak measured at an unknown custom layer that a mask reached and that passed
+        it on: the layer moves or resamples positions (MC103, the mask marks the wrong
+        steps after it) or mixes them (MC105, it passes on a mask it does not honour).
+        Without a mask there, mixing without a mask (this rule) holds as it is."""
+        source = finding.evidence.get("mask_source")
+        if not (source and finding.evidence.get("passes_mask")):
+            return None
+        movement = measured.evidence.get("movement")
+        rule = MaskShapeMismatch if movement in ("moves", "resamples") else FalsePropagation
+        detail = {"moves": "it moves positions along the padded axis (reverses or shifts it) while "
+                           "passing the mask on unchanged, so the mask marks the wrong positions",
+                  "resamples": "it changes the length of the padded axis while passing the "
+                               "full-length mask on"}.get(movement, "")
+        return rule, {"source": source, "detail": detail,
+                      "reason": "mixes values along the padded axis (a probe measured it)"}
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from maskcheck.finding import Finding, Severity
 from maskcheck.rule import Invalid, Rule, Valid, fix_class
@@ -33,6 +33,21 @@ class MaskShapeMismatch(Rule):
     message = ("The mask from {source!r} does not line up with the padded axes at {layer!r} "
                "({layer_class}): {detail}.")
     fix = "Make the mask match the padded axes at {layer!r}: {hint}."
+    claims = "values"
+    programs = ("failure", "loss")
+
+    def probe(self, ctx: Any) -> Iterator[Any]:
+        """A model that raises once padding or a mask is present (and not on an unpadded
+        batch): where the mask stopped lining up ("failure"); a compiled loss that raises on
+        the outputs' masks and computes without them ("loss")."""
+        measured = ctx.mask_mismatch if ctx.program == "failure" else ctx.loss.raising
+        if measured is not None:
+            yield self.result(measured.leak, measured.fields)
+
+    @classmethod
+    def kept_because(cls, finding: Finding, amount: bool) -> str:
+        return ("the mask no longer lines up with its tensor, so the layers after it read "
+                "the wrong steps whatever the weights")
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

@@ -30,6 +30,7 @@ class FalsePropagation(Rule):
     message = ("Layer {layer!r} ({layer_class}) propagates the mask from {source!r} unchanged "
                "but {reason}, so valid positions depend on padding.")
     fix = "Stop {layer!r} from passing on a mask it does not honour: {hint}."
+    claims = "values"
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

@@ -33,6 +33,13 @@ class BatchStatisticsLeak(Rule):
     message = ("Layer {layer!r} ({layer_class}) computes statistics {scope} (padding from "
                "{source!r}){mask_clause}, so padded positions shift valid outputs in training.")
     fix = "Leave padded positions out of the statistics of {layer!r}: {hint}."
+    claims = "training"
+
+    @classmethod
+    def kept_because(cls, finding: Finding, amount: bool) -> str:
+        if amount:
+            return super().kept_because(finding, amount)
+        return "the layer's statistics include padded positions in training by construction"
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

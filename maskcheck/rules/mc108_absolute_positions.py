@@ -28,6 +28,7 @@ class AbsolutePositions(Rule):
                "{side}: valid steps get positions that depend on the amount of padding.")
     fix = ("Pad on the right (pad_sequences(..., padding='post')), or compute positions from "
            "the mask (cumsum of the mask minus 1) instead of from the start of the axis.")
+    claims = "amount"
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

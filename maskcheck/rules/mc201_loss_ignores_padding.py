@@ -34,6 +34,14 @@ class LossIgnoresPadding(Rule):
                "{axis} (padding from {source!r}) without a mask or ignore_class{dropped}.")
     fix = ("Keep the mask attached up to output {layer!r}, pass ignore_class=<pad label> to "
            "the loss, or pass sample_weight that zeroes padded steps.")
+    claims = "loss"
+    #: per-step sample weights that are 0 on every padded step keep padded labels out of
+    #: the loss (MC403 says when they do not)
+    void_when = ("weights_cover_padding",)
+
+    @classmethod
+    def is_guess(cls, finding: Finding, user_code: frozenset[str]) -> bool:
+        return loss_in_user_code(finding, user_code)
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")
@@ -85,3 +93,12 @@ def _dropped_clause(flow, output_node) -> str:
         last = drops[-1]
         return f" (the mask from {last.mask_source!r} is dropped at {last.node.name!r})"
     return ""
+
+
+def loss_in_user_code(finding: Finding, user_code: frozenset[str]) -> bool:
+    """A loss finding about a loss written in user code (its name, or a custom
+    `compute_loss`, among the code the loss probes ran): the static engine cannot read
+    every user loss (one that masks by `y_true != 0`, by lengths), so the finding is a
+    guess. A built-in Keras loss is read exactly."""
+    loss = str(finding.evidence.get("loss", ""))
+    return loss in user_code or any(name.endswith(".compute_loss") for name in user_code)

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from maskcheck.finding import Finding, Severity
 from maskcheck.rule import Invalid, Rule, Valid
-from maskcheck.rules.mc201_loss_ignores_padding import padded_outputs
+from maskcheck.rules.mc201_loss_ignores_padding import (LossIgnoresPadding, loss_in_user_code,
+                                                       padded_outputs)
 
 
 class LossBypassesMask(Rule):
@@ -31,9 +32,23 @@ class LossBypassesMask(Rule):
     static_message = ("{loss!r} reduces the per-position losses of output {layer!r} over padded "
                       "axis {axis} without the mask that output carries (read from its code).")
 
+    claims = "loss"
+    programs = ("loss",)
+    needs = ("loss-leaks",)
+    covers = "loss"
+    confirms = (LossIgnoresPadding,)
+
     @classmethod
-    def implemented(cls) -> bool:
-        return True  # the dynamic engine (maskcheck.dynamic.findings) and check() below
+    def is_guess(cls, finding: Finding, user_code: frozenset[str]) -> bool:
+        return loss_in_user_code(finding, user_code)
+
+    def probe(self, ctx: Any) -> Iterator[Any]:
+        """Padded labels of an output that carries a mask move the loss (the loss bypasses
+        the mask), or a custom train_step's loss follows padded labels."""
+        outcome = ctx.loss
+        measured = outcome.leak if outcome.bypasses_mask else outcome.train_step
+        if measured is not None:
+            yield self.result(measured.leak, measured.fields)
 
     def check(self, graph, flow) -> Iterator[Finding]:
         for index, node, axis, state in padded_outputs(graph, flow):

@@ -1,7 +1,14 @@
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from maskcheck.finding import Severity
 from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rules.mc101_mask_dropped import MaskDropped
+from maskcheck.rules.mc102_unmasked_mixing import UnmaskedMixing
+from maskcheck.rules.mc103_mask_shape_mismatch import MaskShapeMismatch
+from maskcheck.rules.mc105_false_propagation import FalsePropagation
+from maskcheck.rules.mc106_batch_statistics_leak import BatchStatisticsLeak
 
 
 class PaddingLeak(Rule):
@@ -20,9 +27,17 @@ class PaddingLeak(Rule):
                "the leak starts at {layer!r} ({layer_class}).")
     fix = "Make {layer!r} mask-aware or keep the mask attached up to it (see MC101/MC102 for the cause)."
 
-    @classmethod
-    def implemented(cls) -> bool:
-        return True  # checked by the dynamic engine (maskcheck.dynamic.findings)
+    programs = ("inference",)
+    covers = "values"
+    confirms = (MaskDropped, UnmaskedMixing, MaskShapeMismatch, FalsePropagation)
+    reclassifies = (UnmaskedMixing,)
+    #: MC101 is never refuted: a dropped mask hurts the layers after the one that drops it
+    refutes = (UnmaskedMixing, FalsePropagation, BatchStatisticsLeak)
+
+    def probe(self, ctx: Any) -> Iterator[Any]:
+        """Each culprit layer where valid outputs change with padded values (mask pinned)."""
+        for measured in ctx.padding_leaks:
+            yield self.result(measured.leak, measured.fields)
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from maskcheck.finding import Severity
 from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rules.mc106_batch_statistics_leak import BatchStatisticsLeak
 
 
 class CrossSampleLeak(Rule):
@@ -20,9 +23,14 @@ class CrossSampleLeak(Rule):
                "sample {other}'s padding changes, starting at {layer!r} ({layer_class}).")
     fix = "Keep the mask attached to {layer!r} or normalize per sample (LayerNormalization)."
 
-    @classmethod
-    def implemented(cls) -> bool:
-        return True  # checked by the dynamic engine (maskcheck.dynamic.findings)
+    programs = ("training",)
+    covers = "training"
+    confirms = (BatchStatisticsLeak,)
+
+    def probe(self, ctx: Any) -> Iterator[Any]:
+        """Layers where, in training, one sample's padding changes another's valid outputs."""
+        for measured in ctx.cross_sample:
+            yield self.result(measured.leak, measured.fields)
 
     VALID = (Valid("""
         x = keras.Input((None, 4))

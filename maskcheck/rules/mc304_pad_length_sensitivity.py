@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from maskcheck.finding import Severity
 from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rules.mc102_unmasked_mixing import UnmaskedMixing
+from maskcheck.rules.mc105_false_propagation import FalsePropagation
 
 
 class PadLengthSensitivity(Rule):
@@ -21,9 +25,15 @@ class PadLengthSensitivity(Rule):
                "steps are added ({padding}-padding), starting at {layer!r} ({layer_class}).")
     fix = "Use post-padding, positions relative to the first valid step, or keep the mask up to {layer!r}."
 
-    @classmethod
-    def implemented(cls) -> bool:
-        return True  # checked by the dynamic engine (maskcheck.dynamic.findings)
+    programs = ("inference",)
+    covers = "amount"
+    confirms = (UnmaskedMixing, FalsePropagation)
+    reclassifies = (UnmaskedMixing,)
+
+    def probe(self, ctx: Any) -> Iterator[Any]:
+        """Layers whose valid outputs change with the amount of padding."""
+        for measured in ctx.pad_amount:
+            yield self.result(measured.leak, measured.fields)
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

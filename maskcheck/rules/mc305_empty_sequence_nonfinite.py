@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from maskcheck.finding import Severity
 from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rules.mc109_mean_over_empty_mask import MeanOverEmptyMask
 
 
 class EmptySequenceNonfinite(Rule):
@@ -21,9 +24,19 @@ class EmptySequenceNonfinite(Rule):
     message = "A fully padded sample gives {what} at {layer!r} ({layer_class})."
     fix = "Guard the reduction in {layer!r} against zero valid steps (e.g. divide by max(count, 1)) or drop empty samples."
 
-    @classmethod
-    def implemented(cls) -> bool:
-        return True  # checked by the dynamic engine (maskcheck.dynamic.findings)
+    programs = ("inference", "loss")
+    needs = ("loss-empty",)
+    confirms = (MeanOverEmptyMask,)
+
+    def probe(self, ctx: Any) -> Iterator[Any]:
+        """A fully padded sample that makes the forward pass raise or its outputs non-finite
+        (inference), or its loss non-finite (loss)."""
+        if ctx.program == "inference":
+            measured = ctx.raised_on_empty or ctx.nonfinite
+        else:
+            measured = ctx.loss.empty
+        if measured is not None:
+            yield self.result(measured.leak, measured.fields)
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from maskcheck.finding import Severity
 from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rules.mc301_padding_leak import PaddingLeak
 
 
 class PaddingSideMismatch(Rule):
@@ -26,9 +29,22 @@ class PaddingSideMismatch(Rule):
     fix = ("Pad on the {other_side} side (pad_sequences(..., padding={other_side!r})), or give "
            "{layer!r} a mask (Embedding(mask_zero=True) or Masking before it).")
 
-    @classmethod
-    def implemented(cls) -> bool:
-        return True  # checked on real data by the dynamic engine (maskcheck.dynamic.datarules)
+    programs = ("data",)
+
+    def probe(self, ctx: Any) -> Iterator[Any]:
+        """The data's padding leaks that the other side does not show, or absolute positions
+        that left padding shifts (the same samples re-padded on the other side)."""
+        from maskcheck.dynamic.datameasure import side_flips
+
+        if not ctx.batch.padded:
+            return
+        for measured in side_flips(ctx.prep, ctx.prober, ctx.run, ctx.rows, ctx.config,
+                                   ctx.output_axes, ctx.padding_leaks):
+            yield self.result(measured.leak, measured.fields)
+
+    def supersedes(self, mine: Any, earlier: Any) -> bool:
+        """The side's fault is the better name for a padding leak only the data's side shows."""
+        return earlier.code == PaddingLeak.code and earlier.leak == mine.leak
 
     VALID = (Valid("""
         x = keras.Input((10,), dtype="int32")

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from maskcheck.finding import Severity
 from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rules.mc303_loss_leak import LossLeak
 
 
 class LabelPaddingCounted(Rule):
@@ -27,9 +30,21 @@ class LabelPaddingCounted(Rule):
     fix = ("Pass ignore_class={label_pad} to the loss, keep the mask attached up to output "
            "{layer!r}, or pass sample_weight that is 0 on padded steps.")
 
-    @classmethod
-    def implemented(cls) -> bool:
-        return True  # checked on real data by the dynamic engine (maskcheck.dynamic.datarules)
+    programs = ("data",)
+
+    def probe(self, ctx: Any) -> Iterator[Any]:
+        """The compiled loss on the data's labels against the same loss with padded steps
+        weighted 0."""
+        from maskcheck.dynamic.datameasure import labels_counted
+
+        measured = labels_counted(ctx.model, ctx.plan, ctx.prep, ctx.batch, ctx.run, ctx.rows,
+                                  ctx.config)
+        if measured is not None:
+            yield self.result(measured.leak, measured.fields)
+
+    def supersedes(self, mine: Any, earlier: Any) -> bool:
+        """The same cause as a loss leak from padded labels, said with the data's own label value."""
+        return earlier.code == LossLeak.code and earlier.fields.get("what") == "labels"
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

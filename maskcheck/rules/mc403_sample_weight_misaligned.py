@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from maskcheck.finding import Severity
 from maskcheck.rule import Invalid, Rule, Valid
 
@@ -26,9 +28,14 @@ class SampleWeightMisaligned(Rule):
            "(tokens != 0).astype('float32'), with the output's shape (per step only for "
            "per-step outputs).")
 
-    @classmethod
-    def implemented(cls) -> bool:
-        return True  # checked on real data by the dynamic engine (maskcheck.dynamic.datarules)
+    programs = ("data",)
+
+    def probe(self, ctx: Any) -> Iterator[Any]:
+        """Per-step weights non-zero on padding, or for an output without a time axis."""
+        from maskcheck.dynamic.datameasure import weights_misaligned
+
+        for measured in weights_misaligned(ctx.model, ctx.plan, ctx.batch, ctx.run, ctx.rows):
+            yield self.result(measured.leak, measured.fields)
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

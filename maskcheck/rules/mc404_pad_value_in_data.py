@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any, Iterator
+
 from maskcheck.finding import Severity
 from maskcheck.rule import Invalid, Rule, Valid
 
@@ -25,9 +27,15 @@ class PadValueInData(Rule):
     fix = ("Reserve the pad value for padding: shift token ids by one (index 0 = padding, as "
            "TextVectorization does), or pick a mask_value that real data never holds.")
 
-    @classmethod
-    def implemented(cls) -> bool:
-        return True  # checked on real data by the dynamic engine (maskcheck.dynamic.datarules)
+    programs = ("data",)
+
+    def probe(self, ctx: Any) -> Iterator[Any]:
+        """The pad value inside a sample's valid block (of an input whose padding the model
+        reads from values)."""
+        from maskcheck.dynamic.datameasure import pad_inside
+
+        for measured in pad_inside(ctx.model, ctx.plan, ctx.prep, ctx.batch):
+            yield self.result(measured.leak, measured.fields)
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

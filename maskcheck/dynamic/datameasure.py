@@ -1,18 +1,17 @@
-"""The data rules MC401-MC404: what the user's own batches do to the model.
+"""Measurements on the user's own batches: what real data does to the model.
 
-They run on each real batch after the perturbation probes (SPEC 3):
+They run on each real batch after the perturbation probes (the "data" program):
 
-* MC401 padding-side-mismatch, measured: the same samples are re-padded on
-  the other side (the valid block moved, values kept). A leak the data's side
-  shows and the other side does not is the side's fault; and for pre-padded
-  samples, valid outputs that differ from the same samples post-padded
-  (where every valid step sits where an unpadded sequence has it) mean the
-  model reads absolute positions.
-* MC402 label-padding-counted, measured: the compiled loss on the data's own
-  labels and weights, against the same loss with padded steps weighted 0.
-* MC403 sample-weight-misaligned and MC404 pad-value-in-data: facts of the
-  batch (per-step weights non-zero on padding, or per-step weights for an
-  output without a time axis; the pad value inside a valid block).
+* `side_flips`: the same samples are re-padded on the other side (the valid
+  block moved, values kept). A leak the data's side shows and the other side
+  does not is the side's fault; and for pre-padded samples, valid outputs that
+  differ from the same samples post-padded (where every valid step sits where an
+  unpadded sequence has it) mean the model reads absolute positions.
+* `labels_counted`: the compiled loss on the data's own labels and weights,
+  against the same loss with padded steps weighted 0.
+* `weights_misaligned` and `pad_inside`: facts of the batch (per-step weights
+  non-zero on padding, or per-step weights for an output without a time axis;
+  the pad value inside a valid block).
 
 Imports `batches`, `program`, `compare` and `realdata`; NumPy at import time
 (this module loads only when a check runs).
@@ -25,34 +24,13 @@ from typing import Any
 import numpy as np
 
 from maskcheck.dynamic.batches import Prepared, Rows, expand, stack_draws, stacked_inputs
-from maskcheck.dynamic.compare import (DynamicFinding, Leak, diverging_layers, loss_tolerance,
+from maskcheck.dynamic.compare import (Leak, Measured, diverging_layers, loss_tolerance,
                                        output_layer, output_leak, round_sig)
 from maskcheck.dynamic.plan import ProbeError, ProbePlan, layers_named
 from maskcheck.dynamic.program import Prober, Run, predictions
 from maskcheck.dynamic.realdata import DataPadding, pad_steps, runs, value_text
 
-DATA_CODES = ("MC401", "MC402", "MC403", "MC404")
-
-
-def data_checks(model: Any, plan: ProbePlan, prep: Prepared, batch: DataPadding, prober: Prober,
-                run: Run, rows: Rows, config: Any, codes: set[str], output_axes: Any,
-                results: list[DynamicFinding]) -> list[DynamicFinding]:
-    """`results` (this batch's dynamic findings) with the data rules applied."""
-    if "MC401" in codes and batch.padded:
-        results = _side_mismatch(prep, prober, run, rows, config, output_axes, results)
-    if "MC402" in codes:
-        found = _labels_counted(model, plan, prep, batch, run, rows, config)
-        if found is not None:  # the same cause, said with the data's own label value
-            results = [r for r in results if not (r.code == "MC303" and r.fields.get("what") == "labels")]
-            results.append(found)
-    if "MC403" in codes:
-        results.extend(_weights_misaligned(model, plan, batch, run, rows))
-    if "MC404" in codes:
-        results.extend(_pad_inside(model, plan, prep, batch))
-    return results
-
-
-# --------------------------------------------------------------------------- MC401
+# --------------------------------------------------------------------------- sides
 
 
 def _shifts(mask: Any, sides: list[str]) -> Any:
@@ -73,13 +51,16 @@ def roll_rows(array: Any, shifts: Any, t: int) -> Any:
                      for row, s in zip(array, shifts)])
 
 
-def _side_mismatch(prep: Prepared, prober: Prober, run: Run, rows: Rows, config: Any,
-                   output_axes: Any, results: list[DynamicFinding]) -> list[DynamicFinding]:
+def side_flips(prep: Prepared, prober: Prober, run: Run, rows: Rows, config: Any,
+               output_axes: Any, leaks: list[Measured]) -> list[Measured]:
+    """Padding leaks (`leaks`, the inference program's) that the data's side shows and the
+    same samples re-padded on the other side do not; without any leak, pre-padded samples
+    whose valid outputs differ from the same samples post-padded (absolute positions)."""
     t = prep.mask.shape[1]
     sides = [rows.side[i] for i in np.nonzero(rows.draw == 0)[0]]
     shifts = _shifts(prep.mask, sides)
     if not shifts.any():
-        return results
+        return []
     other = {"pre": "post", "post": "pre"}
     flipped_sides = [other.get(s, s) if d else s for s, d in zip(sides, shifts)]
     flipped = Prepared([roll_rows(a, shifts, t) if a.ndim >= 2 and a.shape[1] == t else a
@@ -89,21 +70,18 @@ def _side_mismatch(prep: Prepared, prober: Prober, run: Run, rows: Rows, config:
     try:
         frun = prober.run(stacked_inputs(flipped, frows, config.seed), frows)
     except ProbeError:
-        return results
+        return []
     leaking_flipped = diverging_layers(frun, frows, config.atol, config.rtol)
-    out: list[DynamicFinding] = []
-    for r in results:
+    out: list[Measured] = []
+    for r in leaks:
         data_sides = set(r.fields.get("sides", [r.leak.padding]))
-        if (r.code == "MC301" and r.leak.layer and r.leak.layer not in leaking_flipped
-                and data_sides <= {"pre", "post"}):
+        if r.leak.layer and r.leak.layer not in leaking_flipped and data_sides <= {"pre", "post"}:
             side = r.leak.padding
-            out.append(DynamicFinding("MC401", r.leak, {
+            out.append(Measured(r.leak, {
                 **r.fields, "other_side": other[side],
                 "detail": f"padding values reach valid outputs under the data's {side}-padding, "
                           f"and not when the same samples are {other[side]}-padded"}))
-        else:
-            out.append(r)
-    if any(r.code in ("MC301", "MC401") for r in out):
+    if leaks:
         return out
     # absolute positions: a pre-padded sample's valid outputs against the same sample
     # post-padded, aligned step by step
@@ -120,14 +98,14 @@ def _side_mismatch(prep: Prepared, prober: Prober, run: Run, rows: Rows, config:
     leak = output_leak(run, aligned, rows, compare, np.arange(rows.n), np.arange(rows.n), "pre",
                        config.atol, config.rtol, output_axes=output_axes)
     if leak is not None:
-        out.append(DynamicFinding("MC401", leak, {
+        out.append(Measured(leak, {
             "other_side": "post", "sides": ["pre"],
             "detail": "valid outputs change when the same samples are post-padded instead "
                       "(the model reads absolute positions, which left padding shifts)"}))
     return out
 
 
-# --------------------------------------------------------------------------- MC402
+# --------------------------------------------------------------------------- labels
 
 
 def _per_output(y: Any) -> list[Any]:
@@ -138,8 +116,8 @@ def _per_output(y: Any) -> list[Any]:
     return [np.asarray(y)]
 
 
-def _labels_counted(model: Any, plan: ProbePlan, prep: Prepared, batch: DataPadding, run: Run,
-                    rows: Rows, config: Any) -> DynamicFinding | None:
+def labels_counted(model: Any, plan: ProbePlan, prep: Prepared, batch: DataPadding, run: Run,
+                   rows: Rows, config: Any) -> Measured | None:
     """The compiled loss on the data's labels and weights, against the same loss with
     every padded step weighted 0: a difference is padded labels counted."""
     import keras
@@ -223,7 +201,7 @@ def _labels_counted(model: Any, plan: ProbePlan, prep: Prepared, batch: DataPadd
     else:
         effect = "the loss is NaN or Inf with them and finite when they are weighted out"
     label = _label_text(pad_label)
-    return DynamicFinding("MC402", leak, {
+    return Measured(leak, {
         "label_pad": label, "ignore_class": ignore, "loss": _loss_name(model, j),
         "effect": effect, "loss_diff": round_sig(diff) if finite else None,
         "exception": detail or None})
@@ -244,11 +222,12 @@ def _loss_name(model: Any, j: int) -> str:
     return loss if isinstance(loss, str) else (getattr(loss, "name", None) or type(loss).__name__)
 
 
-# --------------------------------------------------------------------------- MC403
+# --------------------------------------------------------------------------- weights
 
 
-def _weights_misaligned(model: Any, plan: ProbePlan, batch: DataPadding, run: Run,
-                        rows: Rows) -> list[DynamicFinding]:
+def weights_misaligned(model: Any, plan: ProbePlan, batch: DataPadding, run: Run,
+                       rows: Rows) -> list[Measured]:
+    """Per-step weights for an output without a time axis, or non-zero on padded steps."""
     given = batch.sample_weight
     if not isinstance(given, np.ndarray) or given.ndim != 2 or batch.mask_source == "per-step sample weights":
         return []
@@ -259,7 +238,7 @@ def _weights_misaligned(model: Any, plan: ProbePlan, batch: DataPadding, run: Ru
     per_sample = out is not None and (out.ndim < 2 or out.shape[1] != mask.shape[1])
     if given.shape[1] != mask.shape[1] or per_sample:
         leak = Leak(layer, cls, path, 0, -1, batch.probe.sides[0], 0.0, name, kind="loss")
-        return [DynamicFinding("MC403", leak, {
+        return [Measured(leak, {
             "detail": f"the weights have shape {tuple(given.shape)} (per step) but output "
                       f"{name!r} has no time axis of length {mask.shape[1]}",
             "weights_shape": list(given.shape)})]
@@ -270,16 +249,16 @@ def _weights_misaligned(model: Any, plan: ProbePlan, batch: DataPadding, run: Ru
     p = int(np.nonzero(wrong[r])[0][0])
     leak = Leak(layer, cls, path, r, p, batch.probe.sides[r], round_sig(float(given[r, p])), name,
                 kind="loss")
-    return [DynamicFinding("MC403", leak, {
+    return [Measured(leak, {
         "detail": f"{int(wrong.sum())} padded step(s) have a non-zero weight (sample {r}, "
                   f"position {p} has {float(given[r, p]):g})",
         "weighted_padding": int(wrong.sum())})]
 
 
-# --------------------------------------------------------------------------- MC404
+# --------------------------------------------------------------------------- pad values
 
 
-def _pad_inside(model: Any, plan: ProbePlan, prep: Prepared, batch: DataPadding) -> list[DynamicFinding]:
+def pad_inside(model: Any, plan: ProbePlan, prep: Prepared, batch: DataPadding) -> list[Measured]:
     """The pad value inside a sample's valid block, for inputs whose padding the model
     reads from values (a mask generator) or that follow the token-0 convention."""
     results = []
@@ -299,6 +278,6 @@ def _pad_inside(model: Any, plan: ProbePlan, prep: Prepared, batch: DataPadding)
         cls = type(found[0]).__name__ if found else "InputLayer"
         leak = Leak(layer, cls, (model.name, layer), r, p, batch.probe.sides[r], 0.0, None,
                     kind="data")
-        results.append(DynamicFinding("MC404", leak, {
+        results.append(Measured(leak, {
             "input": spec.name, "pad_value": round_sig(float(pad)), "count": int(inside.sum())}))
     return results
