@@ -285,9 +285,18 @@ def _covered(**overrides):
             **overrides}
 
 
-def test_static_leak_the_probes_cannot_reproduce_says_so_and_why():
-    from maskcheck.engine import _weigh
+def _weigh(finding, covered, diverging, dynamic):
+    """The merge of one static finding with what the probes covered (no measurement)."""
+    from maskcheck.merge import ProbeFacts, merge
+    from maskcheck.rules import RULES_BY_CODE
 
+    facts = ProbeFacts(covered=frozenset(k for k in ("values", "amount", "training") if covered[k]),
+                       sides=frozenset(covered["sides"]), diverging=frozenset(diverging))
+    (merged,) = merge((finding,), tuple(dynamic), facts, RULES_BY_CODE)
+    return merged
+
+
+def test_static_leak_the_probes_cannot_reproduce_says_so_and_why():
     kept = _weigh(_finding(amount_only=True, padded_holds=("valid",)), _covered(), set(), [])
     assert kept.severity is Severity.ERROR
     assert kept.evidence["dynamic"] == "not reproduced"
@@ -297,15 +306,11 @@ def test_static_leak_the_probes_cannot_reproduce_says_so_and_why():
 
 
 def test_a_guess_the_probes_cannot_reproduce_is_no_error():
-    from maskcheck.engine import _weigh
-
     guessed = _weigh(_finding(assumed_semantics=True), _covered(), set(), [])
     assert guessed.severity is Severity.INFO and guessed.evidence["refuted_by"] == "MC301"
 
 
 def test_a_claim_the_probes_did_not_cover_is_left_alone():
-    from maskcheck.engine import _weigh
-
     finding = _finding(amount_only=True)
     assert _weigh(finding, _covered(amount=False), set(), []) == finding  # fixed length
     assert _weigh(_finding(), _covered(sides={"post"}), set(), []) == _finding()

@@ -1,41 +1,40 @@
-"""The rule registry: every code of SPEC section 3, in code order.
+"""The rule registry: every rule module in this package, in code order.
 
-Adding a rule means adding its module here; the tuple is the registry
-(no metaclass magic), so `--list-rules` and the tests see exactly this.
+A rule is one module here named after its code (``mc301_padding_leak.py``)
+that defines one `Rule` subclass; for a dynamic rule, its check (`probe`) and
+its merge policy live in that class too. Adding a rule is adding its module:
+the registry is read from the package's module names (no metaclass magic, no
+central list to edit), so `--list-rules`, the scheduler and the tests see
+exactly the modules present. Importing the registry never imports Keras.
 """
 
 from __future__ import annotations
 
-from maskcheck.rule import Rule
-from maskcheck.rules.mc101_mask_dropped import MaskDropped
-from maskcheck.rules.mc102_unmasked_mixing import UnmaskedMixing
-from maskcheck.rules.mc103_mask_shape_mismatch import MaskShapeMismatch
-from maskcheck.rules.mc104_mask_never_used import MaskNeverUsed
-from maskcheck.rules.mc105_false_propagation import FalsePropagation
-from maskcheck.rules.mc106_batch_statistics_leak import BatchStatisticsLeak
-from maskcheck.rules.mc107_padding_value_collision import PaddingValueCollision
-from maskcheck.rules.mc108_absolute_positions import AbsolutePositions
-from maskcheck.rules.mc109_mean_over_empty_mask import MeanOverEmptyMask
-from maskcheck.rules.mc201_loss_ignores_padding import LossIgnoresPadding
-from maskcheck.rules.mc202_metric_ignores_padding import MetricIgnoresPadding
-from maskcheck.rules.mc203_loss_bypasses_mask import LossBypassesMask
-from maskcheck.rules.mc301_padding_leak import PaddingLeak
-from maskcheck.rules.mc302_cross_sample_leak import CrossSampleLeak
-from maskcheck.rules.mc303_loss_leak import LossLeak
-from maskcheck.rules.mc304_pad_length_sensitivity import PadLengthSensitivity
-from maskcheck.rules.mc305_empty_sequence_nonfinite import EmptySequenceNonfinite
-from maskcheck.rules.mc401_padding_side_mismatch import PaddingSideMismatch
-from maskcheck.rules.mc402_label_padding_counted import LabelPaddingCounted
-from maskcheck.rules.mc403_sample_weight_misaligned import SampleWeightMisaligned
-from maskcheck.rules.mc404_pad_value_in_data import PadValueInData
+import importlib
+import pkgutil
+import re
 
-ALL_RULES: tuple[type[Rule], ...] = (
-    MaskDropped, UnmaskedMixing, MaskShapeMismatch, MaskNeverUsed, FalsePropagation,
-    BatchStatisticsLeak, PaddingValueCollision, AbsolutePositions, MeanOverEmptyMask, LossIgnoresPadding, MetricIgnoresPadding,
-    LossBypassesMask, PaddingLeak, CrossSampleLeak, LossLeak, PadLengthSensitivity,
-    EmptySequenceNonfinite, PaddingSideMismatch, LabelPaddingCounted, SampleWeightMisaligned,
-    PadValueInData,
-)
+from maskcheck.rule import Rule
+
+
+def _discover() -> tuple[type[Rule], ...]:
+    """The Rule subclass each ``mcNNN_*`` module of this package defines, by code."""
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if not re.fullmatch(r"mc\d{3}_\w+", info.name):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        own = [value for value in vars(module).values()
+               if isinstance(value, type) and issubclass(value, Rule) and value is not Rule
+               and value.__module__ == module.__name__]
+        if len(own) != 1:
+            raise ImportError(f"rule module {module.__name__} must define exactly one Rule "
+                              f"subclass, found {len(own)}")
+        found.append(own[0])
+    return tuple(sorted(found, key=lambda rule: rule.code))
+
+
+ALL_RULES: tuple[type[Rule], ...] = _discover()
 
 RULES_BY_CODE = {rule.code: rule for rule in ALL_RULES}
 RULES_BY_NAME = {rule.name: rule for rule in ALL_RULES}
