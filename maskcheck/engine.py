@@ -4,26 +4,14 @@
 each command-line target in turn, turning every failure into an error entry
 so one bad target never stops the others.
 
-Static and dynamic results merge into one list (SPEC 2). Decision: a static
-finding (MC101, MC102, MC105, MC106, MC201) confirmed by a probe at the same
-layer keeps its static code, message and fix (the static engine says why,
-and users already filter on that code), becomes kind ("static", "dynamic"),
-keeps its severity unless no confirmed finding at that layer is as severe
-as the measured leak (then the first is raised to it), and gains the probe's evidence
-(padding, max_abs_diff, sample, position, output) plus ``confirmed_by``; the
-dynamic finding is not reported again. A static mixing/statistics suspicion
-(MC102, MC105, MC106) at an unknown custom layer that no probe could make
-leak is downgraded to info, says so, and gains ``refuted_by``. Any other
-static leak finding (MC102, MC103, MC105, MC106, MC108) that probes which
-fully covered it could not reproduce keeps its severity (its reasoning
-does not rest on a guess) and says so: ``evidence.dynamic`` is "not
-reproduced" and ``evidence.kept_because`` says why the static reading
-stands (see `_weigh`); a measured leak the static engine did not predict
-anywhere in the model carries ``evidence.static = "not predicted"``. In mode
-"all", a model the probes cannot run (no padded input, odd dtypes, a
-forward pass that raises while static findings exist) keeps its static
-findings and records why in ``stats["dynamic"]``; in mode "dynamic" that is
-the target's error.
+`check_model` is the pipeline: adapt (Keras model -> MaskGraph) -> analyse
+(padded-axis dataflow) -> static rules -> probe (each selected rule's dynamic
+check, scheduled by `maskcheck.dynamic.schedule`) -> merge (`maskcheck.merge`,
+a pure function; the policy is declared on the rule classes) -> locate and
+suppress. In mode "all", a model the probes cannot run (no padded input, odd
+dtypes, a forward pass that raises while static findings exist) keeps its static
+findings and records why in ``stats["dynamic"]``; in mode "dynamic" that is the
+target's error.
 """
 
 from __future__ import annotations
@@ -78,6 +66,9 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
                 suppressor: Any = None) -> ModelReport:
     """Check one Keras model with the engines `config.mode` asks for.
 
+    The pipeline: adapt (Keras model -> MaskGraph) -> analyse (padded-axis dataflow)
+    -> static rules -> probe (the dynamic checks) -> merge -> locate and suppress.
+
     Args:
         data: probe data for the dynamic engine (an npz mapping, a dict of
             arrays, an (x, y) pair or x alone); None synthesizes probes, or
@@ -90,37 +81,23 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
             run, a forward pass that raises, no padded input for a
             dynamic-only run).
     """
-    from maskcheck.static.adapter import adapt_model
-    from maskcheck.static.dataflow import analyze
-
     rules = selected_rules(config.select, config.ignore)
     stats: dict[str, Any] = {}
     profiles: dict[str, Any] = {}  # filled by the probes, drawn by the HTML report
-    findings: tuple[Finding, ...] = ()
-    graph = flow = None
-    no_graph = None
     started = time.perf_counter()
-    try:
-        graph = adapt_model(model)
-    except ValueError as exc:
-        if config.mode == "static":
-            raise CheckError("NoGraph", str(exc)) from None
-        no_graph = str(exc)
-    if graph is not None:
-        # one dataflow serves the static rules and the probe plan
-        flow = analyze(graph, side=config.padding, mask_inputs=config.mask_inputs,
-                       padded=config.padded, assume=config.assume_padding)
-        if config.mode in ("static", "all"):
-            findings = mark_assumed(run_rules(graph, rules, flow=flow), graph, flow)
+    graph, no_graph = _adapt(model, config)
+    flow = _analyse(graph, config) if graph is not None else None
+    findings = _static_findings(graph, flow, rules, config)
     if config.mode in ("static", "all"):
         stats["static_ms"] = round((time.perf_counter() - started) * 1000, 1)
     stats["layers"] = len(model.layers) if hasattr(model, "layers") else len(graph.nodes)
-    dynamic = [r for r in rules if r.engine in ("dynamic", "data")]
-    if config.mode in ("dynamic", "all") and dynamic:
+    probed = config.mode in ("dynamic", "all") and any(r.engine in ("dynamic", "data") for r in rules)
+    if probed:
         started = time.perf_counter()
-        findings = _check_dynamic(model, config, data, rules, findings, stats, graph, flow, profiles)
+        findings = _probe_and_merge(model, config, data, rules, findings, stats, graph, flow,
+                                    profiles)
         stats["dynamic_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    if no_graph is not None and (not dynamic or "dynamic" in stats):  # neither engine could look
+    if no_graph is not None and (not probed or "dynamic" in stats):  # neither engine could look
         raise CheckError("NoGraph", f"{no_graph}; dynamic checks {stats['dynamic']}")
     kept, suppressed = locate_and_suppress(model, findings, config, suppressor)
     view = None
@@ -131,6 +108,34 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
         view["profiles"] = profiles
     return ModelReport(target=target, model=model.name, findings=kept, stats=stats,
                        suppressed=suppressed, view=view)
+
+
+def _adapt(model: Any, config: Config) -> tuple[Any, str | None]:
+    """The model's MaskGraph, or None and why there is none (then only probes can look)."""
+    from maskcheck.static.adapter import adapt_model
+
+    try:
+        return adapt_model(model), None
+    except ValueError as exc:
+        if config.mode == "static":
+            raise CheckError("NoGraph", str(exc)) from None
+        return None, str(exc)
+
+
+def _analyse(graph: Any, config: Config) -> Any:
+    """One dataflow analysis, which serves the static rules and the probe plan."""
+    from maskcheck.static.dataflow import analyze
+
+    return analyze(graph, side=config.padding, mask_inputs=config.mask_inputs,
+                   padded=config.padded, assume=config.assume_padding)
+
+
+def _static_findings(graph: Any, flow: Any, rules: tuple[type[Rule], ...],
+                     config: Config) -> tuple[Finding, ...]:
+    """The static rules' findings (none without a graph or in --mode dynamic)."""
+    if graph is None or config.mode not in ("static", "all"):
+        return ()
+    return mark_assumed(run_rules(graph, rules, flow=flow), graph, flow)
 
 
 def check_in_memory(model: Any, config: Config, data: Any = None) -> Report:
@@ -257,9 +262,9 @@ def mark_assumed(findings: tuple[Finding, ...], graph: Any, flow: Any) -> tuple[
     return tuple(marked)
 
 
-def _check_dynamic(model: Any, config: Config, data: Any, rules: tuple[type[Rule], ...],
-                   static: tuple[Finding, ...], stats: dict[str, Any], graph: Any = None,
-                   flow: Any = None, profiles: dict[str, Any] | None = None) -> tuple[Finding, ...]:
+def _probe_and_merge(model: Any, config: Config, data: Any, rules: tuple[type[Rule], ...],
+                     static: tuple[Finding, ...], stats: dict[str, Any], graph: Any = None,
+                     flow: Any = None, profiles: dict[str, Any] | None = None) -> tuple[Finding, ...]:
     """Run the dynamic checks and merge their results with the static findings
     (`maskcheck.merge` holds the policy, declared on the rules).
 
