@@ -13,8 +13,7 @@ from typing import Any
 from maskcheck.assertions import PaddingLeakError, assert_loss_ignores_padding, assert_padding_invariant
 from maskcheck.finding import Finding, ModelReport, Report, Severity, TargetError
 from maskcheck.locations import record_locations
-
-__version__ = "0.1.0"
+from maskcheck.version import __version__
 
 __all__ = ["__version__", "check", "record_locations", "Finding", "ModelReport", "Report", "Severity", "TargetError",
            "PaddingLeakError", "assert_padding_invariant", "assert_loss_ignores_padding"]

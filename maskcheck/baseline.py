@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from maskcheck.finding import Finding, Report
+from maskcheck.version import __version__
 
 FORMAT = 1
 
@@ -45,8 +46,6 @@ def finding_key(target: str, finding: Finding) -> Key:
 
 
 def render_baseline(report: Report) -> str:
-    from maskcheck import __version__
-
     keys = sorted(finding_key(m.target, f) for m in report.models for f in m.findings)
     lines = [json.dumps({"rule": rule, "target": target, "path": list(path)}, ensure_ascii=False)
              for rule, target, path in keys]
@@ -71,8 +70,6 @@ def read_baseline(path: str) -> Counter[Key]:
     Raises:
         BaselineError: missing, unreadable or corrupt file, or another version's baseline.
     """
-    from maskcheck import __version__
-
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

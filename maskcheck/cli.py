@@ -17,7 +17,7 @@ from typing import Iterator
 
 import click
 
-from maskcheck import __version__
+from maskcheck.version import __version__
 from maskcheck.config import DEVICES, FAIL_ON, FORMATS, MODES, PADDINGS, ConfigError, build_config
 from maskcheck.rules import ALL_RULES, RULES_BY_CODE, RULES_BY_NAME
 
