@@ -123,14 +123,13 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
     if no_graph is not None and (not dynamic or "dynamic" in stats):  # neither engine could look
         raise CheckError("NoGraph", f"{no_graph}; dynamic checks {stats['dynamic']}")
     kept, suppressed = locate_and_suppress(model, findings, config, suppressor)
-    view = None
-    if graph is not None:  # what the HTML report draws (cheap: one pass over the graph)
-        from maskcheck.static.view import model_view
+    summary = None
+    if graph is not None:  # the facts the HTML report draws from (cheap: one pass over the graph)
+        from maskcheck.static.summary import summarize
 
-        view = model_view(graph, flow)
-        view["profiles"] = profiles
+        summary = summarize(graph, flow, profiles)
     return ModelReport(target=target, model=model.name, findings=kept, stats=stats,
-                       suppressed=suppressed, view=view)
+                       suppressed=suppressed, graph=summary)
 
 
 def check_in_memory(model: Any, config: Config, data: Any = None) -> Report:
