@@ -135,7 +135,7 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
 def check_in_memory(model: Any, config: Config, data: Any = None) -> Report:
     """The Report for one in-memory model (the API and the pytest fixture): a model
     that cannot be checked gives an error entry; `config.baseline` applies."""
-    from maskcheck.baseline import apply_baseline, read_baseline
+    from maskcheck.adoption.baseline import apply_baseline, read_baseline
 
     baseline = read_baseline(config.baseline) if config.baseline else None
     name = getattr(model, "name", type(model).__name__)
@@ -164,7 +164,7 @@ def run_settings(config: Config) -> dict[str, Any]:
 
 
 def make_suppressor(config: Config) -> Any:
-    from maskcheck.suppress import Suppressor
+    from maskcheck.adoption.suppress import Suppressor
 
     return Suppressor(config.per_layer_ignores, config.source)
 
@@ -173,8 +173,8 @@ def locate_and_suppress(model: Any, findings: tuple[Finding, ...], config: Confi
                         suppressor: Any = None) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
     """Findings gain `location` where the culprit layer's construction was recorded (SPEC 6);
     then inline comments and per-layer-ignores move some to the suppressed list."""
-    from maskcheck.locations import site_at
-    from maskcheck.suppress import model_sites
+    from maskcheck.adoption.locations import site_at
+    from maskcheck.adoption.suppress import model_sites
 
     suppressor = suppressor if suppressor is not None else make_suppressor(config)
     sites = {}
@@ -516,7 +516,7 @@ def _kept_because(finding: Finding, amount: bool) -> str:
 def check_targets(raw_targets: tuple[str, ...], config: Config,
                   progress: Callable[[int, int, str], None] | None = None) -> Report:
     """Load and check every target; failures become error entries, in order."""
-    from maskcheck.baseline import apply_baseline, read_baseline
+    from maskcheck.adoption.baseline import apply_baseline, read_baseline
 
     baseline = read_baseline(config.baseline) if config.baseline else None  # bad file: fail first
     targets = expand_targets(raw_targets)
