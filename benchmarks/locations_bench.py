@@ -35,7 +35,7 @@ def seconds(blocks: int, repeats: int) -> tuple[float, float]:
     and warm-up hit both alike."""
     import keras
 
-    from maskcheck.locations import record_locations
+    from maskcheck.adoption.locations import record_locations
 
     recorded, plain = [], []
     for repeat in range(repeats):

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-# maskcheck.assertions imports only the standard library and maskcheck.finding at
-# import time, so `import maskcheck` stays free of TensorFlow.
-from maskcheck.assertions import PaddingLeakError, assert_loss_ignores_padding, assert_padding_invariant
+# These modules import only the standard library and maskcheck's values at import time,
+# so `import maskcheck` stays free of TensorFlow.
+from maskcheck.adoption.locations import record_locations
 from maskcheck.finding import Finding, ModelReport, Report, Severity, TargetError
-from maskcheck.locations import record_locations
-
-__version__ = "0.1.0"
+from maskcheck.integrations.assertions import PaddingLeakError, assert_loss_ignores_padding, assert_padding_invariant
+from maskcheck.version import __version__
 
 __all__ = ["__version__", "check", "record_locations", "Finding", "ModelReport", "Report", "Severity", "TargetError",
            "PaddingLeakError", "assert_padding_invariant", "assert_loss_ignores_padding"]

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import click
 
-from maskcheck import __version__
+from maskcheck.version import __version__
 from maskcheck.config import DEVICES, FAIL_ON, FORMATS, MODES, PADDINGS, ConfigError, build_config
 from maskcheck.rules import ALL_RULES, RULES_BY_CODE, RULES_BY_NAME
 
@@ -220,7 +220,7 @@ def main(targets: tuple[str, ...], **options: object) -> None:
         raise MaskcheckError("--baseline and --write-baseline exclude each other: --write-baseline "
                              "records every current finding, replacing the old baseline")
     if config.baseline:  # a bad baseline fails at once, before TensorFlow loads
-        from maskcheck.baseline import BaselineError, read_baseline
+        from maskcheck.adoption.baseline import BaselineError, read_baseline
 
         try:
             read_baseline(config.baseline)
@@ -232,7 +232,7 @@ def main(targets: tuple[str, ...], **options: object) -> None:
         logging.getLogger("maskcheck").addHandler(handler)
     sys.dont_write_bytecode = True  # importing a user's factory module leaves no __pycache__ beside it
     _quiet_libraries(config.verbose)
-    from maskcheck.baseline import BaselineError, apply_baseline, read_baseline, write_baseline
+    from maskcheck.adoption.baseline import BaselineError, apply_baseline, read_baseline, write_baseline
     from maskcheck.engine import check_targets
     from maskcheck.reporters import get_reporter
 

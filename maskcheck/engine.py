@@ -100,14 +100,13 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
     if no_graph is not None and (not probed or "dynamic" in stats):  # neither engine could look
         raise CheckError("NoGraph", f"{no_graph}; dynamic checks {stats['dynamic']}")
     kept, suppressed = locate_and_suppress(model, findings, config, suppressor)
-    view = None
-    if graph is not None:  # what the HTML report draws (cheap: one pass over the graph)
-        from maskcheck.static.view import model_view
+    summary = None
+    if graph is not None:  # the facts the HTML report draws from (cheap: one pass over the graph)
+        from maskcheck.static.summary import summarize
 
-        view = model_view(graph, flow)
-        view["profiles"] = profiles
+        summary = summarize(graph, flow, profiles)
     return ModelReport(target=target, model=model.name, findings=kept, stats=stats,
-                       suppressed=suppressed, view=view)
+                       suppressed=suppressed, graph=summary)
 
 
 def _adapt(model: Any, config: Config) -> tuple[Any, str | None]:
@@ -141,7 +140,7 @@ def _static_findings(graph: Any, flow: Any, rules: tuple[type[Rule], ...],
 def check_in_memory(model: Any, config: Config, data: Any = None) -> Report:
     """The Report for one in-memory model (the API and the pytest fixture): a model
     that cannot be checked gives an error entry; `config.baseline` applies."""
-    from maskcheck.baseline import apply_baseline, read_baseline
+    from maskcheck.adoption.baseline import apply_baseline, read_baseline
 
     baseline = read_baseline(config.baseline) if config.baseline else None
     name = getattr(model, "name", type(model).__name__)
@@ -170,7 +169,7 @@ def run_settings(config: Config) -> dict[str, Any]:
 
 
 def make_suppressor(config: Config) -> Any:
-    from maskcheck.suppress import Suppressor
+    from maskcheck.adoption.suppress import Suppressor
 
     return Suppressor(config.per_layer_ignores, config.source)
 
@@ -179,8 +178,8 @@ def locate_and_suppress(model: Any, findings: tuple[Finding, ...], config: Confi
                         suppressor: Any = None) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
     """Findings gain `location` where the culprit layer's construction was recorded (SPEC 6);
     then inline comments and per-layer-ignores move some to the suppressed list."""
-    from maskcheck.locations import site_at
-    from maskcheck.suppress import model_sites
+    from maskcheck.adoption.locations import site_at
+    from maskcheck.adoption.suppress import model_sites
 
     suppressor = suppressor if suppressor is not None else make_suppressor(config)
     sites = {}
@@ -353,7 +352,7 @@ def probe_facts(info: dict[str, Any], rules: tuple[type[Rule], ...]) -> Any:
 def check_targets(raw_targets: tuple[str, ...], config: Config,
                   progress: Callable[[int, int, str], None] | None = None) -> Report:
     """Load and check every target; failures become error entries, in order."""
-    from maskcheck.baseline import apply_baseline, read_baseline
+    from maskcheck.adoption.baseline import apply_baseline, read_baseline
 
     baseline = read_baseline(config.baseline) if config.baseline else None  # bad file: fail first
     targets = expand_targets(raw_targets)

@@ -1,15 +1,21 @@
 """Findings and reports: plain frozen values, standard library only.
 
 Everything the engines produce and the reporters render lives here, so a
-reporter or a test can build a report without importing Keras.
+reporter or a test can build a report without importing Keras. Values never
+import a reporter: `to_json()`, `_repr_html_()` and `ModelReport.view` ask the
+registry in `maskcheck.renderers` for theirs at call time (see there why that
+makes no import cycle).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from enum import Enum
 from types import MappingProxyType
 from typing import Any, Mapping
+
+from maskcheck import renderers
+from maskcheck.version import __version__
 
 
 class Severity(str, Enum):
@@ -114,6 +120,58 @@ class TargetError:
 
 
 @dataclass(frozen=True, slots=True)
+class GraphNode:
+    """One layer or operation of a checked model, as the static engine read it."""
+
+    index: int
+    path: tuple[str, ...]
+    name: str
+    class_name: str
+    #: "input", "op" (an operation inside a layer's call) or "layer"
+    kind: str
+    #: what it does with a mask: "creates", "consumes", "propagates", "drops" or "none"
+    mask_role: str
+    #: the shape of its first output (None for an unknown size); None when it has no output
+    shape: tuple[int | None, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class GraphEdge:
+    """One tensor from the node that makes it to a node that reads it."""
+
+    source: int
+    target: int
+    #: SPEC 6b padding state: "masked", "unmasked", "mismatched" or "clean"
+    padding: str
+    shape: tuple[int | None, ...]
+    #: "data", or the keyword a mask was passed under (``padding_mask``)
+    role: str = "data"
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSummary:
+    """What the engines know about a checked model's layer graph, free of any presentation.
+
+    The static engine's reading (nodes in topological order, the tensors between
+    them with their padding state) and the probes' per-position |change| at each
+    culprit layer. The HTML report decides how to draw it (`ModelReport.view`)."""
+
+    nodes: tuple[GraphNode, ...]
+    edges: tuple[GraphEdge, ...]
+    #: indices of the nodes whose outputs are the model's outputs
+    outputs: tuple[int, ...]
+    #: layer path joined by "/" -> one entry per padding side probed:
+    #: {"padding", "sample", "valid": [0/1 per position], "change": [float per position]}
+    profiles: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nodes", tuple(self.nodes))
+        object.__setattr__(self, "edges", tuple(self.edges))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        object.__setattr__(self, "profiles", MappingProxyType(dict(self.profiles)))
+
+
+@dataclass(frozen=True, slots=True)
 class ModelReport:
     """The outcome for one target: its findings, or the error that stopped it."""
 
@@ -124,15 +182,19 @@ class ModelReport:
     stats: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     #: findings kept out of the exit status by a suppression or the baseline (each says which)
     suppressed: tuple[Finding, ...] = ()
-    #: what the HTML report draws (`maskcheck.static.view`): the layer graph with each
-    #: edge's padding state and, for probe-confirmed leaks, per-position change profiles.
-    #: Plain JSON values; None when no graph was read. Never part of `to_dict()`.
-    view: Mapping[str, Any] | None = field(default=None, compare=False)
+    #: the picture of the layer graph, given ready-made (a report built by hand); read it
+    #: as `view`, which draws one from `graph` when none was given
+    view: InitVar[Mapping[str, Any] | None] = None
+    #: what the engines know about the layer graph (`GraphSummary`); None when no graph
+    #: was read. Never part of `to_dict()`.
+    graph: GraphSummary | None = field(default=None, compare=False, repr=False)
+    _given_view: Mapping[str, Any] | None = field(default=None, init=False, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, view: Mapping[str, Any] | None) -> None:
         object.__setattr__(self, "findings", tuple(sorted(self.findings, key=Finding.sort_key)))
         object.__setattr__(self, "suppressed", tuple(sorted(self.suppressed, key=Finding.sort_key)))
         object.__setattr__(self, "stats", _freeze(self.stats))
+        object.__setattr__(self, "_given_view", view)
 
     @property
     def status(self) -> str:
@@ -153,9 +215,25 @@ class ModelReport:
 
     def _repr_html_(self) -> str:
         """Jupyter: this model's picture (the HTML report of a one-model run)."""
-        from maskcheck.reporters.html import notebook_frame
+        return renderers.lookup("html-notebook")(Report((self,)))
 
-        return notebook_frame(Report((self,)))
+
+def _model_view(report: ModelReport) -> Mapping[str, Any] | None:
+    """What the HTML report draws for this model: the picture given ready-made, else the
+    one the HTML side draws from `graph` (looked up in `maskcheck.renderers` at call
+    time); None when neither exists. Plain JSON values: nodes, edges, outputs, nested-
+    model groups and the probes' profiles."""
+    if report._given_view is not None:
+        return report._given_view
+    if report.graph is None:
+        return None
+    return renderers.lookup("graph-view")(report.graph)
+
+
+# `view` is both the keyword a hand-built report passes its picture under (the InitVar
+# above) and what every reader reads; set after the decorator so the dataclass keeps the
+# InitVar's default (None) and readers get the property.
+ModelReport.view = property(_model_view, doc=_model_view.__doc__)  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +294,6 @@ class Report:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        from maskcheck import __version__
-
         return {
             "schema": 1,
             "tool": {"name": "maskcheck", "version": __version__},
@@ -228,12 +304,9 @@ class Report:
         }
 
     def to_json(self) -> str:
-        from maskcheck.reporters.json import render
-
-        return render(self)
+        """The `--format json` report (the JSON reporter, looked up at call time)."""
+        return renderers.lookup("json")(self)
 
     def _repr_html_(self) -> str:
         """Jupyter: `maskcheck.check(model)` in a cell draws the HTML report inline."""
-        from maskcheck.reporters.html import notebook_frame
-
-        return notebook_frame(self)
+        return renderers.lookup("html-notebook")(self)

@@ -100,7 +100,7 @@ def load_target(target: Target, *, unsafe: bool) -> tuple[Any, Any]:
 
 def _call_factory(reference: str) -> tuple[Any, Any]:
     """Import the module and call the factory, recording where each layer is built."""
-    from maskcheck.locations import record_locations
+    from maskcheck.adoption.locations import record_locations
 
     with record_locations():
         return _import_and_call(reference)

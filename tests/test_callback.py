@@ -222,4 +222,4 @@ def test_the_callback_module_imports_no_engine_at_import_time() -> None:
     imported = {alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
     assert imported == {"__future__", "warnings", "numbers", "typing", "keras", "maskcheck",
-                        "maskcheck.assertions", "maskcheck.finding"}
+                        "maskcheck.integrations.assertions", "maskcheck.finding"}

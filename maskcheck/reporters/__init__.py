@@ -2,14 +2,20 @@
 
 Each module exposes `render(report) -> str`. The table maps `--format`
 names to module paths so that choosing one imports only that reporter.
+
+Importing this package registers the renderers the values ask for by name
+(`maskcheck.renderers`): "json" (`Report.to_json`), "html-notebook" (the
+Jupyter `_repr_html_`s) and "graph-view" (`ModelReport.view`). Each is a stub
+that imports its reporter module when called.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from typing import Any, Callable
 
-from maskcheck.finding import Report
+from maskcheck import renderers
+from maskcheck.finding import GraphSummary, Report
 
 REPORTERS = {
     "text": "maskcheck.reporters.text",
@@ -23,3 +29,24 @@ REPORTERS = {
 
 def get_reporter(fmt: str) -> Callable[[Report], str]:
     return importlib.import_module(REPORTERS[fmt]).render
+
+
+def _to_json(report: Report) -> str:
+    return get_reporter("json")(report)
+
+
+def _notebook_frame(report: Report) -> str:
+    from maskcheck.reporters.html import notebook_frame
+
+    return notebook_frame(report)
+
+
+def _graph_view(graph: GraphSummary) -> dict[str, Any]:
+    from maskcheck.reporters.graphview import model_view
+
+    return model_view(graph)
+
+
+renderers.register("json", _to_json)
+renderers.register("html-notebook", _notebook_frame)
+renderers.register("graph-view", _graph_view)

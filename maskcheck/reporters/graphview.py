@@ -1,8 +1,10 @@
-"""What the HTML report's graph shows: node states from the findings, and repeated blocks.
+"""What the HTML report's graph shows: the picture of a model, node states, repeated blocks.
 
-`prepare` takes a ModelReport's `view` (the layer graph the static engine
-read, `maskcheck.static.view`) and its findings, and returns the plain data
-the page draws: every node with its SPEC 6b state (`leak` for an error or
+`model_view` draws a model's picture from what the engines know about its
+layer graph (a `GraphSummary`, built by `maskcheck.static.summary`): node ids,
+labels (which call of a shared layer), nested models as groups, shapes as
+text; `ModelReport.view` is this picture. `prepare` takes a picture and the
+model's findings and returns the plain data the page draws: every node with its SPEC 6b state (`leak` for an error or
 warning there, `suppressed`-free `suspect` for an info, `ok`) and the indices
 of its findings; every group (nested models, and runs of identical blocks)
 with whether it starts collapsed. Standard library only.
@@ -23,11 +25,61 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from maskcheck.finding import Finding, Severity
+from maskcheck.finding import Finding, GraphSummary, Severity
 
 REPEAT_MIN_NODES = 40
 REPEAT_MIN_BLOCKS = 3
 EXPAND_MAX_NODES = 150
+
+
+def model_view(graph: GraphSummary) -> dict[str, Any]:
+    """The picture of one model: nodes, edges, outputs, nested-model groups, profiles.
+
+    Node ids are ``n<index>``; `layer` is the path joined by ``/`` (the
+    `data-layer` hook and the join of a finding's `path`); a layer called more
+    than once is named ``name (call k)`` at its k-th call. Group ids are
+    ``g:<path of the nested model>``. Plain JSON values.
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    calls: dict[tuple[str, ...], int] = {}
+    for node in graph.nodes:
+        calls[node.path] = calls.get(node.path, 0) + 1
+    numbered: dict[tuple[str, ...], int] = {}
+    nodes = []
+    for node in graph.nodes:
+        call = numbered[node.path] = numbered.get(node.path, 0) + 1
+        parent = _group_of(node.path, groups)
+        nodes.append({
+            "id": f"n{node.index}",
+            "layer": "/".join(node.path),
+            "name": node.name + (f" (call {call})" if calls[node.path] > 1 else ""),
+            "class": node.class_name,
+            "kind": node.kind,
+            "group": parent,
+            "mask": node.mask_role,
+            "shape": _shape(node.shape) if node.shape is not None else "",
+        })
+    edges = [{"from": f"n{e.source}", "to": f"n{e.target}", "state": e.padding, "shape": _shape(e.shape),
+              **({"role": e.role} if e.role != "data" else {})} for e in graph.edges]
+    return {"nodes": nodes, "edges": edges, "outputs": [f"n{i}" for i in graph.outputs],
+            "groups": [groups[k] for k in sorted(groups, key=lambda g: (g.count("/"), g))],
+            "profiles": dict(graph.profiles)}
+
+
+def _group_of(path: tuple[str, ...], groups: dict[str, dict[str, Any]]) -> str | None:
+    """The id of the nested model that holds a node at `path` (registering its chain)."""
+    parent = None
+    for depth in range(2, len(path)):  # path[0] is the model itself, path[-1] the layer
+        gid = "g:" + "/".join(path[:depth])
+        if gid not in groups:
+            groups[gid] = {"id": gid, "layer": "/".join(path[:depth]), "name": path[depth - 1],
+                           "kind": "model", "parent": parent}
+        parent = gid
+    return parent
+
+
+def _shape(shape: tuple[int | None, ...]) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
 def node_state(findings: Iterable[Finding]) -> str:

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from maskcheck import __version__
+from maskcheck.version import __version__
 from maskcheck.finding import Finding, ModelReport, Report
 from maskcheck.reporters.graphview import prepare
 
@@ -49,10 +49,14 @@ SETTING_LABELS = (
 
 
 def page_data(report: Report) -> dict[str, Any]:
-    """What the page embeds: the JSON report and, per model, the graph it draws (or None)."""
+    """What the page embeds: the JSON report and, per model, the graph it draws (or None).
+
+    A model's picture is `ModelReport.view`: drawn by `graphview.model_view` from
+    the engines' `GraphSummary`, or given ready-made with a report built by hand."""
     models = []
     for m in report.models:
-        models.append(prepare(m.view, m.findings) if m.view is not None else None)
+        view = m.view
+        models.append(prepare(view, m.findings) if view is not None else None)
     return {"report": report.to_dict(),
             "graph": {"version": 1, "settings": dict(report.settings or {}), "models": models}}
 

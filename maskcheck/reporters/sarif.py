@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from maskcheck import __version__
+from maskcheck.version import __version__
 from maskcheck.finding import Finding, ModelReport, Report, Severity, UnusedIgnore
 from maskcheck.rules import ALL_RULES
 

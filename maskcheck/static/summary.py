@@ -1,20 +1,22 @@
-"""The layer graph as the HTML report draws it: plain JSON values, no Keras objects.
+"""What the static engine read about a model's layer graph, as plain values: `summarize`.
 
-`model_view` turns a MaskGraph and its MaskFlow into nodes (layers and
-operations, with what each does to a mask), edges (tensors, each with the
-padding state SPEC 6b names) and the nested models that hold them. The
-reporter adds what only the findings know (node states, repeated blocks);
-this module says only what the dataflow says.
+`summarize` turns a MaskGraph and its MaskFlow into a `GraphSummary`: the
+nodes (layers and operations, with what each does to a mask) and the tensors
+between them (each with the padding state SPEC 6b names), plus the probes'
+per-position change profiles. No Keras objects, no presentation: ids, labels,
+nested-model groups and what to show are the HTML reporter's to decide
+(`maskcheck.reporters.graphview`); this module says only what the dataflow says.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
+from maskcheck.finding import GraphEdge, GraphNode, GraphSummary
 from maskcheck.static.dataflow import MaskFlow, TensorState
 from maskcheck.static.graph import MaskGraph, Node
 
-#: SPEC 6b edge states, and what each means (the page's legend and tooltips use these)
+#: SPEC 6b edge states (`GraphEdge.padding`), and what each means
 EDGE_STATES = {
     "masked": "padding with a mask that lines up",
     "unmasked": "padding and no mask",
@@ -22,37 +24,24 @@ EDGE_STATES = {
     "clean": "no padded axis",
 }
 
-#: what a node does with a mask, as the page labels it
+#: what a node does with a mask (`GraphNode.mask_role`)
 MASK_ROLES = ("creates", "consumes", "propagates", "drops", "none")
 
+def summarize(graph: MaskGraph, flow: MaskFlow,
+              profiles: Mapping[str, Any] | None = None) -> GraphSummary:
+    """Nodes and edges of `graph` in topological order, with `profiles` (by layer path).
 
-def model_view(graph: MaskGraph, flow: MaskFlow) -> dict[str, Any]:
-    """Nodes, edges and nested-model groups of `graph`, in topological order.
-
-    Node ids are ``n<index>``; `layer` is the path joined by ``/`` (the
-    `data-layer` hook and the join of a finding's `path`). Group ids are
-    ``g:<path of the nested model>``.
+    One edge per distinct tensor a node reads (data inputs first, then masks passed
+    explicitly, each under its keyword as `role`).
     """
     dropped = {e.node.index for e in flow.drops}
     mismatched = _mismatched_tensors(graph, flow)
-    nodes, groups = [], {}
-    calls: dict[tuple[str, ...], int] = {}
-    for node in graph.nodes:
-        calls[node.path] = calls.get(node.path, 0) + 1
-    numbered: dict[tuple[str, ...], int] = {}
-    for node in graph.nodes:
-        call = numbered[node.path] = numbered.get(node.path, 0) + 1
-        parent = _group_of(node.path, groups)
-        nodes.append({
-            "id": f"n{node.index}",
-            "layer": "/".join(node.path),
-            "name": node.name + (f" (call {call})" if calls[node.path] > 1 else ""),
-            "class": node.class_name,
-            "kind": "input" if node.is_input else "op" if node.is_op else "layer",
-            "group": parent,
-            "mask": _mask_role(node, graph, flow, dropped),
-            "shape": _shape(graph, node.outputs[0]) if node.outputs else "",
-        })
+    nodes = tuple(
+        GraphNode(index=node.index, path=tuple(node.path), name=node.name, class_name=node.class_name,
+                  kind="input" if node.is_input else "op" if node.is_op else "layer",
+                  mask_role=_mask_role(node, graph, flow, dropped),
+                  shape=tuple(graph.tensors[node.outputs[0]].shape) if node.outputs else None)
+        for node in graph.nodes)
     edges = []
     for node in graph.nodes:
         seen: set[tuple[int, int]] = set()
@@ -66,28 +55,13 @@ def model_view(graph: MaskGraph, flow: MaskFlow) -> dict[str, Any]:
                 continue
             seen.add((producer, tid))
             state = flow.states.get(tid, TensorState())
-            edges.append({
-                "from": f"n{producer}", "to": f"n{node.index}",
-                "state": _edge_state(state, tid in mismatched, explicit and role == "data"),
-                "shape": _shape(graph, tid),
-                **({"role": role} if role != "data" else {}),
-            })
-    outputs = [f"n{graph.tensors[t].producer}" for t in graph.outputs
-               if graph.tensors[t].producer is not None]
-    return {"nodes": nodes, "edges": edges, "outputs": outputs,
-            "groups": [groups[k] for k in sorted(groups, key=lambda g: (g.count("/"), g))]}
-
-
-def _group_of(path: tuple[str, ...], groups: dict[str, dict[str, Any]]) -> str | None:
-    """The id of the nested model that holds a node at `path` (registering its chain)."""
-    parent = None
-    for depth in range(2, len(path)):  # path[0] is the model itself, path[-1] the layer
-        gid = "g:" + "/".join(path[:depth])
-        if gid not in groups:
-            groups[gid] = {"id": gid, "layer": "/".join(path[:depth]), "name": path[depth - 1],
-                           "kind": "model", "parent": parent}
-        parent = gid
-    return parent
+            edges.append(GraphEdge(
+                source=producer, target=node.index,
+                padding=_edge_state(state, tid in mismatched, explicit and role == "data"),
+                shape=tuple(graph.tensors[tid].shape), role=role))
+    outputs = tuple(graph.tensors[t].producer for t in graph.outputs
+                    if graph.tensors[t].producer is not None)
+    return GraphSummary(nodes=nodes, edges=tuple(edges), outputs=outputs, profiles=profiles or {})
 
 
 def _mask_role(node: Node, graph: MaskGraph, flow: MaskFlow, dropped: set[int]) -> str:
@@ -131,8 +105,3 @@ def _mismatched_tensors(graph: MaskGraph, flow: MaskFlow) -> set[int]:
         carried = {flow.states[t].mask.source for t in node.inputs if t in bad}
         bad.update(t for t in outs if flow.states[t].mask.source in carried)
     return bad
-
-
-def _shape(graph: MaskGraph, tid: int) -> str:
-    shape = graph.tensors[tid].shape
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"

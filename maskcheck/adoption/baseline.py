@@ -1,0 +1,129 @@
+"""Baselines (SPEC 5): record today's findings, then fail only on new ones.
+
+A baseline entry is (rule, target, layer path): no line numbers and no
+measured values, so moving code or a probe's numbers changing keeps it valid,
+and the file is sorted with one entry per line so it diffs well. Entries are
+a multiset: two MC102 findings at one layer need two entries. A baseline
+records the maskcheck version that wrote it; another version's baseline is
+refused (rules and their layers may have changed), as is a corrupt file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+from maskcheck.finding import Finding, Report
+from maskcheck.version import __version__
+
+FORMAT = 1
+
+Key = tuple[str, str, tuple[str, ...]]
+
+
+class BaselineError(ValueError):
+    """The baseline file cannot be read or was written by another version."""
+
+
+MODEL_FILES = (".keras", ".h5")
+
+
+def target_key(target: str) -> str:
+    """A target as the baseline stores it: model files relative to the working folder in
+    slashes (so `./models/x.keras`, `models\\x.keras` and its absolute path are one
+    target), factory references as written."""
+    if target.lower().endswith(MODEL_FILES):
+        from maskcheck.adoption.locations import display_path
+
+        return display_path(target)
+    return target
+
+
+def finding_key(target: str, finding: Finding) -> Key:
+    return (finding.rule, target_key(target), tuple(finding.path))
+
+
+def render_baseline(report: Report) -> str:
+    keys = sorted(finding_key(m.target, f) for m in report.models for f in m.findings)
+    lines = [json.dumps({"rule": rule, "target": target, "path": list(path)}, ensure_ascii=False)
+             for rule, target, path in keys]
+    body = ",\n    ".join(lines)
+    return ("{\n"
+            f'  "maskcheck_baseline": {FORMAT},\n'
+            f'  "version": {json.dumps(__version__)},\n'
+            f'  "findings": [{chr(10) + "    " + body + chr(10) + "  " if lines else ""}]\n'
+            "}\n")
+
+
+def write_baseline(path: str, report: Report) -> None:
+    try:
+        Path(path).write_text(render_baseline(report), encoding="utf-8")
+    except OSError as exc:
+        raise BaselineError(f"--write-baseline {path}: cannot write: {exc.strerror or exc}") from None
+
+
+def read_baseline(path: str) -> Counter[Key]:
+    """The baseline's entries, counted.
+
+    Raises:
+        BaselineError: missing, unreadable or corrupt file, or another version's baseline.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BaselineError(f"--baseline {path}: no such file (write one with --write-baseline {path})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BaselineError(f"--baseline {path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise BaselineError(f"--baseline {path}: not a maskcheck baseline (invalid JSON at line "
+                            f"{exc.lineno})") from None
+    if not isinstance(data, dict) or data.get("maskcheck_baseline") != FORMAT:
+        raise BaselineError(f"--baseline {path}: not a maskcheck baseline (no \"maskcheck_baseline\": "
+                            f"{FORMAT} key)")
+    if data.get("version") != __version__:
+        raise BaselineError(f"--baseline {path}: written by maskcheck {data.get('version')}, this is "
+                            f"{__version__}; rewrite it with --write-baseline {path}")
+    entries = data.get("findings")
+    counted: Counter[Key] = Counter()
+    if not isinstance(entries, list):
+        raise BaselineError(f"--baseline {path}: corrupt baseline (\"findings\" is not a list)")
+    for number, entry in enumerate(entries, start=1):
+        if not (isinstance(entry, dict) and isinstance(entry.get("rule"), str)
+                and isinstance(entry.get("target"), str) and isinstance(entry.get("path"), list)
+                and all(isinstance(p, str) for p in entry["path"])):
+            raise BaselineError(f"--baseline {path}: corrupt baseline (entry {number} needs rule, "
+                                "target and path)")
+        counted[(entry["rule"], target_key(entry["target"]), tuple(entry["path"]))] += 1
+    return counted
+
+
+def apply_baseline(report: Report, baseline: Counter[Key]) -> Report:
+    """Findings in the baseline move to `suppressed` (suppressed_by "baseline").
+
+    Entries left over for a target this run checked are counted as fixed; entries of
+    targets not checked now (a run on part of the tree) are not. A finding suppressed
+    by a comment or per-layer-ignores still uses up its entry: it is not fixed."""
+    left = Counter(baseline)
+    for model in report.models:
+        for finding in model.suppressed:
+            key = finding_key(model.target, finding)
+            if left[key] > 0:
+                left[key] -= 1
+    models = []
+    for model in report.models:
+        kept, baselined = [], []
+        for finding in model.findings:
+            key = finding_key(model.target, finding)
+            if left[key] > 0:
+                left[key] -= 1
+                baselined.append(replace(finding, suppressed_by="baseline"))
+            else:
+                kept.append(finding)
+        models.append(replace(model, findings=tuple(kept),
+                              suppressed=model.suppressed + tuple(baselined)) if baselined else model)
+    checked = {target_key(m.target) for m in report.models if m.error is None}
+    fixed = sum(count for (_, target, _), count in left.items() if target in checked)
+    return replace(report, models=tuple(models), baseline_fixed=fixed)
+
