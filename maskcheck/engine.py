@@ -73,7 +73,7 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
         data: probe data for the dynamic engine (an npz mapping, a dict of
             arrays, an (x, y) pair or x alone); None synthesizes probes, or
             loads `config.data` when that names an .npz file.
-        suppressor: the run's `maskcheck.suppress.Suppressor` (one per run, so
+        suppressor: the run's `maskcheck.adoption.suppress.Suppressor` (one per run, so
             --warn-unused-ignores sees every model); None makes one from `config`.
 
     Raises:

@@ -1,7 +1,7 @@
 """Differential test: the static engine's verdict against the probes' verdict.
 
 `maskcheck.strategies.architectures` draws small Functional models over a
-padded time axis (custom layers from `maskcheck._zoo`, Lambdas, raw
+padded time axis (custom layers from `maskcheck.integrations.zoo`, Lambdas, raw
 `keras.ops` calls, RNNs, convolutions, attention, merges). For each model and
 each padding side, the static engine says "leak" when it reports a mixing,
 mask-shape or false-propagation bug at error or warning severity, and the
@@ -36,7 +36,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import maskcheck
-from maskcheck._zoo import TimeHalve, WrongLengthMask, describe_architecture
+from maskcheck.integrations.zoo import TimeHalve, WrongLengthMask, describe_architecture
 from maskcheck.strategies import architectures
 
 #: Static codes that mean "padding changes what this model computes" (MC108: absolute

@@ -202,7 +202,7 @@ def one_conv():
 
 
 def test_a_new_culprit_is_new_to_a_baseline(tmp_path):
-    from maskcheck.baseline import apply_baseline, read_baseline, write_baseline
+    from maskcheck.adoption.baseline import apply_baseline, read_baseline, write_baseline
 
     path = str(tmp_path / "baseline.json")
     write_baseline(path, maskcheck.check(one_conv(), mode="static", padding="post"))
@@ -215,7 +215,7 @@ def test_a_new_culprit_is_new_to_a_baseline(tmp_path):
 def test_a_culprit_behind_a_layer_that_passes_the_mask_on():
     """The mask survives the first culprit (it passes the mask on while mixing, MC105), so
     the conv after it receives a mask, ignores it and mixes: its own finding."""
-    from maskcheck._zoo import NeighbourSmooth
+    from maskcheck.integrations.zoo import NeighbourSmooth
 
     def model(smooth: bool):
         ids = keras.Input((None,), dtype="int32")
@@ -234,7 +234,7 @@ def test_a_culprit_behind_a_layer_that_passes_the_mask_on():
 def test_a_mask_computed_from_the_ids_by_hand_stays_put():
     """No mask_zero: the pool's mask is `ids != 0`, computed in the graph. Changing padded
     token ids would move it; the probes perturb the embedding's output instead."""
-    from maskcheck._zoo import ExplicitMaskPool, MaskIgnoringPool
+    from maskcheck.integrations.zoo import ExplicitMaskPool, MaskIgnoringPool
 
     def model(pool):
         ids = keras.Input((None,), dtype="int32")

@@ -670,7 +670,7 @@ def test_causal_pointwise_conv_is_pointwise() -> None:
 
 
 def test_neighbour_smoothing_leaks_under_both_sides() -> None:
-    from maskcheck._zoo import NeighbourSmooth
+    from maskcheck.integrations.zoo import NeighbourSmooth
 
     x = keras.Input((None, 4), name="frames")
     h = NeighbourSmooth(name="smooth")(layers.Masking()(x))
@@ -700,7 +700,7 @@ def test_zeroed_padding_is_no_padding_for_one_convolution(conv) -> None:
 
 
 def test_zeroed_padding_stays_zero_through_read_code_without_a_bias() -> None:
-    from maskcheck._zoo import CausalCumsum
+    from maskcheck.integrations.zoo import CausalCumsum
 
     doubled = _zeroed_by_hand(lambda h: layers.Conv1D(3, 3, padding="same", name="conv")(
         layers.Lambda(lambda t: t * 2.0)(h)))

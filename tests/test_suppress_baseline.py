@@ -15,10 +15,10 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from maskcheck import __version__  # noqa: E402
-from maskcheck.baseline import BaselineError, apply_baseline, read_baseline, render_baseline  # noqa: E402
+from maskcheck.adoption.baseline import BaselineError, apply_baseline, read_baseline, render_baseline  # noqa: E402
 from maskcheck.finding import Finding, ModelReport, Report  # noqa: E402
-from maskcheck.locations import Site, display_path  # noqa: E402
-from maskcheck.suppress import Suppressor, layer_globs, parse_comment, read_comments  # noqa: E402
+from maskcheck.adoption.locations import Site, display_path  # noqa: E402
+from maskcheck.adoption.suppress import Suppressor, layer_globs, parse_comment, read_comments  # noqa: E402
 
 
 def finding(rule: str = "MC102", path: tuple[str, ...] = ("tagger", "conv1d"), message: str = "m") -> Finding:
@@ -202,7 +202,7 @@ def test_recording_is_scoped_and_skips_rebuilt_layers(tmp_path) -> None:
     import keras
     from keras.src.ops.operation import Operation
 
-    from maskcheck.locations import record_locations, site_of
+    from maskcheck.adoption.locations import record_locations, site_of
 
     original = Operation.__dict__["__new__"]
     x = keras.Input((None,), dtype="int32")

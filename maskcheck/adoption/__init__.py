@@ -4,6 +4,6 @@
 * `suppress`: ``# maskcheck: ignore[...]`` comments and ``per-layer-ignores``;
 * `locations`: the source line that built each layer, which both of them key on.
 
-Their old import paths (`maskcheck.baseline`, `maskcheck.suppress`,
-`maskcheck.locations`) keep working. Importing this package imports none of them.
+Importing this package imports none of them. They used to sit at the top level
+(`maskcheck.baseline`, ...); those paths were internal, and are gone.
 """
