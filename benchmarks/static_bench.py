@@ -97,7 +97,7 @@ def _forget_readings() -> None:
         from maskcheck.static import ops
     except ImportError:  # before the op-level reader existed
         return
-    ops._CACHE.clear()
+    ops.forget_readings()
 
 
 def main(quick: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""The keras-hub rows of the semantics table (`maskcheck.static.hub`), checked against keras-hub.
+"""The keras-hub rows of the semantics table (`maskcheck.static.semantics.keras_hub`), checked against keras-hub.
 
 Opt-in: `pytest -m kerashub`. Measured the way `tests/test_semantics.py`
 measures the Keras rows, on tiny layers:
@@ -40,9 +40,9 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 from keras.src.backend.common.masking import get_keras_mask, set_keras_mask  # noqa: E402
 
-from maskcheck.static import semantics as semantics_module  # noqa: E402
 from maskcheck.static.adapter import adapt_model  # noqa: E402
-from maskcheck.static.hub import HUB_TABLE  # noqa: E402
+from maskcheck.static.semantics.keras import KERAS_TABLE  # noqa: E402
+from maskcheck.static.semantics.keras_hub import HUB_TABLE  # noqa: E402
 from maskcheck.static.semantics import (CAUSAL, MIXING, POINTWISE, TABLE, effect_on_axis,  # noqa: E402
                                         lookup, semantics_for)
 
@@ -279,13 +279,13 @@ def _predicted_leak(sem, config, side: str) -> bool:
 
 def test_hub_rows_are_merged_into_the_table_and_override_no_keras_row() -> None:
     assert all(TABLE[name] is row for name, row in HUB_TABLE.items())
-    assert not set(HUB_TABLE) & set(semantics_module._KERAS_TABLE)
+    assert not set(HUB_TABLE) & set(KERAS_TABLE)
 
 
 def test_hub_table_imports_neither_keras_nor_keras_hub() -> None:
-    for first in ("maskcheck.static.hub", "maskcheck.static.semantics"):
+    for first in ("maskcheck.static.semantics.keras_hub", "maskcheck.static.semantics"):
         code = (f"import sys, {first}; from maskcheck.static.semantics import TABLE; "
-                "from maskcheck.static.hub import HUB_TABLE; "
+                "from maskcheck.static.semantics.keras_hub import HUB_TABLE; "
                 "assert all(TABLE[k] is v for k, v in HUB_TABLE.items()); "
                 "assert not {'keras', 'keras_hub', 'tensorflow'} & set(sys.modules)")
         subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

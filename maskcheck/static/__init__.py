@@ -4,7 +4,8 @@ Modules, in the order a check uses them:
 
 * `adapter`: turns a Keras model into a `graph.MaskGraph` (Keras-free values);
 * `semantics`: what each built-in Keras layer and keras.ops call does to padded
-  axes and masks; `hub` adds the keras-hub layers;
+  axes and masks (`semantics.keras`), and each keras-hub layer
+  (`semantics.keras_hub`);
 * `ops`: the operation-level reader for code maskcheck does not know (custom
   layers, Lambdas, custom `compute_mask` and `compute_loss`): it traces the code
   on symbolic inputs and runs the same dataflow over the backend operations;

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from maskcheck.static import collector_paused
 from maskcheck.static.graph import MaskGraph, Node
@@ -350,6 +351,59 @@ def _mask_input_lengths(graph: MaskGraph, declared: frozenset[str]) -> dict[int,
     return found
 
 
+@dataclass(slots=True)
+class _Visit:
+    """What `_Analysis.visit` has established about one node so far, step by step."""
+
+    node: Node
+    sem: LayerSemantics
+    ins: list[TensorState]
+    #: (tensor id, state) of the inputs that are not masks
+    data: list[tuple[int, TensorState]]
+    #: the inputs that are masks (applied by hand: ``x * cast(mask)``)
+    mask_like: list[TensorState]
+    in_rank: int
+    multiply: bool
+    #: the padded axes that arrive, merged over the data inputs
+    padded: tuple[PaddedAxis, ...]
+    tainted: bool
+    #: the mask Keras hands over with the inputs
+    arrived: MaskInfo | None
+    #: the node takes explicit mask inputs
+    explicit: bool
+    #: the node applies a mask (explicit, or the one that arrives)
+    consumes: bool
+    #: the op-level reader's verdict (None where it did not read the node or failed)
+    reading: Any
+    #: what the node does along each padded axis (POINTWISE, CAUSAL, ...)
+    effects: dict[int, str] = field(default_factory=dict)
+    #: axes whose steps an earlier layer moved out of place and this node moves back
+    realigned: set[int] = field(default_factory=set)
+    #: output axis -> held finding, for steps still out of place after this node
+    carried_pending: dict[int, int] = field(default_factory=dict)
+    #: the node reads steps an earlier culprit moved out of place
+    out_of_place: bool = False
+    #: a recurrent layer that carries its state over padded steps when it applies its mask
+    rnn_like: bool = False
+    #: padded axes through which padding changes valid outputs (`_leaks`) ...
+    mixes: list[PaddedAxis] = field(default_factory=list)
+    #: ... of which only the amount of padding leaks through these
+    amount_only: set[int] = field(default_factory=set)
+    #: padded axes moved with no mask to follow them
+    moves: list[PaddedAxis] = field(default_factory=list)
+    #: each padded axis's length in the input that holds it (None: it varies)
+    lengths: dict[int, int | None] = field(default_factory=dict)
+    #: the axes explicit mask inputs cover
+    explicit_axes: set[int] = field(default_factory=set)
+    out_mask: MaskInfo | None = None
+    #: the padded axes the mask the node applies protects
+    covered: set[int] = field(default_factory=set)
+    #: the node itself makes its outputs depend on padding
+    node_tainted: bool = False
+    #: output axis -> finding held until the steps it moved are read out of place
+    parked: dict[int, int] = field(default_factory=dict)
+
+
 class _Analysis:
     def __init__(self, graph: MaskGraph, side: str) -> None:
         self.graph = graph
@@ -379,20 +433,49 @@ class _Analysis:
         return len(self.graph.tensors[tid].shape)
 
     def visit(self, node: Node) -> None:
-        graph = self.graph
+        """One node, in topological order: what arrives, what the node does to each padded
+        axis, the events that follow, and the states of its outputs."""
         if node.is_input:
-            for tid in node.outputs:
-                state = _input_state(graph, node, self.side, self.declared_masks,
-                                     tuple(self.declared_axes.get(node.name, ())),
-                                     self.assume, self.tokens)
-                tensor = graph.tensors[tid]
-                if (not state.is_mask and not any(p.axis == 1 and not p.assumed
-                                                   for p in state.padded)
-                        and tensor.rank >= 2 and tensor.shape[1] in self.mask_lengths):
-                    # a fixed-length input beside an explicit mask input of its length
-                    state = TensorState((PaddedAxis(1, self.side, node.name, node.name),))
-                self.states[tid] = state
+            self._visit_input(node)
             return
+        v = self._arrive(node)
+        self._note_mask_use(v)
+        self._apply_reading(v)
+        v.effects = {p.axis: (_READ_KINDS[self.read[p.axis].kind] if p.axis in self.read
+                              else _effect(node, v.sem, p.axis, v.in_rank) if v.sem.known
+                              else POINTWISE)
+                     for p in v.padded}
+        self._settle_moved_steps(v)
+        self._find_leaks(v)
+        self._note_needs_mask(v)
+        v.out_mask = self._output_mask(node, v.sem, v.arrived, v.in_rank)
+        v.covered = self._covered(v)
+        self._report_assumptions(v)
+        self._report_leaks(v)
+        self._report_stats(v)
+        self._report_drops(v)
+        out_padded = self._outputs_padded(v)
+        self._check_mismatch(node, v.sem, v.data, v.arrived, v.out_mask, v.consumes, v.in_rank,
+                             v.padded, out_padded)
+        self._write_outputs(v, out_padded)
+
+    def _visit_input(self, node: Node) -> None:
+        """A model input: padded where SPEC 4 assumes or the user declares, or a mask."""
+        graph = self.graph
+        for tid in node.outputs:
+            state = _input_state(graph, node, self.side, self.declared_masks,
+                                 tuple(self.declared_axes.get(node.name, ())),
+                                 self.assume, self.tokens)
+            tensor = graph.tensors[tid]
+            if (not state.is_mask and not any(p.axis == 1 and not p.assumed
+                                               for p in state.padded)
+                    and tensor.rank >= 2 and tensor.shape[1] in self.mask_lengths):
+                # a fixed-length input beside an explicit mask input of its length
+                state = TensorState((PaddedAxis(1, self.side, node.name, node.name),))
+            self.states[tid] = state
+
+    def _arrive(self, node: Node) -> _Visit:
+        """What reaches the node: its inputs' padded axes, taint and mask, and its row."""
         ins = [self.states.get(t, CLEAN) for t in node.inputs]
         data = [(t, s) for t, s in zip(node.inputs, ins) if not s.is_mask]
         mask_like = [s for s in ins if s.is_mask]
@@ -405,7 +488,6 @@ class _Analysis:
         multiply = node.class_name == "Multiply"
         padded = tuple(_merged(p, [s for _, s in data], multiply)
                        for p in first_by_axis.values())
-        zero_axes = {p.axis for p in padded if p.zero}
         tainted = any(s.tainted for _, s in data)
         arrived = next((s.mask for _, s in data if s.mask is not None), None)
         if arrived is not None and len(data) > 1:  # merges combine every input's mask
@@ -415,149 +497,158 @@ class _Analysis:
                 arrived = replace(arrived, also=others)
         explicit = bool(node.mask_inputs) and not node.is_op
         consumes = not node.is_op and (explicit or (arrived is not None and node.takes_mask))
-        if explicit:
+        reading = node.reading if node.reading is not None and not node.reading.failed else None
+        return _Visit(node, sem, ins, data, mask_like, in_rank, multiply, padded, tainted,
+                      arrived, explicit, consumes, reading)
+
+    def _note_mask_use(self, v: _Visit) -> None:
+        """Masks the node applies (for MC104) and whether it generates one."""
+        node, arrived = v.node, v.arrived
+        if v.explicit:
             for _, tid in node.mask_inputs:
                 state = self.states.get(tid)
                 if state is not None and state.mask is not None:
                     self.used.update(state.mask.sources)
-        if consumes and arrived is not None:
+        if v.consumes and arrived is not None:
             # Keras records the mask it hands over as a `mask=` argument too, so an
             # explicit-looking mask next to an arriving one is usually that same mask.
             self.used.update(arrived.sources)
-        if sem.generates:
+        if v.sem.generates:
             self.generates.add(node.index)
-        if data and mask_like:  # e.g. x * cast(padding_mask): the mask is applied by hand
-            for state in mask_like:
+        if v.data and v.mask_like:  # e.g. x * cast(padding_mask): the mask is applied by hand
+            for state in v.mask_like:
                 if state.mask is not None:
                     self.used.update(state.mask.sources)
 
-        reading = node.reading if node.reading is not None and not node.reading.failed else None
+    def _apply_reading(self, v: _Visit) -> None:
+        """`self.read`: per padded axis, what read code (or a reversing layer) does to it."""
+        node, sem, padded, reading, ins = v.node, v.sem, v.padded, v.reading, v.ins
         self.read = {}
         if reading is not None:  # the op-level reader's verdict replaces the unknown row
-            sem = replace(sem, known=True, propagates=reading.mask_out == "passes",
-                          generates=reading.mask_out == "generates" and arrived is None)
+            v.sem = replace(sem, known=True, propagates=reading.mask_out == "passes",
+                            generates=reading.mask_out == "generates" and v.arrived is None)
+            zero_axes = {p.axis for p in padded if p.zero}
             # the padding mask handed over as an ordinary argument (pool(h, mask))
             as_masks = bool(reading.mask_positions) and all(
                 j < len(ins) and ins[j].is_mask for j in reading.mask_positions)
             for p in padded:
                 index = next((i for i, st in enumerate(ins) if not st.is_mask
                               and any(q.axis == p.axis for q in st.padded)), 0)
-                effect = reading.effect(arrived is not None, index, p.axis, p.axis in zero_axes,
+                effect = reading.effect(v.arrived is not None, index, p.axis, p.axis in zero_axes,
                                         as_masks)
                 if effect is not None:
                     self.read[p.axis] = effect
         elif node.is_op and node.class_name == "Flip" and padded:
-            flipped = acted_axes(sem, node.config, in_rank)
+            flipped = acted_axes(sem, node.config, v.in_rank)
             self.read = {p.axis: AxisEffect("pointwise", p.axis, flipped=True, moved=True)
                          for p in padded if p.axis in flipped}
         elif sem.reverses and padded:
             # read from the end: masked steps are skipped, unmasked post-padding is read first
-            kind = "pointwise" if consumes else "anticausal"
+            kind = "pointwise" if v.consumes else "anticausal"
             self.read = {p.axis: AxisEffect(kind, p.axis, flipped=True, moved=True)
                          for p in padded if p.axis == 1}
-        # Is the mask this node would need there? (for MC101 / MC104)
-        effects = {p.axis: (_READ_KINDS[self.read[p.axis].kind] if p.axis in self.read
-                            else _effect(node, sem, p.axis, in_rank) if sem.known else POINTWISE)
-                   for p in padded}
-        # steps an earlier layer moved out of place: moved back here, still out of place
-        # after a position-wise layer, or read out of place (the earlier finding stands)
-        flips = {p.axis for p in padded if p.axis in self.read and self.read[p.axis].flipped}
-        realigned, carried_pending, out_of_place = set(), {}, False
-        for p in padded:
-            ids = {q.pending for _, st in data for q in st.padded if q.axis == p.axis}
+
+    def _settle_moved_steps(self, v: _Visit) -> None:
+        """Steps an earlier layer moved out of place: moved back here (realigned), still
+        out of place after a position-wise layer (carried), or read out of place (the
+        earlier finding stands, and the node's outputs are tainted)."""
+        flips = {p.axis for p in v.padded if p.axis in self.read and self.read[p.axis].flipped}
+        for p in v.padded:
+            ids = {q.pending for _, st in v.data for q in st.padded if q.axis == p.axis}
             if ids == {0}:
                 continue
             if len(ids) == 1 and p.axis in flips:
-                realigned.add(p.axis)
+                v.realigned.add(p.axis)
                 self.pending.pop(p.pending, None)
-            elif len(ids) == 1 and effects.get(p.axis) == POINTWISE and not (
-                    consumes and arrived is not None) and not mask_like:
-                carried_pending[p.axis] = p.pending
+            elif len(ids) == 1 and v.effects.get(p.axis) == POINTWISE and not (
+                    v.consumes and v.arrived is not None) and not v.mask_like:
+                v.carried_pending[p.axis] = p.pending
             else:
                 for pid in ids - {0}:
                     self._emit(pid)
-                tainted = out_of_place = True
+                v.tainted = v.out_of_place = True
+
+    def _find_leaks(self, v: _Visit) -> None:
+        """The padded axes the node reads across or moves with no mask to follow, and
+        which of them leak padding values or only the amount of padding (`_leaks`)."""
+        node, sem, padded, effects = v.node, v.sem, v.padded, v.effects
         mixes = [p for p in padded if effects[p.axis] in (MIXING, REDUCING)
                  or (effects[p.axis] == CAUSAL and p.side != POST)
                  or (effects[p.axis] == ANTICAUSAL and p.side != PRE)]
-        follows = reading is not None and reading.mask_follows and arrived is not None
+        follows = v.reading is not None and v.reading.mask_follows and v.arrived is not None
         # a recurrent layer: applying its mask, it carries its state over padded steps
-        rnn_like = ((sem.along == CAUSAL or sem.reverses) and sem.uses_mask
-                    and sem.acts_on == "time")
+        v.rnn_like = ((sem.along == CAUSAL or sem.reverses) and sem.uses_mask
+                      and sem.acts_on == "time")
         moves = []
-        if self.read and not (consumes and arrived is not None) and not follows:
+        if self.read and not (v.consumes and v.arrived is not None) and not follows:
             # reversed with no mask to follow it: valid positions now hold padding
             moves = [p for p in padded if p not in mixes and p.axis in self.read
-                     and self.read[p.axis].flipped and p.axis not in realigned]
-            if consumes and sem.reverses and sem.uses_mask:
+                     and self.read[p.axis].flipped and p.axis not in v.realigned]
+            if v.consumes and sem.reverses and sem.uses_mask:
                 # a masked backward RNN moves its own outputs, which hold no padding values
                 moves = [p.holding(ZEROS, REPEAT) for p in moves]
-        lengths = {p.axis: next((self.graph.tensors[t].shape[p.axis] for t, st in data
-                                 if any(q.axis == p.axis for q in st.padded)
-                                 and p.axis < self.rank(t)), None)
-                   for p in padded}
-        mixes, amount_only = _leaks(node, mixes, moves, effects, lengths)
-        explicit_axes = set(range(1, max(in_rank - 1, 2))) if explicit else set()
-        if padded and (any(p.axis not in explicit_axes for p in mixes)
-                       or ((sem.batch_stats or sem.sample_stats) and not explicit)
-                       or (node.takes_mask and not explicit) or not sem.known):
+        v.moves = moves
+        v.lengths = {p.axis: next((self.graph.tensors[t].shape[p.axis] for t, st in v.data
+                                   if any(q.axis == p.axis for q in st.padded)
+                                   and p.axis < self.rank(t)), None)
+                     for p in padded}
+        v.mixes, v.amount_only = _leaks(node, mixes, moves, effects, v.lengths)
+        v.explicit_axes = set(range(1, max(v.in_rank - 1, 2))) if v.explicit else set()
+
+    def _note_needs_mask(self, v: _Visit) -> None:
+        """Is the mask this node would need there? (for MC101 / MC104)"""
+        node, sem = v.node, v.sem
+        if v.padded and (any(p.axis not in v.explicit_axes for p in v.mixes)
+                         or ((sem.batch_stats or sem.sample_stats) and not v.explicit)
+                         or (node.takes_mask and not v.explicit) or not sem.known):
             self.needs_self.add(node.index)
 
-        out_mask = self._output_mask(node, sem, arrived, in_rank)
-        covered = set(arrived.axes) if (consumes and arrived) else set()
-        covered |= explicit_axes
+    def _covered(self, v: _Visit) -> set[int]:
+        """The padded axes the mask the node applies protects."""
+        covered = set(v.arrived.axes) if (v.consumes and v.arrived) else set()
+        covered |= v.explicit_axes
         if self.read:
             covered = set()  # the reading already says what the mask it got protects
+        return covered
 
-        node_tainted = False
+    def _report_assumptions(self, v: _Visit) -> None:
+        """Assumed semantics (unknown rows, unread operations), absolute positions under
+        pre-padding, and means over a mask that can be all zeros."""
+        node, sem, padded, arrived, reading = v.node, v.sem, v.padded, v.arrived, v.reading
         if padded and not sem.known:
-            self._assume(node, padded[0], consumes, out_mask is not None,
+            self._assume(node, padded[0], v.consumes, v.out_mask is not None,
                          arrived.source if arrived else None, node.reading)
         elif padded and reading is not None and reading.unknown_ops:
             self.assumed.append(AssumedEvent(
                 node, padded[0], "to keep positions apart in the operations maskcheck does not "
                 "read (" + ", ".join(reading.unknown_ops[:4]) + ")",
-                arrived.source if arrived else None, out_mask is not None and arrived is not None))
+                arrived.source if arrived else None,
+                v.out_mask is not None and arrived is not None))
         if padded:
             p = padded[0]
             effect = self.read.get(p.axis)
             if (sem.absolute_positions or (effect is not None and effect.absolute)) \
                     and any(q.side != POST for q in padded):
                 self.absolute.append(AbsoluteEvent(node, next(q for q in padded if q.side != POST)))
-            if arrived is not None and ((sem.masked_mean and consumes)
+            if arrived is not None and ((sem.masked_mean and v.consumes)
                                         or (effect is not None and effect.masked_mean)):
                 self.means.append(MeanEvent(node, p, arrived.source))
-        # Every culprit is its own finding, also past an earlier one (fixing that one would
-        # leave this one leaking), unless it reads steps an earlier culprit moved out of
-        # place (that culprit's finding) or only the amount of padding leaks through it.
-        leaking = [p for p in mixes if p.axis not in covered]
-        if tainted:
-            leaking = [] if out_of_place else [p for p in leaking if p.axis not in amount_only]
-        moved = [p for p in padded if p.axis in self.read and self.read[p.axis].moved
-                 and p.axis not in realigned]
-        follows = reading is not None and reading.mask_follows
-        if moved and rnn_like and consumes and all(
-                lengths.get(p.axis) is not None for p in moved):
-            # a masked RNN's own outputs, which hold no padding values, over a fixed length
-            moved = []
-        parked: dict[int, int] = {}  # output axis -> pending finding
-        if moved and out_mask is not None and arrived is not None and not follows \
-                and out_mask.source == arrived.source:
-            # steps moved under a mask passed through unchanged: the mask no longer lines up
-            event = MismatchEvent(
-                node, arrived.source, f"it moves the steps along axis {moved[0].axis} (reversed "
-                "or shifted) but passes the mask through unchanged")
-            if all(self.read[p.axis].flipped for p in moved) and not tainted:
-                parked = self._park("mismatch", event, moved)
-            else:
-                self.mismatches.append(event)
-                node_tainted = True
+
+    def _report_leaks(self, v: _Visit) -> None:
+        """Every culprit is its own finding, also past an earlier one (fixing that one would
+        leave this one leaking), unless it reads steps an earlier culprit moved out of
+        place (that culprit's finding) or only the amount of padding leaks through it."""
+        node, arrived, out_mask = v.node, v.arrived, v.out_mask
+        leaking = [p for p in v.mixes if p.axis not in v.covered]
+        if v.tainted:
+            leaking = [] if v.out_of_place else [p for p in leaking if p.axis not in v.amount_only]
+        if self._report_moved_steps(v):
             leaking = []
-        only_moves = leaking and all(p.axis in {q.axis for q in moves} for p in leaking) \
-            and not amount_only
+        only_moves = leaking and all(p.axis in {q.axis for q in v.moves} for p in leaking) \
+            and not v.amount_only
         if leaking and only_moves and all(self.read[p.axis].flipped for p in leaking):
             p = leaking[0]
-            parked = self._park("mixing", MixingEvent(
+            v.parked = self._park("mixing", MixingEvent(
                 node, p, arrived.source if arrived else None, False, False,
                 tuple(q.axis for q in leaking)), leaking)
             leaking = []
@@ -568,14 +659,45 @@ class _Analysis:
                     node, arrived.source, p, f"mixes values along axis {p.axis}"))
             else:
                 self.mixing.append(MixingEvent(node, p, arrived.source if arrived else None,
-                                               effects[p.axis] == CAUSAL, p.axis in amount_only,
+                                               v.effects[p.axis] == CAUSAL,
+                                               p.axis in v.amount_only,
                                                tuple(q.axis for q in leaking)))
-            node_tainted = True
-        stats_axes = [p for p in padded if p.axis in range(1, max(in_rank - 1, 2))]
+            v.node_tainted = True
+
+    def _report_moved_steps(self, v: _Visit) -> bool:
+        """Steps moved (reversed, shifted) under a mask passed through unchanged: the mask
+        no longer lines up. Held until the steps are read out of place when they were only
+        reversed. True when reported (the node's mixing is then not reported)."""
+        node, arrived, out_mask, reading = v.node, v.arrived, v.out_mask, v.reading
+        moved = [p for p in v.padded if p.axis in self.read and self.read[p.axis].moved
+                 and p.axis not in v.realigned]
+        follows = reading is not None and reading.mask_follows
+        if moved and v.rnn_like and v.consumes and all(
+                v.lengths.get(p.axis) is not None for p in moved):
+            # a masked RNN's own outputs, which hold no padding values, over a fixed length
+            moved = []
+        if not (moved and out_mask is not None and arrived is not None and not follows
+                and out_mask.source == arrived.source):
+            return False
+        event = MismatchEvent(
+            node, arrived.source, f"it moves the steps along axis {moved[0].axis} (reversed "
+            "or shifted) but passes the mask through unchanged")
+        if all(self.read[p.axis].flipped for p in moved) and not v.tainted:
+            v.parked = self._park("mismatch", event, moved)
+        else:
+            self.mismatches.append(event)
+            v.node_tainted = True
+        return True
+
+    def _report_stats(self, v: _Visit) -> None:
+        """Statistics over the batch or over a sample's padded axis (BatchNormalization,
+        GroupNormalization, image statistics)."""
+        node, sem, arrived, out_mask, covered = v.node, v.sem, v.arrived, v.out_mask, v.covered
+        stats_axes = [p for p in v.padded if p.axis in range(1, max(v.in_rank - 1, 2))]
         if sem.batch_stats and stats_axes and not (set(p.axis for p in stats_axes) <= covered):
             self.stats.append(StatsEvent(node, stats_axes[0], "batch",
                                          arrived.source if arrived else None))
-            node_tainted = True
+            v.node_tainted = True
         if sem.sample_stats and stats_axes and not covered:
             p = stats_axes[0]
             if out_mask is not None and arrived is not None and out_mask.source == arrived.source:
@@ -583,33 +705,40 @@ class _Analysis:
                     node, arrived.source, p, f"normalizes with statistics over axis {p.axis}"))
             else:
                 self.stats.append(StatsEvent(node, p, "sample", arrived.source if arrived else None))
-            node_tainted = True
+            v.node_tainted = True
 
-        if arrived is not None and out_mask is None and not consumes and padded:
+    def _report_drops(self, v: _Visit) -> None:
+        """A mask that arrives and goes nowhere, or one the node should generate and does not."""
+        node, arrived, padded = v.node, v.arrived, v.padded
+        if arrived is not None and v.out_mask is None and not v.consumes and padded:
             self.drops.append(DropEvent(node, arrived.source, padded[0]))
-        elif sem.generates and out_mask is None and node.outputs:
+        elif v.sem.generates and v.out_mask is None and node.outputs:
             axis = padded[0] if padded else PaddedAxis(1, BOTH, node.name, node.name)
             self.drops.append(DropEvent(node, node.name, axis, not_created=True))
 
-        rnn_carry = rnn_like and consumes and out_mask is not None
-        out_padded = self._contents(node, self._out_padded(node, sem, padded, effects, data,
-                                                           in_rank),
-                                    effects, mask_like, consumes and arrived is not None,
-                                    rnn_carry, multiply)
-        # what is still (or now) out of place, per output axis
-        out_padded = tuple(replace(q, pending=parked.get(q.axis, carried_pending.get(q.axis, 0)))
-                           for q in out_padded)
-        self._check_mismatch(node, sem, data, arrived, out_mask, consumes, in_rank, padded,
-                             out_padded)
+    def _outputs_padded(self, v: _Visit) -> tuple[PaddedAxis, ...]:
+        """The output's padded axes: where they land, what they hold, and what is still
+        (or now) out of place on each."""
+        node = v.node
+        rnn_carry = v.rnn_like and v.consumes and v.out_mask is not None
+        out_padded = self._contents(node, self._out_padded(node, v.sem, v.padded, v.effects,
+                                                           v.data, v.in_rank),
+                                    v.effects, v.mask_like, v.consumes and v.arrived is not None,
+                                    rnn_carry, v.multiply)
+        return tuple(replace(q, pending=v.parked.get(q.axis, v.carried_pending.get(q.axis, 0)))
+                     for q in out_padded)
+
+    def _write_outputs(self, v: _Visit, out_padded: tuple[PaddedAxis, ...]) -> None:
+        node, mask_like = v.node, v.mask_like
         for tid in node.outputs:
             tensor = self.graph.tensors[tid]
-            if tensor.is_boolean_like or (mask_like and not data):
+            if tensor.is_boolean_like or (mask_like and not v.data):
                 source = mask_like[0].mask.source if mask_like and mask_like[0].mask else node.name
                 self.states[tid] = TensorState(is_mask=True, mask=MaskInfo(source))
                 continue
             axes = tuple(p for p in out_padded if p.axis < tensor.rank)
-            mask = out_mask if axes else None
-            self.states[tid] = TensorState(axes, mask, tainted or node_tainted)
+            mask = v.out_mask if axes else None
+            self.states[tid] = TensorState(axes, mask, v.tainted or v.node_tainted)
 
     def _park(self, kind: str, event: object, axes: list[PaddedAxis]) -> dict[int, int]:
         """Hold a finding about steps moved out of place until they are read there."""

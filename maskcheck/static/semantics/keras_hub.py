@@ -31,8 +31,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from maskcheck.static import semantics as _semantics
-from maskcheck.static.semantics import CAUSAL, MIXING, NONE, POINTWISE, TIME, LayerSemantics
+from maskcheck.static.semantics.base import CAUSAL, MIXING, NONE, POINTWISE, TIME, LayerSemantics
 
 #: An absolute position table, added to (or returned for) every step.
 _ABSOLUTE = LayerSemantics(POINTWISE, NONE, absolute_positions=True)
@@ -117,9 +116,3 @@ HUB_TABLE: Mapping[str, LayerSemantics] = {
     # value or length reaches it, and its axis 1 is not the input's time axis.
     "RelativeEmbedding": LayerSemantics(POINTWISE, NONE, changes_length=True),
 }
-
-# Imported before `semantics`, this module was still initializing when semantics built
-# TABLE: add the rows now. (Imported by semantics, TABLE does not exist yet here and
-# semantics merges HUB_TABLE itself.)
-if hasattr(_semantics, "TABLE"):
-    _semantics.TABLE.update(HUB_TABLE)  # type: ignore[attr-defined]
