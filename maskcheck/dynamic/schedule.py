@@ -33,13 +33,10 @@ from maskcheck.dynamic.program import ForwardError, Prober, Run, has_loss
 from maskcheck.dynamic.realdata import read_padding
 from maskcheck.dynamic.training import cross_sample
 from maskcheck.finding import Finding
+from maskcheck.rule import PROGRAMS
 
 __all__ = ["ModelRaises", "NoPadding", "NotProbeable", "ProbeContext", "ProbeError",
            "run_dynamic", "to_finding"]
-
-#: The order programs run in on each probe batch (`maskcheck.rule.PROGRAMS` names them).
-ORDER = ("failure", "inference", "training", "loss", "data")
-
 
 class ProbeContext:
     """One probe batch and the measurements the programs make on it.
@@ -189,7 +186,8 @@ def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
            batch: Any = None) -> list[DynamicFinding]:
     """Every scheduled check on one probe batch (synthesized, or one batch of real data)."""
     ctx = ProbeContext(model, plan, probe, prober, config, batch, loss_parts, info["notes"])
-    programs = ("failure",) if ctx.failure is not None else ORDER[1:]
+    # "failure" runs alone when the forward pass raised on padded batches, else never
+    programs = ("failure",) if ctx.failure is not None else PROGRAMS[1:]
     for program in programs:
         if program == "data" and batch is None:
             continue
