@@ -39,6 +39,18 @@ def test_no_rule_code_is_spelled_outside_the_rule_modules():
     assert not found, f"rule codes spelled outside maskcheck/rules/: {found}"
 
 
+def test_the_engines_never_import_a_rule():
+    """Rules import the engines' measurements (inside `probe`); never the other way round."""
+    found = []
+    for path in sorted((*PACKAGE.glob("dynamic/**/*.py"), *PACKAGE.glob("static/**/*.py"))):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found += [(str(path.relative_to(PACKAGE)), n) for n in names
+                      if n == "maskcheck.rules" or n.startswith("maskcheck.rules.")]
+    assert not found, found
+
+
 def test_the_registry_is_every_rule_module_in_code_order():
     modules = sorted(p.stem for p in (PACKAGE / "rules").glob("mc[0-9][0-9][0-9]_*.py"))
     assert [r.__module__.rsplit(".", 1)[1] for r in ALL_RULES] == modules
