@@ -28,25 +28,10 @@ before it):
 
 from __future__ import annotations
 
-from typing import Any
-
 from maskcheck.static.ops.effects import MIXING_KIND, AxisEffect, Reading
+from maskcheck.static.ops.reader import forget_readings, read_layer, read_loss
 from maskcheck.static.ops.state import POST, PRE
-
-
-def __getattr__(name: str) -> Any:
-    """The reader's entry points, imported on first use: the dataflow needs only the
-    values above at import time, and `maskcheck --help` should not pay for the rule
-    table and the tracer."""
-    if name in ("forget_readings", "read_layer", "read_loss"):
-        from maskcheck.static.ops import reader
-
-        return getattr(reader, name)
-    if name == "Slot":
-        from maskcheck.static.ops.trace import Slot
-
-        return Slot
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from maskcheck.static.ops.trace import Slot
 
 __all__ = ["MIXING_KIND", "POST", "PRE", "AxisEffect", "Reading", "Slot", "forget_readings",
            "read_layer", "read_loss"]
