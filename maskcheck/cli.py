@@ -19,7 +19,6 @@ import click
 
 from maskcheck.version import __version__
 from maskcheck.config import DEVICES, FAIL_ON, FORMATS, MODES, PADDINGS, ConfigError, build_config
-from maskcheck.rules import ALL_RULES, RULES_BY_CODE, RULES_BY_NAME
 
 
 class MaskcheckError(click.ClickException):
@@ -31,6 +30,8 @@ class MaskcheckError(click.ClickException):
 def _list_rules(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
+    from maskcheck.rules import ALL_RULES  # the registry imports every rule module
+
     for rule in ALL_RULES:
         status = "" if rule.implemented() else "  (not checked yet)"
         click.echo(f"{rule.code}  {rule.name:<26} {rule.severity.value:<8} {rule.engine:<8} "
@@ -41,6 +42,7 @@ def _list_rules(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
 def _explain(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if not value or ctx.resilient_parsing:
         return
+    from maskcheck.rules import RULES_BY_CODE, RULES_BY_NAME
     from maskcheck.topics import TOPICS
 
     if value.lower() in TOPICS:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from maskcheck.rules import UnknownRuleError, resolve_selection
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -72,6 +71,8 @@ class Config:
             if value is None:
                 continue
             if key in ("select", "ignore"):
+                from maskcheck.rules import resolve_selection  # only when codes are named
+
                 items = _as_list(key, value)
                 codes = resolve_selection(items) if items or key == "ignore" else None
                 if key == "select" and not items:
@@ -143,6 +144,8 @@ def _per_layer_ignores(value: Any) -> tuple[tuple[str, frozenset[str]], ...]:
     for glob, codes in value.items():
         if not isinstance(glob, str) or not glob.strip():
             raise ConfigError(f"per-layer-ignores: a key must be a layer-path glob, not {glob!r}")
+        from maskcheck.rules import UnknownRuleError, resolve_selection
+
         entries = _as_list("per_layer_ignores", codes)
         if not entries:
             raise ConfigError(f"per-layer-ignores: {glob!r} lists no rule codes")
