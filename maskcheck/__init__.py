@@ -42,7 +42,7 @@ def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
         **settings: ``padded=("tokens:1",)`` or ``padded="none"``,
             ``mask_inputs={"tokens": "padding_mask"}`` (or ``("tokens=padding_mask",)``),
             ``atol``, ``rtol``, ``batch_size``, ``seq_len``, ``device``, ``data_batches``,
-            ``imports`` (modules imported first), ``per_layer_ignores={"glob": ["MC102"]}``,
+            ``generate_steps`` (tokens per prompt of the generation checks), ``imports`` (modules imported first), ``per_layer_ignores={"glob": ["MC102"]}``,
             ``baseline`` (a baseline file), ``warn_unused_ignores``. CLI-only settings
             (``format``, ``output``, ``statistics``, ``verbose``, ``unsafe``,
             ``write_baseline``) are validated and otherwise ignored: the Report is the result.

@@ -146,8 +146,8 @@ def _render_statistics(report) -> str:
 #: Command-line parameter -> Config key, for the options that are plain settings.
 _SETTINGS = ("mode", "fmt", "output", "select", "ignore", "fail_on", "imports", "unsafe", "verbose",
              "statistics", "padding", "data", "mask_inputs", "padded", "seed", "batch_size",
-             "seq_len", "atol", "rtol", "device", "data_batches", "baseline", "write_baseline",
-             "warn_unused_ignores")
+             "seq_len", "atol", "rtol", "device", "data_batches", "generate_steps", "baseline",
+             "write_baseline", "warn_unused_ignores")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -190,6 +190,9 @@ _SETTINGS = ("mode", "fmt", "output", "select", "ignore", "fail_on", "imports", 
 @click.option("--rtol", default=None, metavar="X", help="Relative tolerance of probe comparisons.")
 @click.option("--device", type=click.Choice(DEVICES), default=None,
               help="Where probes run (auto: GPU if TensorFlow sees one).")
+@click.option("--generate-steps", default=None, metavar="N",
+              help="Tokens generated per prompt by the generation checks MC306 and MC307 "
+                   "(default 4).")
 @click.option("--import", "imports", multiple=True, metavar="MODULE",
               help="Import MODULE first (registers custom layers); repeatable.")
 @click.option("--unsafe", is_flag=True, default=None,

@@ -56,6 +56,8 @@ class Config:
     atol: float = 1e-5
     rtol: float = 1e-4
     device: str = "auto"
+    #: tokens generated per prompt by the generation checks (MC306, MC307)
+    generate_steps: int = 4
     # CI adoption (SPEC 5, 6): suppressions by layer path, baselines, unused-suppression report
     per_layer_ignores: tuple[tuple[str, frozenset[str]], ...] = ()  # (layer-path glob, codes)
     baseline: str | None = None
@@ -116,7 +118,7 @@ class Config:
                 kwargs[key] = value
             elif key == "per_layer_ignores":
                 kwargs[key] = _per_layer_ignores(value)
-            elif key == "data_batches":
+            elif key in ("data_batches", "generate_steps"):
                 kwargs[key] = _as_int(key, value, minimum=1)
             else:
                 raise ConfigError(f"unknown setting {key!r}")
@@ -130,7 +132,8 @@ PYPROJECT_KEYS = {
     "verbose": "verbose", "statistics": "statistics", "padding": "padding", "data": "data",
     "mask-input": "mask_inputs", "padded": "padded", "seed": "seed", "batch-size": "batch_size",
     "seq-len": "seq_len", "atol": "atol", "rtol": "rtol", "device": "device",
-    "data-batches": "data_batches", "per-layer-ignores": "per_layer_ignores",
+    "data-batches": "data_batches", "generate-steps": "generate_steps",
+    "per-layer-ignores": "per_layer_ignores",
     "baseline": "baseline", "warn-unused-ignores": "warn_unused_ignores",
 }
 

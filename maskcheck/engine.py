@@ -86,7 +86,7 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
     profiles: dict[str, Any] = {}  # filled by the probes, drawn by the HTML report
     started = time.perf_counter()
     graph, no_graph = _adapt(model, config)
-    flow = _analyse(graph, config) if graph is not None else None
+    flow = _analyse(graph, config, model) if graph is not None else None
     findings = _static_findings(graph, flow, rules, config)
     if config.mode in ("static", "all"):
         stats["static_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -121,11 +121,16 @@ def _adapt(model: Any, config: Config) -> tuple[Any, str | None]:
         return None, str(exc)
 
 
-def _analyse(graph: Any, config: Config) -> Any:
-    """One dataflow analysis, which serves the static rules and the probe plan."""
+def _analyse(graph: Any, config: Config, model: Any = None) -> Any:
+    """One dataflow analysis, which serves the static rules and the probe plan. With
+    --padding both, a task model's preprocessor that pads on one side decides the side."""
     from maskcheck.static.dataflow import analyze
+    from maskcheck.static.generation import packer_side
 
-    return analyze(graph, side=config.padding, mask_inputs=config.mask_inputs,
+    side = config.padding
+    if side == "both" and model is not None:
+        side = packer_side(model) or side
+    return analyze(graph, side=side, mask_inputs=config.mask_inputs,
                    padded=config.padded, assume=config.assume_padding)
 
 
@@ -299,6 +304,8 @@ def _probe_and_merge(model: Any, config: Config, data: Any, rules: tuple[type[Ru
             return static
         raise CheckError("ProbeError", str(exc)) from None
     stats["traces"] = info.get("traces", 0)
+    if info.get("generation"):  # what the generation checks did (a causal LM only)
+        stats["generation"] = info["generation"]
     if info.get("notes"):  # a loss the probes could not drive: said, never an error
         stats["loss"] = "; ".join(dict.fromkeys(info["notes"]))
     if profiles is not None:

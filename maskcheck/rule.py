@@ -23,8 +23,10 @@ if TYPE_CHECKING:  # pragma: no cover
 #: The probe programs, in the order the scheduler runs them on each probe batch:
 #: "failure" runs only when the forward pass raises on padded batches (and then alone),
 #: "inference" is the stacked forward pass with taps, "training" the training-mode
-#: batches, "loss" the loss program, "data" the user's own batches (--data only).
-PROGRAMS = ("failure", "inference", "training", "loss", "data")
+#: batches, "loss" the loss program, "data" the user's own batches (--data only);
+#: "generation" runs once per model, not per batch: a causal LM generating for prompts
+#: alone and in padded batches (`maskcheck.dynamic.generation`).
+PROGRAMS = ("failure", "inference", "training", "loss", "data", "generation")
 
 #: What a static finding can claim and a dynamic check can cover (merge policy): changed
 #: padded values move valid outputs ("values"), the amount of padding does ("amount"),

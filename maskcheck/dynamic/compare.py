@@ -39,7 +39,8 @@ class Leak:
                  else "the model itself (no single layer)")
         what = {"outputs": "valid outputs", "loss": "the loss",
                 "gradients": "the gradients of the trainable weights",
-                "loss-raises": "the compiled loss (it raises on the output's mask)"}.get(self.kind,
+                "loss-raises": "the compiled loss (it raises on the output's mask)",
+                "generation": "the generated tokens or their next-token logits"}.get(self.kind,
                                                                                         self.kind)
         position = f", position {self.position}" if self.position >= 0 else ""
         lines = [

@@ -363,6 +363,36 @@ def preprocessor_padding(model: Any) -> tuple[float | None, tuple[str, ...]]:
     return pad, side
 
 
+def preprocessor_weights_cover_padding(model: Any) -> bool:
+    """Whether the model's own preprocessor (a keras-hub task's, which `fit` runs on every
+    batch) returns sample weights that are 0 at every padded position of its padding mask.
+
+    Runs the preprocessor on two texts of different lengths made by detokenizing ordinary
+    token ids (no tokenizer files needed); any failure, or no sample weights, is False."""
+    import numpy as np
+
+    preprocessor = getattr(model, "preprocessor", None)
+    tokenizer = getattr(preprocessor, "tokenizer", None)
+    if preprocessor is None or not callable(getattr(tokenizer, "detokenize", None)):
+        return False
+    try:
+        size = int(tokenizer.vocabulary_size())
+        special = {getattr(tokenizer, a, None) for a in
+                   ("pad_token_id", "start_token_id", "end_token_id")}
+        ids = [i for i in range(min(size, 512)) if i not in special][-8:]
+        texts = tokenizer.detokenize([ids[:6], ids[6:]] if len(ids) >= 8 else [ids, ids[:1]])
+        out = preprocessor(texts)
+    except Exception:  # a preprocessor we cannot drive tells us nothing
+        return False
+    if not isinstance(out, tuple) or len(out) != 3 or not isinstance(out[0], dict):
+        return False
+    masks = [np.asarray(v) for k, v in out[0].items() if k.endswith("padding_mask")]
+    weights = np.asarray(out[2])
+    if len(masks) != 1 or masks[0].shape != weights.shape or masks[0].all():
+        return False
+    return bool(not (weights[~masks[0].astype(bool)] != 0).any())
+
+
 def _synthesizable(dtype: str) -> bool:
     import numpy as np
 

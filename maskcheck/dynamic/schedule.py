@@ -24,11 +24,12 @@ import numpy as np
 from maskcheck.dynamic.batches import (Prepared, Rows, infer_sides, prepare, stack_draws,
                                        stacked_inputs, synthesize)
 from maskcheck.dynamic.compare import DynamicFinding, Measured, diverging_layers, round_sig
+from maskcheck.dynamic.generation import PROMPTS, GenerationOutcome, generation_outcome
 from maskcheck.dynamic.inference import (ModelRaises, mask_mismatch, nonfinite, pad_amount,
                                          padding_leaks, raise_if_unpadded_raises, without_empty)
 from maskcheck.dynamic.lossprobe import LossOutcome, measure_loss
 from maskcheck.dynamic.plan import (NoPadding, NotProbeable, ProbeError, ProbePlan, build_plan,
-                                    layers_named)
+                                    layers_named, preprocessor_weights_cover_padding)
 from maskcheck.dynamic.program import ForwardError, Prober, Run, has_loss
 from maskcheck.dynamic.realdata import read_padding
 from maskcheck.dynamic.training import cross_sample
@@ -133,6 +134,26 @@ class ProbeContext:
         self.results = [r for r in self.results if not rule.supersedes(mine, r)]
 
 
+class GenerationContext:
+    """The "generation" program: runs once per model (not per probe batch). Checks read
+    `generation`, measured on first use: prompts generated alone and in padded batches."""
+
+    program = "generation"
+
+    def __init__(self, model: Any, config: Any, device: str) -> None:
+        self.model, self.config, self.device = model, config, device
+        self.results: list[DynamicFinding] = []
+        self.ran = False
+
+    @cached_property
+    def generation(self) -> GenerationOutcome:
+        self.ran = True
+        return generation_outcome(self.model, self.config, self.device)
+
+    def supersede(self, rule: Any, mine: DynamicFinding) -> None:
+        self.results = [r for r in self.results if not rule.supersedes(mine, r)]
+
+
 def run_dynamic(model: Any, data: Any, config: Any, rules: tuple[Any, ...], graph: Any = None,
                 flow: Any = None) -> tuple[list[DynamicFinding], dict[str, Any]]:
     """Run the dynamic checks of `rules` (instances of the selected rule classes) on `model`;
@@ -155,6 +176,8 @@ def run_dynamic(model: Any, data: Any, config: Any, rules: tuple[Any, ...], grap
     loss_parts = {"leaks": any("loss-leaks" in r.needs for r in checks),
                   "empty": any("loss-empty" in r.needs for r in checks)}
     if data is None:
+        # a keras-hub task's preprocessor feeds fit sample weights; they may zero the padding
+        info["weights_cover_padding"] = preprocessor_weights_cover_padding(model)
         results = _probe(model, plan, synthesize(plan, config), prober, config, checks, info,
                          loss_parts)
     else:  # real data wins over every convention (SPEC 4): its own masks, sides and labels
@@ -177,8 +200,30 @@ def run_dynamic(model: Any, data: Any, config: Any, rules: tuple[Any, ...], grap
                 if key not in seen:
                     seen.add(key)
                     results.append(result)
-    info["traces"] = prober.traces
+    results.extend(_generate(model, config, checks, prober, info))
+    info["traces"] = prober.traces + info.get("generation_traces", 0)
     return results, info
+
+
+def _generate(model: Any, config: Any, checks: list[Any], prober: Prober,
+              info: dict[str, Any]) -> list[DynamicFinding]:
+    """The "generation" program's checks, once per model (a model with no generation path
+    costs one attribute lookup)."""
+    chosen = sorted((c for c in checks if "generation" in c.programs), key=lambda c: c.code)
+    if not chosen or not callable(getattr(model, "generate_step", None)):
+        return []
+    ctx = GenerationContext(model, config, prober.device)
+    for check in chosen:
+        for result in check.probe(ctx):
+            ctx.supersede(check, result)
+            ctx.results.append(result)
+    if ctx.ran:
+        outcome = ctx.generation
+        info["generation"] = ({"skipped": outcome.skipped} if outcome.skipped else
+                              {"sides": list(outcome.sides), "steps": outcome.steps,
+                               "prompts": PROMPTS})
+        info["generation_traces"] = outcome.traces
+    return ctx.results
 
 
 def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
@@ -189,8 +234,8 @@ def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
     # "failure" runs alone when the forward pass raised on padded batches, else never
     programs = ("failure",) if ctx.failure is not None else PROGRAMS[1:]
     for program in programs:
-        if program == "data" and batch is None:
-            continue
+        if (program == "data" and batch is None) or program == "generation":
+            continue  # "generation" runs once per model, after the batches
         ctx.program = program
         for check in sorted((c for c in checks if program in c.programs), key=lambda c: c.code):
             for result in check.probe(ctx):

@@ -14,6 +14,7 @@ import inspect
 from typing import Any
 
 from maskcheck.static import collector_paused
+from maskcheck.static.generation import generation_facts
 from maskcheck.static.graph import MaskGraph, Node, Tensor
 
 #: Layer and op attributes that decide semantics (see `semantics.semantics_for`).
@@ -480,7 +481,8 @@ def adapt_model(model: Any) -> MaskGraph:
     return MaskGraph(model.name, tuple(builder.nodes), dict(builder.tensors), inputs, outputs,
                      output_names=output_names, input_names=input_names, losses=losses,
                      metrics=metrics, compiled=compiled,
-                     loss_readings=_loss_readings(model, functional, output_names))
+                     loss_readings=_loss_readings(model, functional, output_names),
+                     generation=generation_facts(model))
 
 
 def _loss_readings(model: Any, functional: Any, output_names: tuple[str, ...]) -> dict:

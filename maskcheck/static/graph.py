@@ -95,6 +95,8 @@ class MaskGraph:
     #: mask?) for code maskcheck read: a Loss with its own __call__, a custom compute_loss
     #: (None: the code could not be read)
     loss_readings: Mapping[int, tuple[tuple[str, bool | None], ...]] = field(default_factory=dict)
+    #: a causal LM's generation path (`static.generation.generation_facts`), {} for others
+    generation: Mapping[str, Any] = field(default_factory=dict)
     _consumers: dict = field(default_factory=dict, repr=False, compare=False)
 
     def consumers(self, tensor_id: int) -> tuple[Node, ...]:
