@@ -12,11 +12,14 @@ from typing import Any
 # so `import maskcheck` stays free of TensorFlow.
 from maskcheck.adoption.locations import record_locations
 from maskcheck.finding import Finding, ModelReport, Report, Severity, TargetError
-from maskcheck.integrations.assertions import PaddingLeakError, assert_loss_ignores_padding, assert_padding_invariant
+from maskcheck.integrations.assertions import (PaddingLeakError, assert_loss_ignores_padding,
+                                               assert_padding_invariant)
+from maskcheck.integrations.batch_equivalence import assert_batch_equivalent
 from maskcheck.version import __version__
 
 __all__ = ["__version__", "check", "record_locations", "Finding", "ModelReport", "Report", "Severity", "TargetError",
-           "PaddingLeakError", "assert_padding_invariant", "assert_loss_ignores_padding"]
+           "PaddingLeakError", "assert_padding_invariant", "assert_loss_ignores_padding",
+           "assert_batch_equivalent"]
 
 
 def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,

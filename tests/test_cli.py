@@ -112,7 +112,7 @@ def test_version_of_the_console_script() -> None:
 def test_python_dash_m() -> None:
     result = subprocess.run([sys.executable, "-m", "maskcheck", "--list-rules"], capture_output=True,
                             text=True, timeout=60)
-    assert result.returncode == 0 and result.stdout.count("\n") == 21
+    assert result.returncode == 0 and result.stdout.count("\n") == 24
 
 
 # --- bad input --------------------------------------------------------------------

@@ -23,7 +23,7 @@ README_MODELS = ("conv_tagger", "conv_classifier", "lstm_tagger", "masked_bilstm
 #: Rules no built-in Keras layer triggers (absolute positions come from a custom or
 #: keras-hub layer, which a safe-mode load of a gallery file could not rebuild): their
 #: rule examples and tests/test_static_models.py / test_static_hub.py cover them.
-NEEDS_CUSTOM_CODE = frozenset({"MC108"})
+NEEDS_CUSTOM_CODE = frozenset({"MC108", "MC110"})
 REBUILD = "run `python fixtures/build.py` to regenerate the fixtures"
 
 

@@ -155,3 +155,4 @@ def assert_loss_ignores_padding(model: Any, x: Any, y: Any, mask: Any = None, le
         raise PaddingLeakError(format_leak(
             leak, model_name=getattr(model, "name", type(model).__name__),
             atol=atol, rtol=rtol), leak)
+

@@ -295,6 +295,19 @@ class MaskChecker:
 
         assert_loss_ignores_padding(model, x, y, **self._probe_settings(kwargs))
 
+    def assert_batch_equivalent(self, fn: Any, samples: Any, **kwargs: Any) -> None:
+        """`maskcheck.assert_batch_equivalent` with this test's atol and rtol, and its padding
+        side when the settings name one; keyword arguments win."""
+        __tracebackhide__ = True
+        from maskcheck.integrations.batch_equivalence import assert_batch_equivalent
+
+        c = self.config
+        settings: dict[str, Any] = {"atol": c.atol, "rtol": c.rtol}
+        if c.padding in ("post", "pre"):
+            settings["side"] = c.padding
+        settings.update(kwargs)
+        assert_batch_equivalent(fn, samples, **settings)
+
     def __repr__(self) -> str:
         c = self.config
         return (f"<MaskChecker mode={c.mode} fail_on={c.fail_on} padding={c.padding} "

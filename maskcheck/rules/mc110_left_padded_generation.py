@@ -39,8 +39,8 @@ class LeftPaddedGeneration(Rule):
             return
         if facts.get("side") == "pre":
             why = "its preprocessor's packer has padding_side=\"left\""
-        elif facts.get("side") is None and _inputs_padded_before(graph, flow):
-            why = "the prompts are declared pre-padded (--padding pre)"
+        elif _inputs_padded_before(graph, flow):
+            why = "--padding pre says so"
         else:
             return
         node = Node(index=-1, name=graph.name, class_name=facts.get("class", ""),

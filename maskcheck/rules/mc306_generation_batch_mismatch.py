@@ -40,8 +40,8 @@ class GenerationBatchMismatch(Rule):
     severity = Severity.ERROR
     engine = "dynamic"
     message = ("Prompt {prompt} ({tokens}) generates differently in a "
-               "{padding}-padded batch of {batch_size} (prompts {batch}) than alone: {what}.")
-    fix = "{remedy}{side_advice}."
+               "{padding}-padded batch of {batch_size} (prompts {members}) than alone: {what}.")
+    fix = "{remedy}{side_advice}"
     programs = ("generation",)
 
     def probe(self, ctx: Any) -> Iterator[Any]:
@@ -51,10 +51,12 @@ class GenerationBatchMismatch(Rule):
     @classmethod
     def message_values(cls, fields: dict) -> dict:
         values = dict(fields)
-        values["remedy"] = REMEDIES.get(fields.get("cause"), REMEDIES["tokens"])
+        causes = [c for c in fields.get("causes") or () if c in REMEDIES] or ["tokens"]
+        values["remedy"] = " ".join(REMEDIES[c] + "." for c in causes)
+        values["members"] = ", ".join(str(k) for k in fields.get("batch") or ())
         # right padding is the cure only where the leak was measured on the left
-        values["side_advice"] = ("; or pad prompts on the right (preprocessor.packer."
-                                 "padding_side = \"right\"), where each row keeps its positions"
+        values["side_advice"] = (" Or pad prompts on the right (preprocessor.packer."
+                                 "padding_side = \"right\"), where each row keeps its positions."
                                  if fields.get("padding") == "pre" else "")
         return values
 
