@@ -98,6 +98,19 @@ HUB_TABLE: Mapping[str, LayerSemantics] = {
     "LlamaRotaryEmbedding": _ROTARY,
     # RMS normalization over the features; supports_masking is False.
     "LlamaLayerNorm": LayerSemantics(POINTWISE, NONE, mixes_features=True),
+    # --- the other causal LMs' decoder blocks (Gemma, Mistral, Qwen3, GPT-NeoX, Phi-3) -------
+    # Always causal; mask through their padding-mask keyword (decoder_padding_mask=, Gemma's
+    # padding_mask=) or (all but Gemma's) the input's _keras_mask; RoPE inside (relative: more left padding,
+    # masked, changes nothing). Mistral, Qwen3 and GPT-NeoX pass the mask on
+    # (supports_masking); Gemma's and Phi-3's blocks do not.
+    "GemmaDecoderBlock": LayerSemantics(CAUSAL, TIME, mixes_features=True, uses_mask=True),
+    "MistralTransformerDecoder": LayerSemantics(CAUSAL, TIME, mixes_features=True,
+                                                uses_mask=True, propagates=True),
+    "Qwen3TransformerDecoder": LayerSemantics(CAUSAL, TIME, mixes_features=True,
+                                              uses_mask=True, propagates=True),
+    "GPTNeoXDecoder": LayerSemantics(CAUSAL, TIME, mixes_features=True, uses_mask=True,
+                                     propagates=True),
+    "Phi3Decoder": LayerSemantics(CAUSAL, TIME, mixes_features=True, uses_mask=True),
     # --- Bloom (BloomBackbone) ---------------------------------------------------------
     # Causal by default (use_causal_mask=True); masks through decoder_padding_mask= or
     # _keras_mask, but supports_masking is False: its output has no mask. ALiBi: more
