@@ -73,6 +73,8 @@ class Rule:
     also: ClassVar[tuple[str, ...]] = ()
     message: ClassVar[str]
     fix: ClassVar[str]
+    #: the fix in words for `--explain`, where `fix` is assembled from parts per finding
+    fix_explained: ClassVar[str | None] = None
     VALID: ClassVar[tuple[Valid, ...]] = ()
     INVALID: ClassVar[tuple[Invalid, ...]] = ()
 
@@ -126,7 +128,7 @@ class Rule:
             "    " + cls.message,
             "",
             "Fix:",
-            "    " + cls.fix,
+            "    " + (cls.fix_explained or cls.fix),
         ]
         if cls.engine == "data":
             parts += ["", "Runs on real data only: maskcheck --data batch.npz (or module:function) "

@@ -42,6 +42,12 @@ class GenerationBatchMismatch(Rule):
     message = ("Prompt {prompt} ({tokens}) generates differently in a "
                "{padding}-padded batch of {batch_size} (prompts {members}) than alone: {what}.")
     fix = "{remedy}{side_advice}"
+    fix_explained = ("By what the batch changed: keep a per-row cache index where decoding "
+                     "overwrote a row's left padding; mask pad keys in the cached attention "
+                     "where the logits depend on the pad tokens; give the cached call per-row "
+                     "positions (cumsum of the padding mask, minus 1) where they move with the "
+                     "amount of padding. Where only left padding differs, pad prompts on the "
+                     "right (preprocessor.packer.padding_side = \"right\").")
     programs = ("generation",)
 
     def probe(self, ctx: Any) -> Iterator[Any]:
