@@ -26,7 +26,11 @@ its baseline, timed in the same run on the same machine:
   encoder: render time, page size and the time a headless Chromium takes to
   draw it, against the 2 s bound (benchmarks/html_bench.py).
 
-`--only {cli,static,dynamic,v2,locations,html}` runs one section; `--only v2 --quick`
+* "generation": the generation checks (MC306, MC307, MC110) and the whole
+  check of a tiny and a GPT-2-small-sized causal LM against load + one
+  batched `generate` (benchmarks/generation_bench.py; needs keras-hub).
+
+`--only {cli,static,dynamic,v2,locations,html,generation}` runs one section; `--only v2 --quick`
 takes about 2.5 minutes on two cores, most of it the BiLSTM check.
 """
 
@@ -213,7 +217,8 @@ def optional_section(name: str, quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
-    parser.add_argument("--only", choices=("cli", "static", "dynamic", "v2", "locations", "html"),
+    parser.add_argument("--only", choices=("cli", "static", "dynamic", "v2", "locations", "html",
+                                           "generation"),
                         help="run one section")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -232,6 +237,11 @@ def main() -> None:
         optional_section("locations_bench", args.quick)
     if args.only in (None, "html"):
         optional_section("html_bench", args.quick)
+    if args.only in (None, "generation"):
+        if importlib.util.find_spec("keras_hub") is None:
+            print("\n(generation: keras-hub is not installed: skipped)")
+        else:
+            optional_section("generation_bench", args.quick)
 
 
 if __name__ == "__main__":

@@ -221,3 +221,36 @@ def test_assert_batch_equivalent_on_keras_hub_generate():
     maskcheck.assert_batch_equivalent(generate, samples, side="right", batch_sizes=(1, 3))
     with pytest.raises(maskcheck.PaddingLeakError, match="left-padded batch of 3"):
         maskcheck.assert_batch_equivalent(generate, samples, side="left", batch_sizes=(1, 3))
+
+
+# --- sequence-to-sequence models: prompts are the encoder's input --------------------------
+
+
+def _seq2seq(backbone_name: str, lm_name: str):
+    backbone_cls = getattr(keras_hub.models, backbone_name, None)
+    if backbone_cls is None or getattr(keras_hub.models, lm_name, None) is None:
+        pytest.skip(f"keras-hub {keras_hub.__version__} has no {lm_name}")
+    keras.utils.set_random_seed(1)
+    backbone = backbone_cls(**_kwargs(backbone_cls, vocabulary_size=64, key_value_dim=8,
+                                      dropout=0.0, **TINY))
+    return getattr(keras_hub.models, lm_name)(backbone, preprocessor=None)
+
+
+def test_bart_encoder_prompts_left_padded_shift_absolute_positions():
+    # BART's encoder adds learned absolute positions: left-padded prompts move them (MC306,
+    # the cause named "positions"); right-padded ones do not
+    model = _seq2seq("BartBackbone", "BartSeq2SeqLM")
+    right = maskcheck.check(model, padding="post", select=["MC306", "MC307"], seed=0)
+    assert right.findings == () and right.models[0].stats["generation"]["sides"] == ["post"]
+    left = maskcheck.check(model, padding="pre", select=["MC306", "MC307"], seed=0)
+    assert [f.rule for f in left.findings] == ["MC306"]
+    assert tuple(left.findings[0].evidence["causes"]) == ("positions",)
+    assert "per-row positions" in left.findings[0].fix
+
+
+def test_t5_relative_positions_are_batch_equivalent_on_both_sides():
+    # the twin: T5's encoder has relative positions and masks its padding
+    model = _seq2seq("T5Backbone", "T5Seq2SeqLM")
+    report = maskcheck.check(model, select=["MC306", "MC307", "MC110"], seed=0)
+    assert report.models[0].stats["generation"]["sides"] == ["post", "pre"]
+    assert report.findings == (), [(f.rule, f.message) for f in report.findings]

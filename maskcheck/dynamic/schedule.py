@@ -175,7 +175,9 @@ def run_dynamic(model: Any, data: Any, config: Any, rules: tuple[Any, ...], grap
                             "data": data is not None, "notes": []}
     loss_parts = {"leaks": any("loss-leaks" in r.needs for r in checks),
                   "empty": any("loss-empty" in r.needs for r in checks)}
-    if data is None:
+    if not any(set(c.programs) - {"generation"} for c in checks):
+        results = []  # only the generation checks were selected: no probe batch to run
+    elif data is None:
         # a keras-hub task's preprocessor feeds fit sample weights; they may zero the padding
         info["weights_cover_padding"] = preprocessor_weights_cover_padding(model)
         results = _probe(model, plan, synthesize(plan, config), prober, config, checks, info,

@@ -4,6 +4,7 @@ from typing import Any, Iterator
 
 from maskcheck.finding import Severity
 from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rules.mc306_generation_batch_mismatch import GenerationBatchMismatch
 
 
 class CacheMismatch(Rule):
@@ -37,6 +38,12 @@ class CacheMismatch(Rule):
         measured = ctx.generation.cache
         if measured is not None:
             yield self.result(measured.leak, measured.fields)
+
+    def supersedes(self, mine: Any, earlier: Any) -> bool:
+        """A broken cache explains a right-padded batch's different tokens (a longer prompt's
+        last tokens go through the cache one by one in a batch): one cause, one finding. A
+        left-padded batch's difference is about the padding and stays."""
+        return earlier.code == GenerationBatchMismatch.code and earlier.leak.padding == "post"
 
     VALID = (Valid("""
         import keras_hub

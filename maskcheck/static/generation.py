@@ -16,17 +16,18 @@ from typing import Any
 
 
 def packer_of(model: Any) -> Any:
-    """The model's preprocessor's packer, building the preprocessor first if needed
-    (cheap: it creates the packer from the tokenizer's ids and touches no weight)."""
+    """The packer of the model's preprocessor that pads its prompts (`packer`, or a
+    sequence-to-sequence model's `encoder_packer`), building the preprocessor first if
+    needed (cheap: it creates the packers from the tokenizer's ids and touches no weight)."""
     preprocessor = getattr(model, "preprocessor", None)
     if preprocessor is None:
         return None
-    if getattr(preprocessor, "packer", None) is None and not getattr(preprocessor, "built", True):
+    if not getattr(preprocessor, "built", True):
         try:
             preprocessor.build(None)
         except Exception:  # a preprocessor that cannot build says nothing about padding
             return None
-    return getattr(preprocessor, "packer", None)
+    return getattr(preprocessor, "packer", None) or getattr(preprocessor, "encoder_packer", None)
 
 
 def packer_side(model: Any) -> str | None:
