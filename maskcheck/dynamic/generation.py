@@ -431,12 +431,19 @@ def _batch_mismatch(model: Any, generator: Generator, path: GenerationPath,
             expected, got = int(runs[k].ids[0, own + s]), int(run.ids[row, start + s])
             reference = runs[k].logits[0, own + s]
             diff = float(np.abs(run.logits[row, start + s] - reference).max())
+            kept, kept_alone = bool(run.mask[row, start + s]), bool(runs[k].mask[0, own + s])
             if diff <= _tolerance(reference, config, floor):
                 if expected != got:  # a tie the batch broke the other way: not padding's doing
                     break
-                continue
-            what, causes = _what_changed(generator, path, laid, row, s, run, expected, got,
-                                         _tolerance(reference, config, floor))
+                if kept == kept_alone:
+                    continue
+                # the same token, but the output mask the step returns drops it in the batch
+                what = (f"at step {s} the batch's output mask marks the row's generated token "
+                        f"{got} as padding (its output is dropped while other rows go on)")
+                causes = ["tokens"]
+            else:
+                what, causes = _what_changed(generator, path, laid, row, s, run, expected, got,
+                                             _tolerance(reference, config, floor))
             leak = Leak(layer=model.name, layer_class=type(model).__name__, path=(model.name,),
                         sample=row, position=start + s, padding=side, max_abs_diff=diff,
                         output=None, kind="generation")
