@@ -83,7 +83,7 @@ def _rule_descriptor(rule: Any) -> dict[str, Any]:
         "name": rule.name,
         "shortDescription": {"text": rule.summary()},
         "fullDescription": {"text": rule.explain().rstrip("\n")},
-        "help": {"text": rule.fix},
+        "help": {"text": rule.fix_explained or rule.fix},
         "defaultConfiguration": {"level": LEVELS[rule.severity]},
         "properties": {"tags": ["maskcheck", *rule.engines()]},
     }
