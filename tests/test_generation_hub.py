@@ -199,6 +199,8 @@ def test_a_cache_bug_is_mc307_and_its_twin_is_clean(buggy):
     assert len(mc307) == 1, [(f.rule, f.message) for f in report.findings]
     assert "call_with_cache" in mc307[0].fix and mc307[0].layer_class == buggy.__name__
     assert isinstance(mc307[0].evidence["step"], int)
+    # under right padding a broken cache is also why a batch differs: one cause, one finding
+    assert not [f for f in report.findings if f.rule == "MC306"]
     twin = maskcheck.check(_causal_lm("GPT2", "right", cls=FaithfulPositions), seed=0)
     assert twin.findings == (), [(f.rule, f.message) for f in twin.findings]
 
@@ -254,3 +256,13 @@ def test_t5_relative_positions_are_batch_equivalent_on_both_sides():
     report = maskcheck.check(model, select=["MC306", "MC307", "MC110"], seed=0)
     assert report.models[0].stats["generation"]["sides"] == ["post", "pre"]
     assert report.findings == (), [(f.rule, f.message) for f in report.findings]
+
+
+def test_generation_runs_on_the_gpu_when_tensorflow_sees_one():
+    import tensorflow as tf
+
+    if not tf.config.list_logical_devices("GPU"):
+        pytest.skip("no GPU visible to TensorFlow")
+    for side, expected in (("right", set()), ("left", {"MC306", "MC110"})):
+        report = maskcheck.check(_causal_lm("GPT2", side), device="gpu", seed=0)
+        assert {f.rule for f in _generation(report)} == expected
