@@ -153,36 +153,36 @@ def test_generate_steps_sets_the_tokens_per_prompt():
 # --- MC307: a custom CausalLM whose cache does not agree with its forward pass -----------
 
 
-class StalePositions(keras_hub.models.GPT2CausalLM):
+class OwnCachedCall(keras_hub.models.GPT2CausalLM):
+    """A user's own copy of GPT-2's cached call; `first_position` says where the positions
+    of the tokens passed in start."""
+
+    def first_position(self, cache_update_index):
+        return cache_update_index
+
+    def call_with_cache(self, token_ids, cache, cache_update_index):
+        tokens = self.backbone.token_embedding(token_ids)
+        positions = self.backbone.position_embedding(
+            tokens, start_index=self.first_position(cache_update_index))
+        x = self.backbone.embeddings_add((tokens, positions))
+        caches = []
+        for i, layer in enumerate(self.backbone.transformer_layers):
+            x, next_cache = layer(x, self_attention_cache=cache[:, i, ...],
+                                  self_attention_cache_update_index=cache_update_index)
+            caches.append(next_cache)
+        x = self.backbone.layer_norm(x)
+        return self.backbone.token_embedding(x, reverse=True), x, ops.stack(caches, axis=1)
+
+
+class StalePositions(OwnCachedCall):
     """Decodes through the cache with positions that never advance (always 0)."""
 
-    def call_with_cache(self, token_ids, cache, cache_update_index):
-        tokens = self.backbone.token_embedding(token_ids)
-        positions = self.backbone.position_embedding(tokens, start_index=0)  # the bug
-        x = self.backbone.embeddings_add((tokens, positions))
-        caches = []
-        for i, layer in enumerate(self.backbone.transformer_layers):
-            x, next_cache = layer(x, self_attention_cache=cache[:, i, ...],
-                                  self_attention_cache_update_index=cache_update_index)
-            caches.append(next_cache)
-        x = self.backbone.layer_norm(x)
-        return self.backbone.token_embedding(x, reverse=True), x, ops.stack(caches, axis=1)
+    def first_position(self, cache_update_index):
+        return 0  # the bug
 
 
-class FaithfulPositions(keras_hub.models.GPT2CausalLM):
-    """The twin: the same code with positions that start at the cache index."""
-
-    def call_with_cache(self, token_ids, cache, cache_update_index):
-        tokens = self.backbone.token_embedding(token_ids)
-        positions = self.backbone.position_embedding(tokens, start_index=cache_update_index)
-        x = self.backbone.embeddings_add((tokens, positions))
-        caches = []
-        for i, layer in enumerate(self.backbone.transformer_layers):
-            x, next_cache = layer(x, self_attention_cache=cache[:, i, ...],
-                                  self_attention_cache_update_index=cache_update_index)
-            caches.append(next_cache)
-        x = self.backbone.layer_norm(x)
-        return self.backbone.token_embedding(x, reverse=True), x, ops.stack(caches, axis=1)
+class FaithfulPositions(OwnCachedCall):
+    """The twin: the same code, positions starting at the cache index."""
 
 
 class FrozenCacheIndex(keras_hub.models.GPT2CausalLM):
