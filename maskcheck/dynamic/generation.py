@@ -370,6 +370,8 @@ def generation_outcome(model: Any, config: Any, device: str) -> GenerationOutcom
         path = generation_path(model, config.padding)
     except NoGeneration as exc:
         return GenerationOutcome(skipped=str(exc))
+    except Exception as exc:  # an attribute that is not what keras-hub's protocol has
+        return GenerationOutcome(skipped=f"the generation path could not be read ({_line(exc)})")
     steps = config.generate_steps
     if path.max_length is not None and path.max_length < steps + 2:
         steps = max(1, path.max_length - 2)
@@ -378,8 +380,7 @@ def generation_outcome(model: Any, config: Any, device: str) -> GenerationOutcom
     try:
         _measure(model, path, generator, steps, config, outcome)
     except Exception as exc:  # a model we cannot drive: said, never a crash of the check
-        line = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
-        outcome = GenerationOutcome(skipped=f"the generation step raised ({line})")
+        outcome = GenerationOutcome(skipped=f"the generation step raised ({_line(exc)})")
     outcome.traces = generator.traces
     return outcome
 
@@ -550,6 +551,10 @@ def _cache_mismatch(model: Any, generator: Generator, path: GenerationPath,
                                        "tokens": _tokens(length), "step": s,
                                        "position": own + s}), rounding
     return None, rounding
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
 
 
 def _tokens(n: int) -> str:
