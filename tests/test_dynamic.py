@@ -13,7 +13,7 @@ from maskcheck.config import Config
 from maskcheck.engine import check_model
 from maskcheck.probe import ProbeError, find_leak, find_loss_leak
 from maskcheck.rules import ALL_RULES
-from maskcheck.testing import assert_case
+from maskcheck.testing import assert_case, uses_keras_hub
 
 DYNAMIC = [r for r in ALL_RULES if r.engine == "dynamic"]
 
@@ -47,9 +47,13 @@ def _tokens(seed=0, lengths=(10, 5, 1, 7), t=10, pre=False):
     return x
 
 
-@pytest.mark.parametrize("rule", DYNAMIC, ids=lambda r: r.code)
+@pytest.mark.parametrize("rule", [
+    pytest.param(r, marks=[pytest.mark.kerashub] if any(uses_keras_hub(c) for c in r.VALID + r.INVALID)
+                 else []) for r in DYNAMIC], ids=lambda r: r.code)
 def test_rule_examples(rule):
     for case in rule.VALID + rule.INVALID:
+        if uses_keras_hub(case):
+            pytest.importorskip("keras_hub")
         assert_case(rule, case)
 
 

@@ -15,7 +15,7 @@ import pytest
 from maskcheck.config import Config
 from maskcheck.engine import CheckError, check_model, check_targets
 from maskcheck.rules import ALL_RULES
-from maskcheck.testing import _run_snippet
+from maskcheck.testing import _run_snippet, uses_keras_hub
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -40,11 +40,14 @@ def _cases():
     for rule in ALL_RULES:
         for kind, cases in (("VALID", rule.VALID), ("INVALID", rule.INVALID)):
             for n, case in enumerate(cases):
-                yield pytest.param(case, id=f"{rule.code}-{kind}-{n}")
+                marks = [pytest.mark.kerashub] if uses_keras_hub(case) else []
+                yield pytest.param(case, id=f"{rule.code}-{kind}-{n}", marks=marks)
 
 
 @pytest.mark.parametrize("case", list(_cases()))
 def test_rule_examples_never_fail_inside_maskcheck(case) -> None:
+    if uses_keras_hub(case):
+        pytest.importorskip("keras_hub")
     namespace = _run_snippet(case)
     model, data = namespace["model"], namespace.get("data")
     config = Config.from_values(mode="all", padding=namespace.get("padding", "both"))

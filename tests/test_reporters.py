@@ -159,7 +159,7 @@ def test_sarif_required_structure() -> None:
         assert descriptor["name"] == rule.name
         assert descriptor["shortDescription"]["text"] == rule.summary()
         assert descriptor["fullDescription"]["text"] == rule.explain().rstrip("\n")
-        assert descriptor["help"]["text"] == rule.fix
+        assert descriptor["help"]["text"] == (rule.fix_explained or rule.fix)
         assert descriptor["defaultConfiguration"]["level"] == sarif.LEVELS[rule.severity]
 
     report = sample_report()

@@ -10,7 +10,7 @@ import pytest
 
 from maskcheck.rule import Rule
 from maskcheck.rules import ALL_RULES
-from maskcheck.testing import assert_case
+from maskcheck.testing import assert_case, uses_keras_hub
 
 # Keras warns about the very drops these examples demonstrate.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -24,14 +24,14 @@ def _cases():
                 for i, case in enumerate(cases):
                     # examples built from keras-hub models (the generation rules) run in the
                     # keras-hub group, where keras-hub is installed
-                    marks = [pytest.mark.kerashub] if "import keras_hub" in case.code else []
+                    marks = [pytest.mark.kerashub] if uses_keras_hub(case) else []
                     yield pytest.param(rule, case, engine, id=f"{rule.code}-{kind}-{i}{suffix}",
                                        marks=marks)
 
 
 @pytest.mark.parametrize("rule, case, engine", list(_cases()))
 def test_rule_example(rule: type[Rule], case, engine: str) -> None:
-    if "import keras_hub" in case.code:
+    if uses_keras_hub(case):
         pytest.importorskip("keras_hub")
     assert_case(rule, case, engine)
 

@@ -13,6 +13,12 @@ from maskcheck.finding import Finding
 from maskcheck.rule import Invalid, Rule, Valid
 
 
+def uses_keras_hub(case: Valid | Invalid) -> bool:
+    """An example built from keras-hub models (the generation rules'): it runs only where
+    keras-hub is installed (our keras-hub test group)."""
+    return "import keras_hub" in case.code
+
+
 def build_case(case: Valid | Invalid) -> Any:
     """Run a snippet and return its model (`model`, or `keras.Model(x, y)`)."""
     return build_example(case)[0]
