@@ -57,6 +57,9 @@ class Finding:
     location: Mapping[str, Any] | None = None
     #: why the finding does not count: "comment", "per-layer-ignores" or "baseline"
     suppressed_by: str | None = None
+    #: findings that share this one's cause, folded under it (SPEC 5): the same layer,
+    #: or a layer nested in it. Empty for a finding that is not a group's primary.
+    related: tuple["Finding", ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "severity", Severity(self.severity))
@@ -65,6 +68,7 @@ class Finding:
         object.__setattr__(self, "kind", tuple(self.kind))
         object.__setattr__(self, "path", tuple(self.path))
         object.__setattr__(self, "evidence", _freeze(self.evidence))
+        object.__setattr__(self, "related", tuple(self.related))
 
     def sort_key(self) -> tuple:
         return (-self.severity.rank, self.rule, self.path, self.message)
@@ -83,6 +87,7 @@ class Finding:
             "evidence": dict(self.evidence),
             **({"location": dict(self.location)} if self.location is not None else {}),
             **({"suppressed_by": self.suppressed_by} if self.suppressed_by else {}),
+            **({"related": [r.to_dict() for r in self.related]} if self.related else {}),
         }
 
     def where(self) -> str:
@@ -260,6 +265,7 @@ class Report:
         return tuple(m for m in self.models if m.error is not None)
 
     def count(self, severity: Severity) -> int:
+        """Primary findings of `severity` (related findings are counted apart)."""
         return sum(1 for f in self.findings if f.severity is severity)
 
     @property
@@ -285,6 +291,7 @@ class Report:
             "errors": self.count(Severity.ERROR),
             "warnings": self.count(Severity.WARNING),
             "infos": self.count(Severity.INFO),
+            "related": sum(len(f.related) for f in self.findings),
             "failed": len(self.errors),
             "suppressed": sum(1 for m in self.models for f in m.suppressed
                               if f.suppressed_by != "baseline"),
@@ -306,6 +313,14 @@ class Report:
     def to_json(self) -> str:
         """The `--format json` report (the JSON reporter, looked up at call time)."""
         return renderers.lookup("json")(self)
+
+    def to_text(self) -> str:
+        """The text report, as `maskcheck` prints it (without colour)."""
+        return renderers.lookup("text")(self)
+
+    def __str__(self) -> str:
+        """`print(report)` shows the text report (its last newline left to print)."""
+        return self.to_text().rstrip("\n")
 
     def _repr_html_(self) -> str:
         """Jupyter: `maskcheck.check(model)` in a cell draws the HTML report inline."""

@@ -4,7 +4,8 @@ Each module exposes `render(report) -> str`. The table maps `--format`
 names to module paths so that choosing one imports only that reporter.
 
 Importing this package registers the renderers the values ask for by name
-(`maskcheck.renderers`): "json" (`Report.to_json`), "html-notebook" (the
+(`maskcheck.renderers`): "json" (`Report.to_json`), "text" (`Report.to_text`,
+`str(report)`), "html-notebook" (the
 Jupyter `_repr_html_`s) and "graph-view" (`ModelReport.view`). Each is a stub
 that imports its reporter module when called.
 """
@@ -35,6 +36,10 @@ def _to_json(report: Report) -> str:
     return get_reporter("json")(report)
 
 
+def _to_text(report: Report) -> str:
+    return get_reporter("text")(report)
+
+
 def _notebook_frame(report: Report) -> str:
     from maskcheck.reporters.html import notebook_frame
 
@@ -48,5 +53,6 @@ def _graph_view(graph: GraphSummary) -> dict[str, Any]:
 
 
 renderers.register("json", _to_json)
+renderers.register("text", _to_text)
 renderers.register("html-notebook", _notebook_frame)
 renderers.register("graph-view", _graph_view)
