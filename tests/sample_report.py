@@ -1,7 +1,8 @@
 """One shared Report that every reporter's golden file is rendered from.
 
 It covers what reporters must tell apart: findings of all three severities
-(one with evidence), a clean model and a target that failed to load. Values
+(one with evidence, and a related finding folded under it), a clean model and a
+target that failed to load. Values
 are fixed so the goldens are byte-stable.
 """
 
@@ -52,7 +53,7 @@ SETTINGS = {"mode": "all", "fail_on": "warning", "padding": "both", "seed": 0, "
 
 
 def sample_report(fail_on: str = "warning") -> Report:
-    """Three targets: `tagger` with 3 findings (and its layer graph), `clean` with none,
+    """Three targets: `tagger` with 3 findings, one with a related finding (and its layer graph), `clean` with none,
     `broken` unloadable."""
     findings = (
         Finding(
@@ -79,6 +80,18 @@ def sample_report(fail_on: str = "warning") -> Report:
                      "'embedding', post-padding) and no mask reaches it."),
             fix="In 'conv1d': use Conv1D(padding='causal') with post-padding.",
             evidence={"padding": "post", "max_abs_diff": 0.43, "sample": 2, "position": 6},
+            related=(Finding(
+                rule="MC101",
+                name="mask-dropped",
+                severity=Severity.WARNING,
+                kind=("static",),
+                layer="conv1d",
+                layer_class="Conv1D",
+                path=("tagger", "encoder", "conv1d"),
+                message=("Layer 'conv1d' (Conv1D) receives the mask created by 'masking' but "
+                         "neither consumes nor propagates it."),
+                fix="Multiply the input of 'conv1d' by the mask.",
+            ),),
         ),
         Finding(
             rule="MC104",
