@@ -182,9 +182,13 @@ def make_suppressor(config: Config) -> Any:
 def locate_and_suppress(model: Any, findings: tuple[Finding, ...], config: Config,
                         suppressor: Any = None) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
     """Findings gain `location` where the culprit layer's construction was recorded (SPEC 6);
-    then inline comments and per-layer-ignores move some to the suppressed list."""
+    findings of one cause are grouped under a primary (`maskcheck.grouping`); then inline
+    comments and per-layer-ignores move some to the suppressed list, keyed on the primary
+    (a suppressed primary takes its related findings with it)."""
     from maskcheck.adoption.locations import site_at
     from maskcheck.adoption.suppress import model_sites
+    from maskcheck.grouping import group
+    from maskcheck.rules import RULES_BY_CODE
 
     suppressor = suppressor if suppressor is not None else make_suppressor(config)
     sites = {}
@@ -200,7 +204,7 @@ def locate_and_suppress(model: Any, findings: tuple[Finding, ...], config: Confi
     ran = {r.code for r in selected_rules(config.select, config.ignore)
            if set(r.engines()) & set(engines)}
     suppressor.note_checked(model_sites(model).values(), ran)
-    return suppressor.apply(located, sites)
+    return suppressor.apply(group(tuple(located), RULES_BY_CODE), sites)
 
 
 def assumed_clause(assumed: dict[str, str]) -> str:

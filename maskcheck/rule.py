@@ -33,6 +33,12 @@ PROGRAMS = ("failure", "inference", "training", "loss", "data", "generation")
 #: batch statistics do in training ("training"), padded labels or steps move the loss ("loss").
 CLAIMS = ("values", "amount", "training", "loss")
 
+#: What a rule's finding says goes wrong (`Rule.cause`): padded values reach valid
+#: outputs ("values"), padding changes a loss ("loss") or a metric ("metric"), batch
+#: statistics carry padding across samples ("training"), a fully padded sample breaks
+#: ("empty"), generation depends on the batch ("generation").
+CAUSES = ("values", "loss", "metric", "training", "empty", "generation")
+
 
 @dataclass(frozen=True)
 class Valid:
@@ -103,6 +109,12 @@ class Rule:
     #: facts of the user's data under which the rule does not hold (findings dropped):
     #: "weights_cover_padding", "data_without_empty_sample"
     void_when: ClassVar[tuple[str, ...]] = ()
+
+    # -- grouping, applied by `maskcheck.grouping` ----------------------------------
+    #: what goes wrong when this rule fires (see CAUSES); findings of one cause at one
+    #: layer, or at a layer nested in it, are reported as one primary and its related
+    #: findings. None: never grouped.
+    cause: ClassVar[str | None] = None
 
     @classmethod
     def implemented(cls) -> bool:

@@ -189,6 +189,27 @@ def test_sarif_required_structure() -> None:
     assert note["exception"]["kind"] == "ValueError"
 
 
+def test_grouped_findings_show_in_every_machine_format() -> None:
+    """The related MC101 under MC102: SARIF relatedLocations, JSON related, JUnit and
+    HTML lines; only the primary is a result or an annotation of its own."""
+    report = sample_report()
+    run = sarif.to_sarif(report)["runs"][0]
+    primary = next(r for r in run["results"] if r["ruleId"] == "MC102")
+    assert [loc["id"] for loc in primary["relatedLocations"]] == [1]
+    related = primary["relatedLocations"][0]
+    assert related["logicalLocations"][0]["fullyQualifiedName"] == "tagger/encoder/conv1d"
+    assert related["message"]["text"].startswith("MC101 mask-dropped (warning): ")
+    assert [r["ruleId"] for r in run["results"]] == ["MC102", "MC101", "MC104"]  # no result of its own
+    data = json.loads(report.to_json())
+    first = data["models"][0]["findings"][0]
+    assert first["rule"] == "MC102" and [r["rule"] for r in first["related"]] == ["MC101"]
+    assert data["summary"]["related"] == 1 and data["summary"]["warnings"] == 1
+    xml = junit.render(report)
+    assert "    related: models/tagger.keras:encoder/conv1d (Conv1D): MC101 [warning]" in xml
+    page = get_reporter("html")(report)
+    assert 'data-related-layer="tagger/encoder/conv1d"' in page
+
+
 def test_sarif_clean_run_is_successful() -> None:
     run = json.loads(sarif.render(empty_report()))["runs"][0]
     assert run["results"] == []
@@ -387,7 +408,8 @@ def test_github_lines() -> None:
     lines = github.render(sample_report()).splitlines()
     assert len(lines) == 4
     assert lines[0].startswith("::error file=models/tagger.keras,title=MC102 unmasked-mixing::")
-    assert lines[0].endswith(" Fix: In 'conv1d': use Conv1D(padding='causal') with post-padding.")
+    assert lines[0].endswith(" Fix: In 'conv1d': use Conv1D(padding='causal') with post-padding."
+                             " Same cause: MC101 at 'encoder/conv1d'.")
     assert lines[1].startswith("::warning file=models/tagger.keras,title=MC101 mask-dropped::")
     assert lines[2].startswith("::notice file=models/tagger.keras,title=MC104 mask-never-used::")
     assert lines[3].startswith("::error file=models/broken.keras,title=maskcheck load error::Unknown layer")

@@ -102,22 +102,35 @@ def read_baseline(path: str) -> Counter[Key]:
 def apply_baseline(report: Report, baseline: Counter[Key]) -> Report:
     """Findings in the baseline move to `suppressed` (suppressed_by "baseline").
 
+    The baseline keys on the primary finding: a baselined primary takes its related
+    findings with it, and entries for related findings (a baseline written before they
+    were grouped) are used up, never counted as fixed.
+
     Entries left over for a target this run checked are counted as fixed; entries of
     targets not checked now (a run on part of the tree) are not. A finding suppressed
     by a comment or per-layer-ignores still uses up its entry: it is not fixed."""
     left = Counter(baseline)
+
+    def use(target: str, finding: Finding) -> bool:
+        key = finding_key(target, finding)
+        if left[key] > 0:
+            left[key] -= 1
+            return True
+        return False
+
     for model in report.models:
         for finding in model.suppressed:
-            key = finding_key(model.target, finding)
-            if left[key] > 0:
-                left[key] -= 1
+            use(model.target, finding)
+            for related in finding.related:
+                use(model.target, related)
     models = []
     for model in report.models:
         kept, baselined = [], []
         for finding in model.findings:
-            key = finding_key(model.target, finding)
-            if left[key] > 0:
-                left[key] -= 1
+            primary = use(model.target, finding)
+            for related in finding.related:  # an older baseline may list them: not fixed
+                use(model.target, related)
+            if primary:
                 baselined.append(replace(finding, suppressed_by="baseline"))
             else:
                 kept.append(finding)

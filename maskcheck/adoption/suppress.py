@@ -112,15 +112,28 @@ class Suppressor:
 
     def apply(self, findings: Iterable[Finding],
               sites: dict[tuple[str, ...], Site]) -> tuple[tuple[Finding, ...], tuple[Finding, ...]]:
-        """(kept, suppressed) findings; `sites` maps a finding's path to where its layer was built."""
+        """(kept, suppressed) findings; `sites` maps a finding's path to where its layer was built.
+
+        A suppressed primary finding takes its related findings with it; a related
+        finding suppressed on its own leaves its group for the suppressed list."""
         kept, suppressed = [], []
         for finding in findings:
-            reason = self._by_comment(finding, sites.get(finding.path)) or self._by_config(finding)
-            if reason is None:
-                kept.append(finding)
-            else:
+            reason = self._reason(finding, sites)
+            if reason is not None:
                 suppressed.append(replace(finding, suppressed_by=reason))
+                continue
+            related = []
+            for other in finding.related:
+                why = self._reason(other, sites)
+                if why is None:
+                    related.append(other)
+                else:
+                    suppressed.append(replace(other, suppressed_by=why))
+            kept.append(replace(finding, related=tuple(related)))
         return tuple(kept), tuple(suppressed)
+
+    def _reason(self, finding: Finding, sites: dict[tuple[str, ...], Site]) -> str | None:
+        return self._by_comment(finding, sites.get(finding.path)) or self._by_config(finding)
 
     def _by_comment(self, finding: Finding, site: Site | None) -> str | None:
         if site is None:

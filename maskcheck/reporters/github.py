@@ -7,11 +7,13 @@ printed, because every stdout line of a step is parsed for commands.
 A finding whose layer was built at a known source line is annotated there
 (`file=models/tagger.py,line=14`) instead of on the target. Suppressed and
 baselined findings get no annotation; unused suppressions are warnings.
+Findings folded under a primary (same cause) get no annotation of their own:
+the primary's message ends by naming them.
 """
 
 from __future__ import annotations
 
-from maskcheck.finding import Report, Severity
+from maskcheck.finding import Finding, Report, Severity
 
 #: Workflow commands know error, warning and notice; info maps to notice.
 COMMANDS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "notice"}
@@ -33,6 +35,15 @@ def _command(name: str, file: str, title: str, message: str, line: int | None = 
             f"::{escape_data(message)}")
 
 
+def related_sentence(finding: Finding) -> str:
+    """` Same cause: MC101 at 'conv', MC301 at 'bi/forward_lstm'.` (empty without related)."""
+    if not finding.related:
+        return ""
+    places = ", ".join(f"{r.rule} at {'/'.join(r.path[1:]) or r.layer or 'the model'!r}"
+                       for r in finding.related)
+    return f" Same cause: {places}."
+
+
 def render(report: Report) -> str:
     """The annotation lines, newline-terminated; empty when there is nothing to say."""
     lines: list[str] = []
@@ -43,7 +54,7 @@ def render(report: Report) -> str:
             file, line = ((f.location["file"], int(f.location["line"])) if f.location is not None
                           else (model.target, None))
             lines.append(_command(COMMANDS[f.severity], file, f"{f.rule} {f.name}",
-                                  f"{f.message} Fix: {f.fix}", line))
+                                  f"{f.message} Fix: {f.fix}{related_sentence(f)}", line))
     for unused in report.unused_ignores or ():
         lines.append(_command("warning", unused.file, "maskcheck unused-ignore", unused.message,
                               unused.line))

@@ -93,8 +93,9 @@ def node_state(findings: Iterable[Finding]) -> str:
 def prepare(view: Mapping[str, Any], findings: tuple[Finding, ...]) -> dict[str, Any]:
     """The page's graph for one model: nodes with states, edges, groups, profiles."""
     by_layer: dict[str, list[int]] = {}
-    for i, f in enumerate(findings):
-        by_layer.setdefault("/".join(f.path), []).append(i)
+    for i, f in enumerate(findings):  # a related finding's layer shows its primary
+        for layer in dict.fromkeys("/".join(r.path) for r in (f, *f.related)):
+            by_layer.setdefault(layer, []).append(i)
     nodes = [{**n, "findings": by_layer.get(n["layer"], []),
               "state": node_state(findings[i] for i in by_layer.get(n["layer"], []))}
              for n in view["nodes"]]

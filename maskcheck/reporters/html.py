@@ -192,10 +192,9 @@ def _model_section(index: int, model: ModelReport, graph: Mapping[str, Any] | No
         profiles = dict(graph["profiles"]) if graph is not None else {}
         items = []
         for i, f in enumerate(model.findings):  # a layer's plots go with its first probed finding
-            where = "/".join(f.path)
-            items.append(_finding(index, i, f, profiles.get(where) if "dynamic" in f.kind else None))
-            if "dynamic" in f.kind:
-                profiles.pop(where, None)
+            probed = [("/".join(g.path)) for g in (f, *f.related) if "dynamic" in g.kind]
+            plots = [p for where in dict.fromkeys(probed) for p in profiles.pop(where, None) or ()]
+            items.append(_finding(index, i, f, plots or None))
         body.append('<ol class="findings">' + "".join(items) + "</ol>")
     elif model.error is None:
         body.append('<p class="no-findings">No findings: padding does not reach what this model '
@@ -227,10 +226,23 @@ def _finding(model: int, index: int, f: Finding, profiles: list[Mapping[str, Any
             + (f" ({_e(f.layer_class)})" if f.layer_class else "")
             + f' <span class="kind">{_e(" + ".join(f.kind))}</span></p>'
             f'<p class="message">{_e(f.message)}</p><p class="fix"><strong>Fix:</strong> {_e(f.fix)}</p>'
-            + location
+            + location + _related(f)
             + (f'<details class="evidence"><summary>evidence</summary><dl>{evidence}</dl></details>'
                if evidence else "")
             + plots + "</li>")
+
+
+def _related(f: Finding) -> str:
+    """The findings of the same cause, one line each, under their primary."""
+    if not f.related:
+        return ""
+    items = "".join(
+        f'<li class="sev-{r.severity.value}" data-related-layer="{_e("/".join(r.path))}" '
+        f'data-rule="{_e(r.rule)}"><strong>{_e(r.rule)}</strong> {_e(r.name)} · '
+        f'<code>{_e("/".join(r.path[1:]) or r.layer or "model")}</code>: {_e(r.message)}</li>'
+        for r in f.related)
+    return (f'<details class="related"><summary>{len(f.related)} related finding'
+            f'{"s" * (len(f.related) != 1)} (same cause)</summary><ul>{items}</ul></details>')
 
 
 # --------------------------------------------------------------------------- |change| plots

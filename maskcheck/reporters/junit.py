@@ -23,11 +23,13 @@ def _clean(text: str) -> str:
 
 
 def _finding_lines(model: ModelReport, findings: list[Finding]) -> str:
-    """The text reporter's two lines per finding (what happened, then the fix)."""
+    """The text reporter's two lines per finding (what happened, then the fix), and one
+    indented line per finding of the same cause."""
     lines: list[str] = []
     for f in findings:
         lines.append(finding_line(model, f))
         lines.append(f"    fix: {f.fix}")
+        lines.extend(f"    related: {finding_line(model, r)}" for r in f.related)
     return "\n".join(lines) + "\n"
 
 

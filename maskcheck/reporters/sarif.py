@@ -149,9 +149,30 @@ def _result(model: ModelReport, finding: Finding, rule_index: int, root: Path,
             "evidence": dict(finding.evidence),
         },
     }
+    if finding.related:  # the findings of the same cause, each where it was found
+        result["relatedLocations"] = [_related_location(model, r, number, root)
+                                      for number, r in enumerate(finding.related, start=1)]
+        result["properties"]["related"] = [
+            {"ruleId": r.rule, "level": LEVELS[r.severity], "layer": r.layer,
+             "fullyQualifiedName": "/".join(r.path), "kind": list(r.kind)}
+            for r in finding.related]
     if suppressed:
         result["suppressions"] = [dict(SUPPRESSIONS.get(finding.suppressed_by, {"kind": "external"}))]
     return result
+
+
+def _related_location(model: ModelReport, related: Finding, number: int,
+                      root: Path) -> dict[str, Any]:
+    """SARIF `relatedLocations` entry: where a finding of the same cause was found."""
+    qualified = "/".join(related.path) or related.layer or model.model or model.target
+    return {
+        "id": number,
+        "physicalLocation": _physical_location(model.target, related, root),
+        "logicalLocations": [{"name": related.layer or qualified,
+                              "fullyQualifiedName": qualified, "kind": "module"}],
+        "message": {"text": f"{related.rule} {related.name} ({LEVELS[related.severity]}): "
+                            f"{related.message}"},
+    }
 
 
 def _notification(model: ModelReport) -> dict[str, Any]:

@@ -52,6 +52,7 @@ class MaskDropped(Rule):
     code = "MC101"
     name = "mask-dropped"
     severity = Severity.WARNING
+    cause = "values"
     message = ("Layer {layer!r} ({layer_class}) receives the mask created by {source!r} "
                "for padded axis {axis} but neither consumes nor propagates it; later layers "
                "see padding as data.")

@@ -73,6 +73,7 @@ class UnmaskedMixing(Rule):
     code = "MC102"
     name = "unmasked-mixing"
     severity = Severity.ERROR
+    cause = "values"
     message = ("Layer {layer!r} ({layer_class}) {verb} padded {axis} "
                "(padding from {source!r}, {side}) {mask_clause}, so {consequence}.")
     fix = "Keep padding out of {layer!r}: {hint}."

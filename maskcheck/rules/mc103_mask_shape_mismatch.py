@@ -30,6 +30,7 @@ class MaskShapeMismatch(Rule):
     code = "MC103"
     name = "mask-shape-mismatch"
     severity = Severity.ERROR
+    cause = "values"
     message = ("The mask from {source!r} does not line up with the padded axes at {layer!r} "
                "({layer_class}): {detail}.")
     fix = "Make the mask match the padded axes at {layer!r}: {hint}."

@@ -27,6 +27,7 @@ class FalsePropagation(Rule):
     code = "MC105"
     name = "false-propagation"
     severity = Severity.ERROR
+    cause = "values"
     message = ("Layer {layer!r} ({layer_class}) propagates the mask from {source!r} unchanged "
                "but {reason}, so valid positions depend on padding.")
     fix = "Stop {layer!r} from passing on a mask it does not honour: {hint}."

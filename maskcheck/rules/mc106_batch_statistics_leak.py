@@ -30,6 +30,7 @@ class BatchStatisticsLeak(Rule):
     code = "MC106"
     name = "batch-statistics-leak"
     severity = Severity.ERROR
+    cause = "training"
     message = ("Layer {layer!r} ({layer_class}) computes statistics {scope} (padding from "
                "{source!r}){mask_clause}, so padded positions shift valid outputs in training.")
     fix = "Leave padded positions out of the statistics of {layer!r}: {hint}."

@@ -24,6 +24,7 @@ class AbsolutePositions(Rule):
     code = "MC108"
     name = "absolute-positions"
     severity = Severity.WARNING
+    cause = "values"
     message = ("{layer!r} ({layer_class}) adds absolute positions along axis {axis}, which is "
                "{side}: valid steps get positions that depend on the amount of padding.")
     fix = ("Pad on the right (pad_sequences(..., padding='post')), or compute positions from "

@@ -21,6 +21,7 @@ class MeanOverEmptyMask(Rule):
     code = "MC109"
     name = "mean-over-empty-mask"
     severity = Severity.WARNING
+    cause = "empty"
     message = ("{layer!r} ({layer_class}) divides by the sum of the mask from {source!r}; a "
                "sample with no valid step gives 0/0 = NaN.")
     fix = ("Guard the denominator (keras.ops.maximum(ops.sum(mask), 1) or ops.divide_no_nan), "

@@ -25,6 +25,7 @@ class LeftPaddedGeneration(Rule):
     code = "MC110"
     name = "left-padded-generation"
     severity = Severity.WARNING
+    cause = "generation"
     message = ("{layer!r} ({layer_class}) pads prompts on the left ({why}) while its generation "
                "step keeps one cache position for the whole batch and its cached call takes no "
                "per-row mask or positions: a prompt in a batch with longer ones generates from "

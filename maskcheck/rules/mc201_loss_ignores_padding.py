@@ -30,6 +30,7 @@ class LossIgnoresPadding(Rule):
     code = "MC201"
     name = "loss-ignores-padding"
     severity = Severity.ERROR
+    cause = "loss"
     message = ("Loss {loss!r} on output {output!r} (layer {layer!r}) averages over padded axis "
                "{axis} (padding from {source!r}) without a mask or ignore_class{dropped}.")
     fix = ("Keep the mask attached up to output {layer!r}, pass ignore_class=<pad label> to "

@@ -21,6 +21,7 @@ class MetricIgnoresPadding(Rule):
     code = "MC202"
     name = "metric-ignores-padding"
     severity = Severity.WARNING
+    cause = "metric"
     message = ("Metric {metric!r} on output {output!r} (layer {layer!r}) counts padded positions "
                "along axis {axis} (padding from {source!r}){why}.")
     fix = ("Pass it as weighted_metrics with sample weights that zero padded steps{extra}.")

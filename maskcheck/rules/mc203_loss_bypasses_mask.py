@@ -23,6 +23,7 @@ class LossBypassesMask(Rule):
     code = "MC203"
     name = "loss-bypasses-mask"
     severity = Severity.ERROR
+    cause = "loss"
     engine = "dynamic"
     also = ("static",)
     message = ("The loss of output {layer!r} changes when padded labels change although "

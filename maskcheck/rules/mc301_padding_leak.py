@@ -22,6 +22,7 @@ class PaddingLeak(Rule):
     code = "MC301"
     name = "padding-leak"
     severity = Severity.ERROR
+    cause = "values"
     engine = "dynamic"
     message = ("Valid outputs change by up to {max_abs_diff:.3g} when only padded values change; "
                "the leak starts at {layer!r} ({layer_class}).")

@@ -18,6 +18,7 @@ class CrossSampleLeak(Rule):
     code = "MC302"
     name = "cross-sample-leak"
     severity = Severity.ERROR
+    cause = "training"
     engine = "dynamic"
     message = ("Sample {sample}'s valid outputs change by up to {max_abs_diff:.3g} when only "
                "sample {other}'s padding changes, starting at {layer!r} ({layer_class}).")

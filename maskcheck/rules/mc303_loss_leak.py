@@ -19,6 +19,7 @@ class LossLeak(Rule):
     code = "MC303"
     name = "loss-leak"
     severity = Severity.ERROR
+    cause = "loss"
     engine = "dynamic"
     message = ("The loss changes by {loss_diff:.3g} when only padded {what} change, at output {layer!r}.")
     fix = "Keep the mask attached to output {layer!r}, or pass sample weights or ignore_class for padded steps."

@@ -20,6 +20,7 @@ class PadLengthSensitivity(Rule):
     code = "MC304"
     name = "pad-length-sensitivity"
     severity = Severity.WARNING
+    cause = "values"
     engine = "dynamic"
     message = ("Valid outputs change by up to {max_abs_diff:.3g} when {extra} more padded "
                "steps are added ({padding}-padding), starting at {layer!r} ({layer_class}).")

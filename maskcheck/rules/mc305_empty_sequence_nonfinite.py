@@ -20,6 +20,7 @@ class EmptySequenceNonfinite(Rule):
     code = "MC305"
     name = "empty-sequence-nonfinite"
     severity = Severity.WARNING
+    cause = "empty"
     engine = "dynamic"
     message = "A fully padded sample gives {what} at {layer!r} ({layer_class})."
     fix = "Guard the reduction in {layer!r} against zero valid steps (e.g. divide by max(count, 1)) or drop empty samples."

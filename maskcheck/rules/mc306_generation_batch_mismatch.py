@@ -38,6 +38,7 @@ class GenerationBatchMismatch(Rule):
     code = "MC306"
     name = "generation-batch-mismatch"
     severity = Severity.ERROR
+    cause = "generation"
     engine = "dynamic"
     message = ("Prompt {prompt} ({tokens}) generates differently in a "
                "{padding}-padded batch of {batch_size} (prompts {members}) than alone: {what}.")

@@ -24,6 +24,7 @@ class CacheMismatch(Rule):
     code = "MC307"
     name = "cache-mismatch"
     severity = Severity.ERROR
+    cause = "generation"
     engine = "dynamic"
     message = ("Decoding through the cache of {layer!r} ({layer_class}) gives different "
                "next-token logits than one forward pass over the same tokens: prompt {prompt} "

@@ -23,6 +23,7 @@ class PaddingSideMismatch(Rule):
     code = "MC401"
     name = "padding-side-mismatch"
     severity = Severity.ERROR
+    cause = "values"
     engine = "data"
     message = ("The data is {padding}-padded, and {detail}; the leak starts at {layer!r} "
                "({layer_class}).")

@@ -23,6 +23,7 @@ class LabelPaddingCounted(Rule):
     code = "MC402"
     name = "label-padding-counted"
     severity = Severity.ERROR
+    cause = "loss"
     engine = "data"
     message = ("Padded label positions at output {layer!r} hold {label_pad}, and loss {loss!r} "
                "counts them (ignore_class={ignore_class}, no mask at the output, no zero weight): "

@@ -21,6 +21,7 @@ class SampleWeightMisaligned(Rule):
     code = "MC403"
     name = "sample-weight-misaligned"
     severity = Severity.WARNING
+    cause = "loss"
     engine = "data"
     message = ("Sample weights for output {layer!r} do not line up with the data's padding: "
                "{detail}.")
