@@ -202,6 +202,11 @@ class ModelReport:
         object.__setattr__(self, "_given_view", view)
 
     @property
+    def all_findings(self) -> tuple[Finding, ...]:
+        """Every finding, each primary followed by the related ones folded under it."""
+        return tuple(f for p in self.findings for f in (p, *p.related))
+
+    @property
     def status(self) -> str:
         if self.error is not None:
             return "error"
@@ -258,6 +263,11 @@ class Report:
     @property
     def findings(self) -> tuple[Finding, ...]:
         return tuple(f for m in self.models for f in m.findings)
+
+    @property
+    def all_findings(self) -> tuple[Finding, ...]:
+        """Every finding, each primary followed by the related ones folded under it."""
+        return tuple(f for m in self.models for f in m.all_findings)
 
     @property
     def errors(self) -> tuple[ModelReport, ...]:
