@@ -63,6 +63,10 @@ class Config:
     baseline: str | None = None
     write_baseline: str | None = None
     warn_unused_ignores: bool = False
+    #: directory search (SPEC 5): `exclude` replaces the default excludes (None keeps them),
+    #: `extend-exclude` adds to them; globs relative to the pyproject's folder
+    exclude: tuple[str, ...] | None = None
+    extend_exclude: tuple[str, ...] = ()
     source: str | None = field(default=None, compare=False)  # pyproject path, if any
 
     @classmethod
@@ -118,6 +122,8 @@ class Config:
                 kwargs[key] = value
             elif key == "per_layer_ignores":
                 kwargs[key] = _per_layer_ignores(value)
+            elif key in ("exclude", "extend_exclude"):
+                kwargs[key] = _globs(key, value)
             elif key in ("data_batches", "generate_steps"):
                 kwargs[key] = _as_int(key, value, minimum=1)
             else:
@@ -135,6 +141,7 @@ PYPROJECT_KEYS = {
     "data-batches": "data_batches", "generate-steps": "generate_steps",
     "per-layer-ignores": "per_layer_ignores",
     "baseline": "baseline", "warn-unused-ignores": "warn_unused_ignores",
+    "exclude": "exclude", "extend-exclude": "extend_exclude",
 }
 
 
@@ -157,6 +164,16 @@ def _per_layer_ignores(value: Any) -> tuple[tuple[str, frozenset[str]], ...]:
         except UnknownRuleError as exc:
             raise ConfigError(f"per-layer-ignores {glob!r}: {exc}") from None
     return tuple(sorted(pairs, key=lambda pair: pair[0]))
+
+
+def _globs(key: str, value: Any) -> tuple[str, ...]:
+    """`exclude = ["legacy", "models/old/**"]`: a list of path globs (a single string is one glob;
+    not split on commas, which a glob may hold)."""
+    name = key.replace("_", "-")
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in items):
+        raise ConfigError(f"{name} must be a list of path globs (strings), not {value!r}")
+    return tuple(v.strip() for v in items)
 
 
 def _option(key: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable
 
 from maskcheck.config import Config
@@ -171,6 +172,14 @@ def run_settings(config: Config) -> dict[str, Any]:
         "select": sorted(config.select) if config.select is not None else "all",
         "ignore": sorted(config.ignore), "data": config.data,
     }
+
+
+def excludes_for(config: Config) -> Any:
+    """The directory search's excludes; globs are relative to the pyproject that set them."""
+    from maskcheck.adoption.discovery import Excludes
+
+    root = Path(config.source).parent if config.source else Path.cwd()
+    return Excludes(config.exclude, config.extend_exclude, root)
 
 
 def make_suppressor(config: Config) -> Any:
@@ -366,7 +375,7 @@ def check_targets(raw_targets: tuple[str, ...], config: Config,
     from maskcheck.adoption.baseline import apply_baseline, read_baseline
 
     baseline = read_baseline(config.baseline) if config.baseline else None  # bad file: fail first
-    targets = expand_targets(raw_targets)
+    targets = expand_targets(raw_targets, excludes_for(config))
     suppressor = make_suppressor(config)
     import_error: LoadError | None = None
     if config.imports and any(t.error is None for t in targets):

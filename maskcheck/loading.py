@@ -42,19 +42,24 @@ class Target:
     error: LoadError | None = None
 
 
-def expand_targets(raw: tuple[str, ...]) -> list[Target]:
+def expand_targets(raw: tuple[str, ...], excludes: Any = None) -> list[Target]:
     """Expand command-line targets, directories recursively, in a stable order.
 
+    A directory's search skips hidden folders, virtual environments, what
+    .gitignore ignores and the `exclude`/`extend-exclude` globs (`excludes`, a
+    `maskcheck.adoption.discovery.Excludes`); a target named here is always kept.
     A target that names nothing usable stays in its place with its `error` set.
     """
+    from maskcheck.adoption.discovery import find_models
+
     expanded: list[Target] = []
     for item in raw:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in MODEL_SUFFIXES and p.is_file())
+            found, skipped = find_models(path, MODEL_SUFFIXES, excludes)
             if not found:
                 expanded.append(Target(item, "error", item, LoadError(
-                    "NoModels", "directory holds no .keras or .h5 model files")))
+                    "NoModels", "directory holds no .keras or .h5 model files" + _skipped(skipped))))
             expanded.extend(Target(p.as_posix(), "file", str(p)) for p in found)
         elif path.exists():
             expanded.append(Target(item, "file", item))
@@ -63,6 +68,15 @@ def expand_targets(raw: tuple[str, ...]) -> list[Target]:
         else:
             expanded.append(Target(item, "error", item, LoadError("FileNotFound", "no such file or directory")))
     return expanded
+
+
+def _skipped(names: list[str]) -> str:
+    """What the search left out, for a directory that yielded no model."""
+    if not names:
+        return ""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f" (skipped {shown}: hidden, virtual environment, .gitignore or exclude; "
+            "name a file to check it anyway)")
 
 
 def import_modules(names: tuple[str, ...]) -> None:

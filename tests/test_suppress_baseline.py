@@ -171,7 +171,12 @@ def test_an_empty_baseline_reads_back(tmp_path) -> None:
 @pytest.mark.parametrize("content, says", [
     ("{", "invalid JSON"),
     ('{"findings": []}', "not a maskcheck baseline"),
-    ('{"maskcheck_baseline": 1, "version": "0.0.1", "findings": []}', "written by maskcheck 0.0.1"),
+    ('{"maskcheck_baseline": 2, "version": "9.9.9", "findings": []}',
+     "baseline format 2 .written by maskcheck 9.9.9. is newer.*--write-baseline"),
+    ('{"maskcheck_baseline": 0, "version": "0.0.1", "findings": []}',
+     "baseline format 0 .written by maskcheck 0.0.1., this maskcheck .* reads format 1; regenerate"),
+    ('{"maskcheck_baseline": "1", "findings": []}', 'baseline format "1", .* reads format 1'),
+    ('{"maskcheck_baseline": true, "findings": []}', "baseline format true"),
     ('{"maskcheck_baseline": 1, "version": "VERSION", "findings": {}}', "not a list"),
     ('{"maskcheck_baseline": 1, "version": "VERSION", "findings": [{"rule": "MC102"}]}', "entry 1"),
 ])
@@ -181,6 +186,23 @@ def test_bad_baselines_are_one_line_errors(tmp_path, content, says) -> None:
     with pytest.raises(BaselineError, match=says) as caught:
         read_baseline(str(path))
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("version", ["0.0.1", "9.9.9", None])
+def test_a_baseline_of_another_version_and_the_same_format_is_applied(tmp_path, version) -> None:
+    """Upgrading (or downgrading) maskcheck keeps a baseline: only the format is checked."""
+    path = tmp_path / "b.json"
+    data = json.loads(render_baseline(report_with(finding(), finding("MC101"))))
+    if version is None:
+        del data["version"]  # "version" is informational; a file without it is read too
+    else:
+        data["version"] = version
+    assert version != __version__
+    path.write_text(json.dumps(data))
+    report = apply_baseline(report_with(finding(), finding("MC105")), read_baseline(str(path)))
+    assert [f.rule for f in report.models[0].findings] == ["MC105"]
+    assert [f.rule for f in report.models[0].suppressed] == ["MC102"]
+    assert report.baseline_fixed == 1
 
 
 def test_missing_baseline_says_how_to_write_one(tmp_path) -> None:

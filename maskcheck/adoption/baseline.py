@@ -3,9 +3,17 @@
 A baseline entry is (rule, target, layer path): no line numbers and no
 measured values, so moving code or a probe's numbers changing keeps it valid,
 and the file is sorted with one entry per line so it diffs well. Entries are
-a multiset: two MC102 findings at one layer need two entries. A baseline
-records the maskcheck version that wrote it; another version's baseline is
-refused (rules and their layers may have changed), as is a corrupt file.
+a multiset: two MC102 findings at one layer need two entries.
+
+The file carries two numbers: `"maskcheck_baseline"` is the baseline FORMAT
+(the shape of the file and the meaning of its keys) and `"version"` the
+maskcheck that wrote it. Only the format decides whether a file is read: a
+baseline written by an older (or newer) maskcheck of the same format is
+applied, so upgrading maskcheck keeps a team's baseline; a finding whose rule
+or layer changed between versions is simply new, and an entry no longer
+matched is counted as fixed. A different format, or a file without one, is
+refused in one line saying how to regenerate it. `version` is informational
+only (and may be absent). Raise FORMAT only when old files would be misread.
 """
 
 from __future__ import annotations
@@ -18,13 +26,14 @@ from pathlib import Path
 from maskcheck.finding import Finding, Report
 from maskcheck.version import __version__
 
+#: The baseline file format ("maskcheck_baseline"), independent of the tool version.
 FORMAT = 1
 
 Key = tuple[str, str, tuple[str, ...]]
 
 
 class BaselineError(ValueError):
-    """The baseline file cannot be read or was written by another version."""
+    """The baseline file cannot be read, is corrupt, or has another baseline format."""
 
 
 MODEL_FILES = (".keras", ".h5")
@@ -42,6 +51,7 @@ def target_key(target: str) -> str:
 
 
 def finding_key(target: str, finding: Finding) -> Key:
+    """The baseline key of one finding of `target`'s model: (rule, target, layer path)."""
     return (finding.rule, target_key(target), tuple(finding.path))
 
 
@@ -68,7 +78,8 @@ def read_baseline(path: str) -> Counter[Key]:
     """The baseline's entries, counted.
 
     Raises:
-        BaselineError: missing, unreadable or corrupt file, or another version's baseline.
+        BaselineError: missing, unreadable or corrupt file, or another baseline format
+            (the maskcheck version that wrote it does not matter).
     """
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -79,12 +90,7 @@ def read_baseline(path: str) -> Counter[Key]:
     except json.JSONDecodeError as exc:
         raise BaselineError(f"--baseline {path}: not a maskcheck baseline (invalid JSON at line "
                             f"{exc.lineno})") from None
-    if not isinstance(data, dict) or data.get("maskcheck_baseline") != FORMAT:
-        raise BaselineError(f"--baseline {path}: not a maskcheck baseline (no \"maskcheck_baseline\": "
-                            f"{FORMAT} key)")
-    if data.get("version") != __version__:
-        raise BaselineError(f"--baseline {path}: written by maskcheck {data.get('version')}, this is "
-                            f"{__version__}; rewrite it with --write-baseline {path}")
+    _check_format(path, data)
     entries = data.get("findings")
     counted: Counter[Key] = Counter()
     if not isinstance(entries, list):
@@ -97,6 +103,25 @@ def read_baseline(path: str) -> Counter[Key]:
                                 "target and path)")
         counted[(entry["rule"], target_key(entry["target"]), tuple(entry["path"]))] += 1
     return counted
+
+
+def _check_format(path: str, data: object) -> None:
+    """Refuse a file that is not a baseline, or one of another format, in one line."""
+    regenerate = f"regenerate it with --write-baseline {path}"
+    if not isinstance(data, dict) or "maskcheck_baseline" not in data:
+        raise BaselineError(f"--baseline {path}: not a maskcheck baseline (no \"maskcheck_baseline\" "
+                            f"format key); {regenerate}")
+    found = data["maskcheck_baseline"]
+    if found == FORMAT and not isinstance(found, bool):
+        return
+    wrote = data.get("version")
+    by = f" (written by maskcheck {wrote})" if isinstance(wrote, str) and wrote else ""
+    if isinstance(found, int) and not isinstance(found, bool) and found > FORMAT:
+        raise BaselineError(f"--baseline {path}: baseline format {found}{by} is newer than this "
+                            f"maskcheck {__version__} reads (format {FORMAT}); upgrade maskcheck "
+                            f"or {regenerate}")
+    raise BaselineError(f"--baseline {path}: baseline format {json.dumps(found)}{by}, this maskcheck "
+                        f"{__version__} reads format {FORMAT}; {regenerate}")
 
 
 def apply_baseline(report: Report, baseline: Counter[Key]) -> Report:
