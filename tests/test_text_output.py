@@ -180,8 +180,8 @@ def test_an_assumption_some_findings_share_marks_them() -> None:
                                                   _finding("MC104", Severity.INFO, "m", "head")),
                                  graph=GRAPH),))
     lines = text.render(report).splitlines()
-    assert lines[0].startswith("m.keras: note: findings marked (assumes input 'tokens') assume input "
-                               "'tokens' holds token ids")
+    assert lines[0].startswith("m.keras: note: findings marked below assume input 'tokens' holds "
+                               "token ids")
     assert lines[1] == "m.keras:enc/conv (Layer): MC102 [error] name-MC102 leaks. (assumes input 'tokens')"
     assert lines[3] == "m.keras:head (Layer): MC104 [info] name-MC104 msg."
 

@@ -13,8 +13,11 @@ alone) come after the layers, worst first; so does every finding of a report
 that carries no graph. Findings that share a cause are folded under their
 primary as `related:` lines (their own fix and evidence only under
 --verbose: the primary's fix addresses the cause). A padding assumption
-shared by a target's findings is said once, in a `note:` line before them,
-and taken off each message (the JSON keeps every message whole).
+(`evidence["assumed"]`) is said once per target, in a `note:` line before its
+findings, and taken off each message (the JSON keeps every message whole);
+where not every finding of the target rests on it, those that do end with
+`(assumes input 'NAME')`. Under --verbose (`report.settings["verbose"]`) a
+`data:` line says what the user's data showed (`stats["data"]`).
 
 `render(report, color=True)` adds ANSI colour (severity words, rule codes,
 paths), for a terminal; the default is plain text, as in files and goldens.
@@ -226,8 +229,7 @@ def _model_lines(model: ModelReport, verbose: bool, paint: _Paint) -> list[str]:
     shared = (len(assumptions) == 1 and
               all(dict(f.evidence.get("assumed") or {}) == assumptions[0] for f in everyone))
     for assumed in assumptions:
-        names = ", ".join(repr(name) for name in assumed)
-        subject = "the findings below" if shared else f"findings marked (assumes input {names})"
+        subject = "the findings below" if shared else "findings marked below"
         lines.append(f"{target}: {note} {assumption_note(assumed, subject)}")
     for f in findings:
         lines.append(finding_line(model, f, _message(f, not shared), paint))
