@@ -18,7 +18,7 @@ from typing import Iterator
 import click
 
 from maskcheck.version import __version__
-from maskcheck.config import DEVICES, FAIL_ON, FORMATS, MODES, PADDINGS, ConfigError, build_config
+from maskcheck.config import COLORS, DEVICES, FAIL_ON, FORMATS, MODES, PADDINGS, ConfigError, build_config
 
 
 class MaskcheckError(click.ClickException):
@@ -147,7 +147,30 @@ def _render_statistics(report) -> str:
 _SETTINGS = ("mode", "fmt", "output", "select", "ignore", "fail_on", "imports", "unsafe", "verbose",
              "statistics", "padding", "data", "mask_inputs", "padded", "seed", "batch_size",
              "seq_len", "atol", "rtol", "device", "data_batches", "generate_steps", "baseline",
-             "write_baseline", "warn_unused_ignores")
+             "write_baseline", "warn_unused_ignores", "color")
+
+
+def use_color(setting: str, fmt: str, output: str | None, stream, environ=os.environ) -> bool:
+    """Whether the report gets ANSI colour.
+
+    Only the text format written to the stream gets any (machine formats and
+    files never do). `--color always` / `never` (or `color` in [tool.maskcheck])
+    decide outright, as no-color.org asks of explicit settings. Under `auto`,
+    `NO_COLOR` (any non-empty value) turns colour off, else `FORCE_COLOR`
+    (non-empty) turns it on, else colour follows whether `stream` is a
+    terminal. NO_COLOR winning over FORCE_COLOR is the order CPython's own
+    colour choice uses: a user's opt-out beats a tool's opt-in.
+    """
+    if fmt != "text" or output:
+        return False
+    if setting != "auto":
+        return setting == "always"
+    if environ.get("NO_COLOR"):
+        return False
+    if environ.get("FORCE_COLOR"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -163,6 +186,9 @@ _SETTINGS = ("mode", "fmt", "output", "select", "ignore", "fail_on", "imports", 
 @click.option("--ignore", default=None, metavar="CODES", help="Comma list of rules to skip.")
 @click.option("--fail-on", type=click.Choice(FAIL_ON), default=None,
               help="Lowest severity that makes the exit status 1 (default warning).")
+@click.option("--color", type=click.Choice(COLORS), default=None,
+              help="Colour the text report: auto (on a terminal, unless NO_COLOR is set; "
+                   "FORCE_COLOR forces it), always or never.")
 @click.option("--statistics", is_flag=True, default=None, help="Also print the number of findings per rule.")
 @click.option("--padding", type=click.Choice(PADDINGS), default=None,
               help="Padding sides to probe (default both).")
@@ -255,7 +281,9 @@ def main(targets: tuple[str, ...], **options: object) -> None:
             report = apply_baseline(report, read_baseline(config.write_baseline))
         except BaselineError as exc:
             raise MaskcheckError(str(exc)) from None
-    rendered = get_reporter(config.format)(report)
+    color = use_color(config.color, config.format, config.output, sys.stdout)
+    reporter = get_reporter(config.format)
+    rendered = reporter(report, color=True) if color else reporter(report)
     if config.statistics:
         if config.format == "text":
             rendered += _render_statistics(report)
@@ -269,6 +297,10 @@ def main(targets: tuple[str, ...], **options: object) -> None:
             Path(config.output).write_text(rendered, encoding="utf-8")
         except OSError as exc:
             raise MaskcheckError(f"--output {config.output}: cannot write: {exc.strerror or exc}") from None
+        from maskcheck.reporters.text import counts_phrase
+
+        click.echo(f"maskcheck: wrote {config.format} report to {config.output}: "
+                   f"{counts_phrase(report)}.", err=True)
     else:
-        click.echo(rendered, nl=False)
+        click.echo(rendered, nl=False, color=color)
     sys.exit(report.exit_code(config.fail_on))

@@ -23,6 +23,8 @@ FORMATS = ("text", "json", "sarif", "github", "junit", "html")
 FAIL_ON = ("error", "warning", "info", "never")
 PADDINGS = ("post", "pre", "both")
 DEVICES = ("auto", "cpu", "gpu")
+#: `--color`: auto colours text on a terminal (NO_COLOR / FORCE_COLOR decide there)
+COLORS = ("auto", "always", "never")
 
 
 class ConfigError(ValueError):
@@ -41,6 +43,7 @@ class Config:
     unsafe: bool = False
     verbose: bool = False
     statistics: bool = False
+    color: str = "auto"  # the CLI resolves "auto" against the terminal and environment
     # Probe settings of the dynamic engine (SPEC 5); results are deterministic for a seed.
     padding: str = "both"
     data: str | None = None
@@ -86,9 +89,9 @@ class Config:
                 kwargs[key] = codes
             elif key == "imports":
                 kwargs[key] = tuple(_as_list(key, value))
-            elif key in ("mode", "format", "fail_on", "padding", "device"):
+            elif key in ("mode", "format", "fail_on", "padding", "device", "color"):
                 allowed = {"mode": MODES, "format": FORMATS, "fail_on": FAIL_ON,
-                           "padding": PADDINGS, "device": DEVICES}[key]
+                           "padding": PADDINGS, "device": DEVICES, "color": COLORS}[key]
                 if value not in allowed:
                     raise ConfigError(f"{_option(key)} must be one of {', '.join(allowed)}, not {value!r}")
                 kwargs[key] = value
@@ -139,7 +142,7 @@ PYPROJECT_KEYS = {
     "mask-input": "mask_inputs", "padded": "padded", "seed": "seed", "batch-size": "batch_size",
     "seq-len": "seq_len", "atol": "atol", "rtol": "rtol", "device": "device",
     "data-batches": "data_batches", "generate-steps": "generate_steps",
-    "per-layer-ignores": "per_layer_ignores",
+    "per-layer-ignores": "per_layer_ignores", "color": "color",
     "baseline": "baseline", "warn-unused-ignores": "warn_unused_ignores",
     "exclude": "exclude", "extend-exclude": "extend_exclude",
 }

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+from maskcheck.assumptions import assumed_clause
 from maskcheck.config import Config
 from maskcheck.finding import Finding, ModelReport, Report, TargetError
 from maskcheck.loading import LoadError, Target, expand_targets, import_modules, load_target
@@ -164,13 +165,14 @@ def check_in_memory(model: Any, config: Config, data: Any = None) -> Report:
 
 
 def run_settings(config: Config) -> dict[str, Any]:
-    """The settings a report's reader needs to reproduce the run (the HTML header)."""
+    """The settings a report's reader needs to reproduce the run (the HTML header), and
+    `verbose`, which asks the text report for what the data said."""
     return {
         "mode": config.mode, "fail_on": config.fail_on, "padding": config.padding,
         "seed": config.seed, "batch_size": config.batch_size, "seq_len": config.seq_len,
         "atol": config.atol, "rtol": config.rtol,
         "select": sorted(config.select) if config.select is not None else "all",
-        "ignore": sorted(config.ignore), "data": config.data,
+        "ignore": sorted(config.ignore), "data": config.data, "verbose": config.verbose,
     }
 
 
@@ -214,14 +216,6 @@ def locate_and_suppress(model: Any, findings: tuple[Finding, ...], config: Confi
            if set(r.engines()) & set(engines)}
     suppressor.note_checked(model_sites(model).values(), ran)
     return suppressor.apply(group(tuple(located), RULES_BY_CODE), sites)
-
-
-def assumed_clause(assumed: dict[str, str]) -> str:
-    """The sentence every finding that rests on a padding convention carries (SPEC 4.6)."""
-    names = ", ".join(repr(name) for name in assumed)
-    what = next(iter(assumed.values()))
-    return (f" This assumes input {names} holds {what}; if it is never padded, pass "
-            "--padded none (padded = [] in [tool.maskcheck]).")
 
 
 def _as_the_data_says(static: tuple[Finding, ...], info: dict[str, Any], config: Config,

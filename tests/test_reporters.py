@@ -398,7 +398,7 @@ def test_text_summary_names_only_nonzero_extras(suppressed_by, fixed: int, tail:
     models = (base.models[0], ModelReport("models/clean.h5", "clean", suppressed=extra), base.models[2])
     rendered = text.render(Report(models, unused_ignores=(), baseline_fixed=fixed))
     summary = rendered.splitlines()[-1]
-    assert summary == "Checked 3 models: 1 error(s), 1 warning(s), 1 info(s)" + tail
+    assert summary == "Checked 3 models: 1 error(s), 1 warning(s), 1 info(s) (+1 related)" + tail
     assert rendered.replace(summary, "") == text.render(base).replace(text.render(base).splitlines()[-1], "")
 
 
