@@ -247,17 +247,19 @@ def test_the_callback_module_imports_no_engine_at_import_time() -> None:
 
 
 def test_each_epoch_logs_the_counts_for_history_and_csv_logger(tmp_path) -> None:
-    """`maskcheck_findings` and the counts by severity reach History and a CSVLogger listed
-    after the callback, on every epoch (the latest check's), so the columns stay aligned."""
-    log = tmp_path / "training.csv"
+    """`maskcheck_findings`, `maskcheck_errors` and `maskcheck_warnings` reach History and a
+    CSVLogger listed after the callback, on every epoch (the latest check's counts), so the
+    columns stay aligned."""
+    log, check = tmp_path / "training.csv", MaskCheck()
     with pytest.warns(MaskCheckWarning):
         leaky = compiled(leaky_model()).fit(
             dataset(), epochs=2, verbose=0,
-            callbacks=[MaskCheck(), keras.callbacks.CSVLogger(str(log))]).history
-    assert len(leaky["maskcheck_findings"]) == 2 and leaky["maskcheck_findings"][0] > 0
-    assert leaky["maskcheck_findings"][0] == leaky["maskcheck_findings"][1]
-    assert leaky["maskcheck_errors"][0] + leaky["maskcheck_warnings"][0] \
-        + leaky["maskcheck_infos"][0] == leaky["maskcheck_findings"][0]
+            callbacks=[check, keras.callbacks.CSVLogger(str(log))]).history
+    summary = check.report.summary()
+    assert leaky["maskcheck_findings"] == [len(check.report.findings)] * 2
+    assert leaky["maskcheck_findings"][0] > 0 and "maskcheck_infos" not in leaky
+    assert leaky["maskcheck_errors"] == [summary["errors"]] * 2 and summary["errors"] > 0
+    assert leaky["maskcheck_warnings"] == [summary["warnings"]] * 2
     rows = list(csv.DictReader(log.open()))
     assert [int(r["maskcheck_findings"]) for r in rows] == leaky["maskcheck_findings"]
     with warnings.catch_warnings():

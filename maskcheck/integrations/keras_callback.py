@@ -50,9 +50,9 @@ class MaskCheck(keras.callbacks.Callback):
     comments apply.
 
     At the end of every epoch it writes the latest check's counts of findings
-    into the epoch's `logs`: `maskcheck_findings` (all), `maskcheck_errors`,
-    `maskcheck_warnings` and `maskcheck_infos` (NaN while no check has run, or
-    when the latest could not run). `History`, `CSVLogger` and `TensorBoard`
+    into the epoch's `logs`: `maskcheck_findings` (all of them),
+    `maskcheck_errors` and `maskcheck_warnings` (the rest are infos); NaN when
+    the latest check could not run. `History`, `CSVLogger` and `TensorBoard`
     record them when they come after this callback in `callbacks`.
 
     Args:
@@ -286,8 +286,9 @@ def _leaks(report: Report) -> tuple[Finding, ...]:
 
 #: Findings listed one per line in the warning; the rest are counted ("and N more").
 MAX_LINES = 10
-#: The keys the callback writes into each epoch's `logs` (History, CSVLogger, TensorBoard).
-LOG_KEYS = ("maskcheck_findings", "maskcheck_errors", "maskcheck_warnings", "maskcheck_infos")
+#: The keys the callback writes into each epoch's `logs` (History, CSVLogger, TensorBoard;
+#: the progress bar shows them too, so three: infos are findings less errors and warnings).
+LOG_KEYS = ("maskcheck_findings", "maskcheck_errors", "maskcheck_warnings")
 
 
 def _leak_message(model_name: str, epoch: int, leaks: tuple[Finding, ...]) -> str:
@@ -329,13 +330,12 @@ def _what(finding: Finding) -> str:
 
 
 def _log_counts(report: Report | None) -> dict[str, float]:
-    """The latest check's primary findings, in all and by severity, for the epoch's logs;
-    NaN (unknown) when no check has run or the latest could not run."""
+    """The latest check's primary findings, in all and the errors and warnings among them,
+    for the epoch's logs; NaN (unknown) when no check has run or the latest could not run."""
     if report is None or report.errors:
         return dict.fromkeys(LOG_KEYS, float("nan"))
     summary = report.summary()
-    return {"maskcheck_findings": len(report.findings), "maskcheck_errors": summary["errors"],
-            "maskcheck_warnings": summary["warnings"], "maskcheck_infos": summary["infos"]}
+    return dict(zip(LOG_KEYS, (len(report.findings), summary["errors"], summary["warnings"])))
 
 
 def _caller_level() -> int:
