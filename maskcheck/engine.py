@@ -11,7 +11,8 @@ a pure function; the policy is declared on the rule classes) -> locate and
 suppress. In mode "all", a model the probes cannot run (no padded input, odd
 dtypes, a forward pass that raises while static findings exist) keeps its static
 findings and records why in ``stats["dynamic"]``; in mode "dynamic" that is the
-target's error.
+target's error. With the user's data, ``stats["data"]`` records what the probes
+read from it (pad values, sides, lengths, label padding, sample weights).
 """
 
 from __future__ import annotations
@@ -311,6 +312,8 @@ def _probe_and_merge(model: Any, config: Config, data: Any, rules: tuple[type[Ru
             return static
         raise CheckError("ProbeError", str(exc)) from None
     stats["traces"] = info.get("traces", 0)
+    if info.get("data_summary") is not None:  # what the user's data said about padding
+        stats["data"] = info["data_summary"]
     if info.get("generation"):  # what the generation checks did (a causal LM only)
         stats["generation"] = info["generation"]
     if info.get("notes"):  # a loss the probes could not drive: said, never an error

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import csv
+import math
+import re
 import warnings
 from pathlib import Path
 
@@ -64,7 +67,19 @@ def test_a_leak_raises_naming_the_layer_and_the_rule() -> None:
         model.fit(dataset(), epochs=1, verbose=0, callbacks=[MaskCheck(on_leak="raise")])
     message = str(caught.value)
     assert "'conv' (Conv1D)" in message and "MC102" in message and "'leaky'" in message
-    assert "\n" not in message
+    assert_short_form(message)
+
+
+def assert_short_form(message: str) -> list[str]:
+    """A header with the counts, one line per finding, the first fix, where the rest is."""
+    lines = message.splitlines()
+    assert re.fullmatch(r"maskcheck: \d+ padding leaks? in model '\w+' on the first batch of "
+                        r"epoch \d+: \d+ errors?(, \d+ warnings?)?", lines[0]), lines[0]
+    findings = [line for line in lines[1:] if line.startswith("  MC")]
+    assert findings and all(re.match(r"  MC\d{3} at '[^']+' \(\w+\): \S", f) for f in findings)
+    assert lines[len(findings) + 1].startswith("fix (MC")
+    assert len(lines) == len(findings) + 3 and "--explain" in lines[-1]
+    return lines
 
 
 def test_a_leak_warns_and_training_completes() -> None:
@@ -76,6 +91,11 @@ def test_a_leak_warns_and_training_completes() -> None:
     ours = [w for w in caught if w.category is MaskCheckWarning]
     assert {Path(w.filename).name for w in ours} == {"test_callback.py"}  # the user's fit line
     assert not check.report.ok and "conv" in {f.layer for f in check.report.findings}
+    lines = assert_short_form(str(ours[0].message))
+    assert lines[1].startswith("  MC102 at 'conv' (Conv1D): mixes values")  # the layer said once
+    stats = check.report.models[0].stats["data"]  # what the training batch said (part 7)
+    assert (stats["samples"], stats["post_padded"] + stats["unpadded"]) == (BATCH, BATCH)
+    assert list(stats["pad_value"].values()) == [0] and stats["label_pad_value"] is None
 
 
 def test_every_n_epochs_checks_epochs_0_n_2n() -> None:
@@ -191,6 +211,7 @@ def test_a_check_that_cannot_run_warns_and_training_goes_on() -> None:
         history = model.fit(dataset(), epochs=2, verbose=0, callbacks=[check])
     assert len(history.history["loss"]) == 2
     assert check.report.errors
+    assert all(math.isnan(n) for n in history.history["maskcheck_findings"])  # unknown, not 0
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
@@ -223,3 +244,44 @@ def test_the_callback_module_imports_no_engine_at_import_time() -> None:
     imported |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
     assert imported == {"__future__", "warnings", "numbers", "typing", "keras", "maskcheck",
                         "maskcheck.integrations.assertions", "maskcheck.finding"}
+
+
+def test_each_epoch_logs_the_counts_for_history_and_csv_logger(tmp_path) -> None:
+    """`maskcheck_findings`, `maskcheck_errors` and `maskcheck_warnings` reach History and a
+    CSVLogger listed after the callback, on every epoch (the latest check's counts), so the
+    columns stay aligned."""
+    log, check = tmp_path / "training.csv", MaskCheck()
+    with pytest.warns(MaskCheckWarning):
+        leaky = compiled(leaky_model()).fit(
+            dataset(), epochs=2, verbose=0,
+            callbacks=[check, keras.callbacks.CSVLogger(str(log))]).history
+    summary = check.report.summary()
+    assert leaky["maskcheck_findings"] == [len(check.report.findings)] * 2
+    assert leaky["maskcheck_findings"][0] > 0 and "maskcheck_infos" not in leaky
+    assert leaky["maskcheck_errors"] == [summary["errors"]] * 2 and summary["errors"] > 0
+    assert leaky["maskcheck_warnings"] == [summary["warnings"]] * 2
+    rows = list(csv.DictReader(log.open()))
+    assert [int(r["maskcheck_findings"]) for r in rows] == leaky["maskcheck_findings"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MaskCheckWarning)
+        clean = compiled(clean_model()).fit(dataset(), epochs=2, verbose=0,
+                                            callbacks=[MaskCheck()]).history
+    assert clean["maskcheck_findings"] == [0, 0] and clean["maskcheck_errors"] == [0, 0]
+
+
+def test_the_warning_lists_ten_findings_then_counts_the_rest() -> None:
+    from maskcheck.finding import Finding, Severity
+    from maskcheck.keras import MAX_LINES, _leak_message
+
+    leaks = tuple(Finding(rule="MC102", name="unmasked-mixing", severity=Severity.ERROR,
+                          kind=("static",), layer=f"conv{i}", layer_class="Conv1D",
+                          path=("m", f"conv{i}"), fix=f"Mask conv{i}.", evidence={},
+                          message=f"Layer 'conv{i}' (Conv1D) mixes padding. More words here.")
+                  for i in range(MAX_LINES + 3))
+    lines = _leak_message("m", 0, leaks).splitlines()
+    assert lines[0].endswith(f"{MAX_LINES + 3} padding leaks in model 'm' on the first batch of "
+                             f"epoch 0: {MAX_LINES + 3} errors")
+    assert lines[1] == "  MC102 at 'conv0' (Conv1D): mixes padding"
+    assert lines[MAX_LINES + 1] == "  and 3 more"
+    assert lines[MAX_LINES + 2] == "fix (MC102): Mask conv0."
+    assert len(lines) == MAX_LINES + 4

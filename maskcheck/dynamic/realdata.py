@@ -14,6 +14,9 @@ SPEC 4: data the user passes wins over every convention. For each batch that
 3. each sample's side ("post", "pre", or "none" when it is not padded);
 4. what padded label positions hold, per output (0, -100, ...).
 
+`summarize` turns the batches read into `stats["data"]`: what the data said, in
+a few plain JSON values, so the user can confirm it was read as they meant.
+
 The valid region of a sample is the block between its leading and trailing
 runs of the pad value: a pad value inside it is a real step that the model
 may treat as padding (MC404), not padding.
@@ -242,3 +245,87 @@ def _label_pads(y: Any, mask: Any) -> dict[int, float]:
 def value_text(value: float) -> str:
     """A pad or label value as the user writes it: 0, -100, 0.5."""
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+#: How sample weights treat padding, worst last (several batches report the worst).
+WEIGHT_WORDS = ("none", "per sample", "per step", "zero on padding", "count padding")
+
+
+def summarize(paddings: list[DataPadding], plan: ProbePlan) -> dict[str, Any]:
+    """What the data said about padding, as plain JSON values (`stats["data"]`).
+
+    A summary the user can hold against what they meant, never per-sample
+    lists: how many batches and samples the probes read, where the padding
+    was read from, each padded input's pad value, how many samples are padded
+    at the end, at the start, not at all or entirely, their valid lengths, what
+    padded label positions hold, and how the sample weights treat padding.
+    Keys are flat so each reads as "key value"; values come from the data
+    alone (integers, or a rounded mean), so equal data gives equal bytes.
+    """
+    import numpy as np
+
+    masks = [np.asarray(p.probe.mask, bool) for p in paddings]
+    lengths = np.concatenate([m.sum(axis=1) for m in masks]) if masks else np.zeros(0, int)
+    counts = {"post": 0, "pre": 0, "none": 0, "empty": 0}
+    for mask, padding in zip(masks, paddings):
+        for row, side in zip(mask, padding.probe.sides):
+            counts["empty" if not row.any() else side if side in counts else "post"] += 1
+    outputs = [o.name for o in plan.outputs]
+    pads: dict[str, list[float]] = {}
+    labels: dict[str, list[float]] = {}
+    for padding in paddings:
+        for name, value in padding.pad_values.items():
+            pads.setdefault(name, []).append(value)
+        for j, value in padding.label_pads.items():
+            labels.setdefault(outputs[j] if j < len(outputs) else f"output_{j}", []).append(value)
+    return {
+        "batches": len(paddings),
+        "samples": int(lengths.size),
+        "time_steps": max((int(m.shape[1]) for m in masks), default=0),
+        "padding_from": "; ".join(dict.fromkeys(p.mask_source for p in paddings if p.mask_source))
+                        or "none",
+        "pad_value": {name: _one_value(values) for name, values in sorted(pads.items())} or None,
+        "post_padded": counts["post"],
+        "pre_padded": counts["pre"],
+        "unpadded": counts["none"],
+        "all_padding": counts["empty"],
+        "length_min": int(lengths.min()) if lengths.size else 0,
+        "length_max": int(lengths.max()) if lengths.size else 0,
+        "length_mean": round(float(lengths.mean()), 2) if lengths.size else 0,
+        "label_pad_value": {name: _one_value(values) for name, values in sorted(labels.items())}
+                           or None,
+        "sample_weights": max((_weight_words(p) for p in paddings), key=WEIGHT_WORDS.index,
+                              default="none"),
+    }
+
+
+def _one_value(values: list[float]) -> Any:
+    """A value as JSON: an int where it is whole; "varies" across batches; "a fixed row" for
+    padded one-hot (dense) labels that hold one row that is not a single number."""
+    distinct = list(dict.fromkeys("a fixed row" if v != v else v for v in values))
+    if len(distinct) > 1:
+        return "varies"
+    value = distinct[0]
+    if isinstance(value, str):
+        return value
+    return int(value) if float(value).is_integer() else float(f"{value:.6g}")  # 0.1, not float32's
+
+
+def _weight_words(padding: DataPadding) -> str:
+    """How one batch's sample weights treat its padded steps, in words of `WEIGHT_WORDS`."""
+    import numpy as np
+
+    weights = padding.sample_weight
+    leaves = (list(weights.values()) if isinstance(weights, dict) else list(weights)
+              if isinstance(weights, (list, tuple)) else [weights] if weights is not None else [])
+    mask = np.asarray(padding.probe.mask, bool)
+    per_step = [np.asarray(w) for w in leaves
+                if w is not None and np.ndim(w) >= 2 and np.shape(w)[:2] == mask.shape]
+    if not leaves or all(w is None for w in leaves):
+        return "none"
+    if not per_step:
+        return "per sample"
+    if mask.all():
+        return "per step"  # no padded step to weigh
+    on_pad = [w.reshape(mask.shape[0], mask.shape[1], -1)[~mask] for w in per_step]
+    return "count padding" if any(np.any(p != 0) for p in on_pad) else "zero on padding"

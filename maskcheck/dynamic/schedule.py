@@ -31,7 +31,7 @@ from maskcheck.dynamic.lossprobe import LossOutcome, measure_loss
 from maskcheck.dynamic.plan import (NoPadding, NotProbeable, ProbeError, ProbePlan, build_plan,
                                     layers_named, preprocessor_weights_cover_padding)
 from maskcheck.dynamic.program import ForwardError, Prober, Run, has_loss
-from maskcheck.dynamic.realdata import read_padding
+from maskcheck.dynamic.realdata import read_padding, summarize
 from maskcheck.dynamic.training import cross_sample
 from maskcheck.finding import Finding
 from maskcheck.rule import PROGRAMS
@@ -160,7 +160,8 @@ def run_dynamic(model: Any, data: Any, config: Any, rules: tuple[Any, ...], grap
     returns (results, info).
 
     `info` holds the plan, the layers whose valid outputs diverged (for refutation), the
-    number of traces made, the change profiles, and facts of the user's data.
+    number of traces made, the change profiles, and facts of the user's data (with
+    `data_summary`, what it said about padding, for `stats["data"]`).
 
     Raises:
         NotProbeable: no probe can be synthesized (NoPadding when nothing is padded).
@@ -185,7 +186,9 @@ def run_dynamic(model: Any, data: Any, config: Any, rules: tuple[Any, ...], grap
     else:  # real data wins over every convention (SPEC 4): its own masks, sides and labels
         results = []
         seen: set[tuple] = set()
-        for batch in read_padding(model, plan, data, config):
+        paddings = read_padding(model, plan, data, config)
+        info["data_summary"] = summarize(paddings, plan)
+        for batch in paddings:
             info["data_padded"] = info.get("data_padded", False) or batch.padded
             mask = np.asarray(batch.probe.mask)
             info["data_empty"] = info.get("data_empty", False) or bool(

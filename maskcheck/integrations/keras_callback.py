@@ -49,10 +49,18 @@ class MaskCheck(keras.callbacks.Callback):
     name the source line of each culprit layer, and its `# maskcheck: ignore`
     comments apply.
 
+    At the end of every epoch it writes the latest check's counts of findings
+    into the epoch's `logs`: `maskcheck_findings` (all of them),
+    `maskcheck_errors` and `maskcheck_warnings` (the rest are infos); NaN when
+    the latest check could not run. `History`, `CSVLogger` and `TensorBoard`
+    record them when they come after this callback in `callbacks`.
+
     Args:
         on_leak: "warn" emits a `MaskCheckWarning` and trains on; "raise"
-            stops `fit` with `maskcheck.PaddingLeakError`. A check that cannot
-            run (the batch does not fit the probes) always only warns.
+            stops `fit` with `maskcheck.PaddingLeakError`. Either message is
+            short: the counts, one line per finding (at most ten), the first
+            fix. A check that cannot run (the batch does not fit the probes)
+            always only warns.
         every: also check at every `every`-th epoch; None checks once.
         **settings: passed to `maskcheck.check` (`mode`, `select`, `ignore`,
             `padding`, `fail_on`, `seed`, ...). `fail_on` decides what counts
@@ -112,6 +120,12 @@ class MaskCheck(keras.callbacks.Callback):
         self._epoch = epoch
         if self.every is not None and epoch % self.every == 0:
             self._check_due = True
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        """Write the latest check's counts into the epoch's logs, every epoch, so History,
+        CSVLogger and TensorBoard (listed after this callback) show the same columns."""
+        if logs is not None:
+            logs.update(_log_counts(self.report))
 
     def on_train_end(self, logs: Any = None) -> None:
         self._unwrap()
@@ -270,20 +284,58 @@ def _leaks(report: Report) -> tuple[Finding, ...]:
     return tuple(f for f in report.findings if f.severity.rank >= threshold)
 
 
+#: Findings listed one per line in the warning; the rest are counted ("and N more").
+MAX_LINES = 10
+#: The keys the callback writes into each epoch's `logs` (History, CSVLogger, TensorBoard;
+#: the progress bar shows them too, so three: infos are findings less errors and warnings).
+LOG_KEYS = ("maskcheck_findings", "maskcheck_errors", "maskcheck_warnings")
+
+
 def _leak_message(model_name: str, epoch: int, leaks: tuple[Finding, ...]) -> str:
-    """One paragraph: where each leak is, what it does, and where the full report is."""
-    parts = []
-    for finding in leaks:
+    """A short message: a header with the counts, one line per leak (code, layer, what
+    happens, in its first sentence), at most `MAX_LINES` of them, and the fix of the first."""
+    counts = [(sum(1 for f in leaks if f.severity.value == severity), severity)
+              for severity in ("error", "warning", "info")]
+    by_severity = ", ".join(f"{n} {word}{'s' if n != 1 else ''}" for n, word in counts if n)
+    noun = "padding leak" if len(leaks) == 1 else "padding leaks"
+    lines = [f"maskcheck: {len(leaks)} {noun} in model {model_name!r} on the first batch of "
+             f"epoch {epoch}: {by_severity}"]
+    for finding in leaks[:MAX_LINES]:
         where = f" at {finding.layer!r}" if finding.layer else ""
         if finding.layer_class:
             where += f" ({finding.layer_class})"
         if finding.location is not None:  # the model was built under maskcheck.record_locations()
             where += f", built at {finding.where().rstrip(':')}"
-        parts.append(f"{finding.rule}{where}: {finding.message.rstrip('.')}")
-    noun = "padding leak" if len(leaks) == 1 else "padding leaks"
-    return (f"maskcheck: {len(leaks)} {noun} in model {model_name!r} on the first batch of epoch "
-            f"{epoch}: {'; '.join(parts)}. The full report is on the callback's `report`; "
-            f"`maskcheck --explain CODE` says how to fix each.")
+        related = f" (+{len(finding.related)} related)" if finding.related else ""
+        lines.append(f"  {finding.rule}{where}: {_what(finding)}{related}")
+    if len(leaks) > MAX_LINES:
+        lines.append(f"  and {len(leaks) - MAX_LINES} more")
+    first = leaks[0]
+    lines.append(f"fix ({first.rule}): {first.fix}")
+    lines.append("The full report is the callback's `report` (report.to_text()); "
+                 "`maskcheck --explain CODE` explains each rule.")
+    return "\n".join(lines)
+
+
+def _what(finding: Finding) -> str:
+    """What happens, short: the message's first sentence, without its period and without
+    the "Layer 'x' (Class)" opening that the line already says."""
+    import re
+
+    text = re.split(r"(?<=[.!?])\s+(?=[A-Z(`'\"])", finding.message.strip(), maxsplit=1)[0]
+    opening = f"Layer {finding.layer!r} ({finding.layer_class}) "
+    if finding.layer and finding.layer_class and text.startswith(opening):
+        text = text[len(opening):]
+    return text.rstrip(".")
+
+
+def _log_counts(report: Report | None) -> dict[str, float]:
+    """The latest check's primary findings, in all and the errors and warnings among them,
+    for the epoch's logs; NaN (unknown) when no check has run or the latest could not run."""
+    if report is None or report.errors:
+        return dict.fromkeys(LOG_KEYS, float("nan"))
+    summary = report.summary()
+    return dict(zip(LOG_KEYS, (len(report.findings), summary["errors"], summary["warnings"])))
 
 
 def _caller_level() -> int:
