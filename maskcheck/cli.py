@@ -239,6 +239,8 @@ def main(targets: tuple[str, ...], **options: object) -> None:
 
     TARGETS are .keras or .h5 files, directories (searched recursively) or
     package.module:factory callables returning a model or (model, data).
+    Models are checked under Keras' TensorFlow backend whatever KERAS_BACKEND
+    or keras.json say (a .keras file is backend-portable).
 
     Exit status: 0 nothing at or above --fail-on, 1 findings at or above it,
     2 usage error or a target that could not be loaded or checked.

@@ -346,16 +346,14 @@ def test_callback_on_tensorflow_still_checks() -> None:
                   callbacks=[MaskCheck(on_leak="raise", mode="static")])
 
 
-FIXTURE_ON_JAX = '''
-import keras
-import pytest
-
+CONFTEST_ON_JAX = '''
 import maskcheck.backends
 
+maskcheck.backends.keras_backend = lambda: "jax"  # for every item, collected model files too
+'''
 
-@pytest.fixture(autouse=True)
-def on_jax(monkeypatch):
-    monkeypatch.setattr(maskcheck.backends, "keras_backend", lambda: "jax")
+FIXTURE_ON_JAX = '''
+import keras
 
 
 def test_fixture_check(maskcheck):
@@ -368,11 +366,15 @@ def test_fixture_check(maskcheck):
 
 def test_fixture_on_another_backend_skips_with_the_line(pytester: pytest.Pytester) -> None:
     """Decision: a skip (see `_skip_off_tensorflow`): nothing about the model is known."""
+    pytester.makeconftest(CONFTEST_ON_JAX)
     pytester.makepyfile(test_on_jax=FIXTURE_ON_JAX)
-    result = pytester.runpytest_subprocess("-rs", "-p", "no:cacheprovider", "-p", "no:randomly", timeout=240)
-    result.assert_outcomes(skipped=1)
+    (pytester.path / "tagger.keras").write_bytes(TAGGER.read_bytes())
+    result = pytester.runpytest_subprocess("--maskcheck", "-rs", "-p", "no:cacheprovider",
+                                           "-p", "no:randomly", timeout=240)
+    result.assert_outcomes(skipped=2)  # the fixture's test and the collected model file
     out = result.stdout.str()
-    assert "the maskcheck fixture needs Keras' TensorFlow backend, but this process runs Keras on 'jax'" in out
+    for who in ("the maskcheck fixture", "pytest --maskcheck"):
+        assert f"{who} needs Keras' TensorFlow backend, but this process runs Keras on 'jax'" in out
     assert "Traceback" not in out
 
 
@@ -427,3 +429,17 @@ def test_a_real_process_on_another_backend() -> None:
     assert lines[0].startswith(f"check: maskcheck.check needs Keras' TensorFlow backend, but this "
                                f"process runs Keras on '{backend}'")
     assert lines[1].count("MaskCheck needs Keras' TensorFlow backend") == 1
+
+
+def test_a_keras_that_cannot_import_tensorflow_is_one_line(tmp_path: Path) -> None:
+    """Where TensorFlow is missing or broken the command cannot check anything: one line, exit 2.
+    (A `tensorflow` package that fails to import stands in for one that is not installed.)"""
+    shadow = tmp_path / "shadow" / "tensorflow"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ImportError('No module named tensorflow (shadowed)')\n")
+    path = os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])
+    result = run_cli(TAGGER, CLEAN, env={"PYTHONPATH": path, "KERAS_BACKEND": "tensorflow"})
+    assert result.returncode == 2
+    assert stderr_lines(result) == ["Error: cannot import Keras with the TensorFlow backend (ImportError: "
+                                    "No module named tensorflow (shadowed)); maskcheck checks models "
+                                    "under TensorFlow: install it (pip install tensorflow)"]

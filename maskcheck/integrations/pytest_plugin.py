@@ -209,7 +209,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         recording.__exit__(None, None, None)
 
 
-def _skip_off_tensorflow() -> None:
+def _skip_off_tensorflow(what: str = "the maskcheck fixture") -> None:
     """Skip the test, in one line saying what to do, when Keras runs on another backend here.
 
     Decision: a skip, not a failure and not a pass. The probes are TensorFlow programs, so
@@ -221,7 +221,7 @@ def _skip_off_tensorflow() -> None:
     from maskcheck.backends import UnsupportedBackendError, require_tensorflow
 
     try:
-        require_tensorflow(what="the maskcheck fixture")
+        require_tensorflow(what=what)
     except UnsupportedBackendError as exc:
         pytest.skip(f"maskcheck: {exc}")
 
@@ -396,7 +396,7 @@ class MaskcheckItem(pytest.Item):
         from maskcheck.reporters.text import render
 
         config = item_config(self)
-        _skip_off_tensorflow()  # model files load on this process's backend here
+        _skip_off_tensorflow("pytest --maskcheck")  # model files load on this process's backend here
         with warnings.catch_warnings():
             # Keras warns once per dropped mask without a location; the report says it better.
             warnings.simplefilter("ignore", UserWarning)
