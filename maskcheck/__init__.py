@@ -11,6 +11,7 @@ from typing import Any
 # These modules import only the standard library and maskcheck's values at import time,
 # so `import maskcheck` stays free of TensorFlow.
 from maskcheck.adoption.locations import record_locations
+from maskcheck.backends import UnsupportedBackendError
 from maskcheck.finding import Finding, ModelReport, Report, Severity, TargetError
 from maskcheck.integrations.assertions import (PaddingLeakError, assert_loss_ignores_padding,
                                                assert_padding_invariant)
@@ -19,7 +20,7 @@ from maskcheck.version import __version__
 
 __all__ = ["__version__", "check", "record_locations", "Finding", "ModelReport", "Report", "Severity", "TargetError",
            "PaddingLeakError", "assert_padding_invariant", "assert_loss_ignores_padding",
-           "assert_batch_equivalent"]
+           "assert_batch_equivalent", "UnsupportedBackendError"]
 
 
 def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
@@ -50,6 +51,11 @@ def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
             (``format``, ``output``, ``statistics``, ``verbose``, ``unsafe``,
             ``write_baseline``) are validated and otherwise ignored: the Report is the result.
 
+    `padded` and `mask_inputs` are checked against the model's inputs: naming an input the
+    model lacks, or an axis its input does not have, raises ConfigError (one line listing
+    the model's inputs). In a process whose Keras runs on another backend than TensorFlow,
+    `maskcheck.UnsupportedBackendError` (a RuntimeError) says so and what to do.
+
     Findings carry `location` (and `# maskcheck: ignore` comments apply) when the
     model was built under `maskcheck.record_locations()`; models built outside it
     have no record of their source lines.
@@ -61,19 +67,12 @@ def check(model: Any, mode: str = "all", data: Any = None, select: Any = None,
         >>> report = maskcheck.check(model, padded=("image:1", "image:2"))
         >>> report.ok
     """
-    from maskcheck.config import Config, ConfigError
+    from maskcheck.config import Config, ConfigError, api_values
     from maskcheck.engine import check_in_memory
 
-    values = dict(settings)
-    if isinstance(values.get("mask_inputs"), dict):
-        values["mask_inputs"] = [f"{k}={v}" for k, v in values["mask_inputs"].items()]
-    if isinstance(values.get("padded"), (list, tuple)):
-        values["padded"] = [item if isinstance(item, str) else f"{item[0]}:{item[1]}"
-                            for item in values["padded"]]
+    values = api_values(settings)
     if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__"):
         values["data"], data = str(data if not isinstance(data, bytes) else data.decode()), None
-    if "import" in values:
-        values["imports"] = values.pop("import")
     unknown = sorted(set(values) - set(Config.__dataclass_fields__) - {"source"})
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r} (known: "

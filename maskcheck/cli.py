@@ -111,6 +111,36 @@ def _quiet_libraries(verbose: bool) -> None:
         os.close(devnull)
 
 
+def _use_tensorflow() -> None:
+    """Check model files under TensorFlow whatever KERAS_BACKEND or keras.json say.
+
+    A `.keras` file is backend-portable and maskcheck's probes are TensorFlow programs,
+    so the command sets KERAS_BACKEND=tensorflow before Keras is imported (the variable
+    wins over keras.json's "backend", which is overridden too) and says so once on stderr
+    when that overrode another setting.
+    """
+    from maskcheck.backends import UnsupportedBackendError, force_tensorflow
+
+    try:
+        notice = force_tensorflow(os.environ)
+    except UnsupportedBackendError as exc:  # Keras already imported on another backend (embedded)
+        raise MaskcheckError(str(exc)) from None
+    if notice:
+        click.echo(notice, err=True)
+
+
+def _import_keras() -> None:
+    """Import Keras on TensorFlow now, so a missing or broken install is one line, not a
+    traceback per target."""
+    try:
+        import keras  # noqa: F401
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise MaskcheckError(f"cannot import Keras with the TensorFlow backend ({type(exc).__name__}: "
+                             f"{first}); maskcheck checks models under TensorFlow: install it "
+                             "(pip install tensorflow)") from None
+
+
 class _Progress:
     """One self-overwriting status line on stderr, only when a person watches.
 
@@ -235,6 +265,8 @@ def main(targets: tuple[str, ...], **options: object) -> None:
 
     TARGETS are .keras or .h5 files, directories (searched recursively) or
     package.module:factory callables returning a model or (model, data).
+    Models are checked under Keras' TensorFlow backend whatever KERAS_BACKEND
+    or keras.json say (a .keras file is backend-portable).
 
     Exit status: 0 nothing at or above --fail-on, 1 findings at or above it,
     2 usage error or a target that could not be loaded or checked.
@@ -262,7 +294,9 @@ def main(targets: tuple[str, ...], **options: object) -> None:
         handler.setFormatter(logging.Formatter("maskcheck: %(message)s"))
         logging.getLogger("maskcheck").addHandler(handler)
     sys.dont_write_bytecode = True  # importing a user's factory module leaves no __pycache__ beside it
+    _use_tensorflow()
     _quiet_libraries(config.verbose)
+    _import_keras()
     from maskcheck.adoption.baseline import BaselineError, apply_baseline, read_baseline, write_baseline
     from maskcheck.engine import check_targets
     from maskcheck.reporters import get_reporter

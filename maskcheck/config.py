@@ -116,7 +116,7 @@ class Config:
                 if "none" in items:
                     raise ConfigError("--padded none declares that no input is padded; it cannot "
                                       "be combined with --padded INPUT:AXIS")
-                kwargs[key] = tuple((name, _as_int(key, axis, minimum=1))
+                kwargs[key] = tuple((name, _padded_axis(name, axis))
                                     for name, axis in (_split_pair(key, item, ":")
                                                        for item in items))
             elif key == "assume_padding":
@@ -210,6 +210,70 @@ def _split_pair(key: str, item: str, sep: str) -> tuple[str, str]:
         shape = "INPUT=MASK" if sep == "=" else "INPUT:AXIS"
         raise ConfigError(f"{_option(key)} expects {shape}, not {item!r}")
     return left.strip(), right.strip()
+
+
+def _padded_axis(name: str, axis: str) -> int:
+    """The AXIS of `--padded NAME:AXIS`: 1 or more (0 is the batch axis; no negative axes)."""
+    try:
+        number = int(axis)
+    except ValueError:
+        number = None
+    if number == 0:
+        raise ConfigError(f"--padded {name}:{axis}: axis 0 is the batch axis; padded axes count "
+                          "from 1 (1 is the time axis of a sequence)")
+    if number is None or number < 0 or str(number) != axis.strip():
+        raise ConfigError(f"--padded {name}:{axis}: AXIS must be an integer >= 1 (axis 0 is the "
+                          "batch axis; negative axes are not accepted)")
+    return number
+
+
+def check_declarations(config: Config, inputs: tuple[tuple[str, int], ...], model: str) -> None:
+    """Check `--padded` and `--mask-input` against one model's inputs, once its inputs are known.
+
+    A declaration that names an input the model lacks, or an axis its input does not have,
+    would otherwise be ignored silently and the check run on a guess (SPEC 9: bad input is
+    that target's one-line error).
+
+    Args:
+        inputs: the model's inputs as (name, rank) pairs, the rank counting the batch axis.
+        model: the model's name, for the message.
+
+    Raises:
+        ConfigError: one line naming the declaration and listing the model's inputs.
+    """
+    ranks = dict(inputs)
+    listed = ", ".join(f"{name!r} (rank {rank})" for name, rank in inputs) or "none"
+    where = f"model {model!r} has inputs {listed}"
+    for name, axis in config.padded:
+        if name not in ranks:
+            raise ConfigError(f"--padded {name}:{axis}: no input {name!r}; {where}")
+        if axis >= ranks[name]:
+            raise ConfigError(f"--padded {name}:{axis}: input {name!r} has no axis {axis} (rank "
+                              f"{ranks[name]}: axis 0 is the batch axis, the last is "
+                              f"{ranks[name] - 1}); {where}")
+    for name, mask in config.mask_inputs:
+        for named in (name, mask):
+            if named not in ranks:
+                raise ConfigError(f"--mask-input {name}={mask}: no input {named!r}; {where}")
+        if name == mask:
+            raise ConfigError(f"--mask-input {name}={mask}: an input cannot be its own mask; "
+                              f"{where}")
+
+
+def api_values(values: dict[str, Any]) -> dict[str, Any]:
+    """Python spellings of list settings, as `check()`, the fixture and the marker take them,
+    in the command line's: ``mask_inputs={"tokens": "mask"}`` -> ``["tokens=mask"]``,
+    ``padded=[("tokens", 1)]`` -> ``["tokens:1"]``, ``import=`` -> ``imports``."""
+    values = dict(values)
+    if isinstance(values.get("mask_inputs"), dict):
+        values["mask_inputs"] = [f"{k}={v}" for k, v in values["mask_inputs"].items()]
+    if isinstance(values.get("padded"), (list, tuple)):
+        values["padded"] = [item if isinstance(item, str)
+                            else f"{item[0]}:{item[1]}" if isinstance(item, (list, tuple)) and len(item) == 2
+                            else item for item in values["padded"]]
+    if "import" in values:
+        values["imports"] = values.pop("import")
+    return values
 
 
 def _as_list(key: str, value: Any) -> list[str]:

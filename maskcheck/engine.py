@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from maskcheck.assumptions import assumed_clause
-from maskcheck.config import Config
+from maskcheck.config import Config, ConfigError
 from maskcheck.finding import Finding, ModelReport, Report, TargetError
 from maskcheck.loading import LoadError, Target, expand_targets, import_modules, load_target
 from maskcheck.rule import Rule
@@ -89,6 +89,7 @@ def check_model(model: Any, *, target: str, config: Config, data: Any = None,
     profiles: dict[str, Any] = {}  # filled by the probes, drawn by the HTML report
     started = time.perf_counter()
     graph, no_graph = _adapt(model, config)
+    _check_declarations(model, graph, config)
     flow = _analyse(graph, config, model) if graph is not None else None
     findings = _static_findings(graph, flow, rules, config)
     if config.mode in ("static", "all"):
@@ -124,6 +125,28 @@ def _adapt(model: Any, config: Config) -> tuple[Any, str | None]:
         return None, str(exc)
 
 
+def model_inputs(model: Any, graph: Any) -> tuple[tuple[str, int], ...] | None:
+    """The model's inputs as (name, rank) pairs, under the names --padded and --mask-input
+    use (the graph's input layers; a subclassed model's build inputs); None when unknown."""
+    if graph is not None:
+        return tuple((node.name, len(graph.tensors[node.outputs[0]].shape))
+                     for node in graph.nodes if node.is_input)
+    from maskcheck.dynamic.plan import built_inputs
+
+    return built_inputs(model)
+
+
+def _check_declarations(model: Any, graph: Any, config: Config) -> None:
+    """--padded and --mask-input name inputs (and axes) this model has (raises ConfigError)."""
+    if not (config.padded or config.mask_inputs):
+        return
+    inputs = model_inputs(model, graph)
+    if inputs is not None:  # a model with no known inputs cannot be probed; the plan says so
+        from maskcheck.config import check_declarations
+
+        check_declarations(config, inputs, getattr(model, "name", type(model).__name__))
+
+
 def _analyse(graph: Any, config: Config, model: Any = None) -> Any:
     """One dataflow analysis, which serves the static rules and the probe plan. With
     --padding both, a task model's preprocessor that pads on one side decides the side."""
@@ -147,8 +170,16 @@ def _static_findings(graph: Any, flow: Any, rules: tuple[type[Rule], ...],
 
 def check_in_memory(model: Any, config: Config, data: Any = None) -> Report:
     """The Report for one in-memory model (the API and the pytest fixture): a model
-    that cannot be checked gives an error entry; `config.baseline` applies."""
+    that cannot be checked gives an error entry; `config.baseline` applies.
+
+    Raises:
+        UnsupportedBackendError: Keras runs on another backend than TensorFlow here.
+        ConfigError: `padded` or `mask_inputs` names an input (or axis) the model lacks.
+    """
     from maskcheck.adoption.baseline import apply_baseline, read_baseline
+    from maskcheck.backends import require_tensorflow
+
+    require_tensorflow(what="maskcheck.check")
 
     baseline = read_baseline(config.baseline) if config.baseline else None
     name = getattr(model, "name", type(model).__name__)
@@ -411,6 +442,8 @@ def _check_one(target: Target, config: Config, import_error: LoadError | None,
         kept, suppressed = locate_and_suppress(model, exc.findings, config, suppressor)
         return ModelReport(target.label, model.name, findings=kept, suppressed=suppressed,
                            error=TargetError(exc.type, exc.message))
+    except ConfigError as exc:  # --padded / --mask-input that do not fit this model's inputs
+        return ModelReport(target.label, model.name, error=TargetError("BadOption", str(exc)))
     except Exception as exc:  # an analysis bug must not hide the other targets
         if config.verbose:
             _log.error("%s: maskcheck failed on this model", target.label, exc_info=exc)

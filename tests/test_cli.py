@@ -397,7 +397,7 @@ def test_bad_pyproject_is_a_one_line_error(tmp_path: Path, monkeypatch, table: s
     (["--generate-steps", "0"], "--generate-steps must be an integer >= 1"),
     (["--atol", "x"], "--atol must be a non-negative number"),
     (["--mask-input", "tokens"], "--mask-input expects INPUT=MASK"),
-    (["--padded", "tokens:x"], "--padded must be an integer"),
+    (["--padded", "tokens:x"], "--padded tokens:x: AXIS must be an integer >= 1"),
     (["--padding", "middle"], "Invalid value for '--padding'"),
 ])
 def test_bad_option_values(args: list[str], words: str) -> None:

@@ -521,6 +521,16 @@ def _built_shapes(model: Any) -> tuple[str, list[str], list[tuple]] | None:
     return None
 
 
+def built_inputs(model: Any) -> tuple[tuple[str, int], ...] | None:
+    """A subclassed model's inputs as (name, rank) pairs, from the shapes it was built or
+    first called on (the names the plan gives them); None when it records none."""
+    built = _built_shapes(model)
+    if built is None:
+        return None
+    _structure, names, shapes = built
+    return tuple((name, len(shape)) for name, shape in zip(names, shapes))
+
+
 def _built_structure(model: Any) -> str:
     built = _built_shapes(model)
     return built[0] if built else "single"

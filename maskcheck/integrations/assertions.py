@@ -113,12 +113,16 @@ def assert_padding_invariant(model: Any, x: Any, mask: Any = None, lengths: Any 
             position, the padding side and the size of the change.
         maskcheck.probe.ProbeError: (a ValueError) the model cannot be probed:
             no mask can be found, its forward pass raises, ...
+        maskcheck.UnsupportedBackendError: Keras runs on another backend than TensorFlow.
 
     Example:
         >>> maskcheck.assert_padding_invariant(model, x, lengths=[3, 1])
     """
     __tracebackhide__ = True
+    from maskcheck.backends import require_tensorflow
     from maskcheck.probe import find_leak
+
+    require_tensorflow(what="maskcheck.assert_padding_invariant")
 
     leak = find_leak(model, x, mask=mask, lengths=lengths, padding=padding, training=training,
                      atol=atol, rtol=rtol, seed=seed, device=device)
@@ -145,9 +149,13 @@ def assert_loss_ignores_padding(model: Any, x: Any, y: Any, mask: Any = None, le
     Raises:
         PaddingLeakError: naming where padding reaches the loss, the sample, the
             position, the padding side and the size of the change.
+        maskcheck.UnsupportedBackendError: Keras runs on another backend than TensorFlow.
     """
     __tracebackhide__ = True
+    from maskcheck.backends import require_tensorflow
     from maskcheck.probe import find_loss_leak
+
+    require_tensorflow(what="maskcheck.assert_loss_ignores_padding")
 
     leak = find_loss_leak(model, x, y, mask=mask, lengths=lengths, padding=padding,
                           atol=atol, rtol=rtol, seed=seed, device=device)

@@ -12,7 +12,8 @@ probe pass may move (weights, optimizer slots, metric trackers, random seed
 states, global RNGs) is put back before the step, so training with the
 callback is bit-for-bit training without it.
 
-TensorFlow backend only. Importing this module loads Keras (its users have
+TensorFlow backend only: on another backend the callback warns once, saying what to
+do, and the fit runs unchecked. Importing this module loads Keras (its users have
 it already) but not maskcheck's engines; they load at the first check.
 """
 
@@ -25,6 +26,7 @@ from typing import Any, Callable, Iterator
 import keras
 
 import maskcheck
+from maskcheck import backends
 from maskcheck.integrations.assertions import PaddingLeakError
 from maskcheck.finding import FAIL_ON_RANKS, Finding, Report
 
@@ -95,14 +97,15 @@ class MaskCheck(keras.callbacks.Callback):
         self._check_due = False
         self._epoch = 0
         self._wrapper: _CheckingTrainFunction | None = None
+        self._backend_warned = False
 
     # ------------------------------------------------------------------ fit hooks
 
     def on_train_begin(self, logs: Any = None) -> None:
         self._epoch = 0
-        if keras.backend.backend() != "tensorflow":
-            self._warn(f"maskcheck: MaskCheck supports the TensorFlow backend only, not "
-                       f"{keras.backend.backend()!r}; this fit runs unchecked.")
+        backend = backends.keras_backend()
+        if backend != backends.REQUIRED:  # its probes are TensorFlow programs
+            self._warn_backend_once(str(backend))
             return
         current = getattr(self.model, "train_function", None)
         # A fit that died before on_train_end (any exception) left its wrapper behind.
@@ -170,6 +173,15 @@ class MaskCheck(keras.callbacks.Callback):
         if self.on_leak == "raise":
             raise PaddingLeakError(message)
         self._warn(message)
+
+    def _warn_backend_once(self, backend: str) -> None:
+        """One warning per callback on another backend than TensorFlow: every fit of this
+        callback then runs unchecked, which is said once, never raised (training is the
+        user's; the check is an extra that cannot run here)."""
+        if not self._backend_warned:
+            self._backend_warned = True
+            self._warn(f"maskcheck: {backends.unsupported_line(backend, 'MaskCheck')}; this fit runs "
+                       "unchecked.")
 
     def _warn(self, message: str) -> None:
         warnings.warn(message, MaskCheckWarning, stacklevel=_caller_level())

@@ -67,10 +67,13 @@ SETTINGS: tuple[tuple[str, str, str, tuple[str, ...] | None], ...] = (
 )
 
 #: The keyword arguments `@pytest.mark.maskcheck` accepts (all Config fields).
-MARKER_KWARGS = ("select", "ignore", "padding", "fail_on", "mode", "seed", "atol", "rtol")
+MARKER_KWARGS = ("select", "ignore", "padding", "fail_on", "mode", "seed", "atol", "rtol",
+                 "padded", "mask_inputs")
 MARKER_LINE = ("maskcheck(select=None, ignore=None, padding=None, fail_on=None, mode=None, seed=None, "
-               "atol=None, rtol=None): settings for the maskcheck fixture and maskcheck items in "
-               "this test (codes or prefixes such as 'MC1' for select/ignore; padding post, pre or both).")
+               "atol=None, rtol=None, padded=None, mask_inputs=None): settings for the maskcheck "
+               "fixture and maskcheck items in this test (codes or prefixes such as 'MC1' for "
+               "select/ignore; padding post, pre or both; padded ('tokens:1',) or 'none'; "
+               "mask_inputs {'tokens': 'padding_mask'}).")
 
 _BASE_CONFIG = pytest.StashKey[Any]()
 
@@ -167,10 +170,10 @@ def item_config(node: pytest.Item) -> Any:
     values = _marker_values(node)
     if not values:
         return base
-    from maskcheck.config import Config
+    from maskcheck.config import Config, api_values
 
     try:
-        validated = Config.from_values(**values)
+        validated = Config.from_values(**api_values(values))
     except ValueError as exc:
         pytest.fail(f"@pytest.mark.maskcheck: {exc}", pytrace=False)
     keys = list(values) + (["assume_padding"] if "padded" in values else [])
@@ -206,6 +209,23 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         recording.__exit__(None, None, None)
 
 
+def _skip_off_tensorflow(what: str = "the maskcheck fixture") -> None:
+    """Skip the test, in one line saying what to do, when Keras runs on another backend here.
+
+    Decision: a skip, not a failure and not a pass. The probes are TensorFlow programs, so
+    under KERAS_BACKEND=jax nothing about the model is known: failing would turn every
+    non-TensorFlow job of a multi-backend CI matrix red for no fault of the model, and
+    passing would claim a check that never ran. A skip shows the reason under `pytest -rs`
+    and in the summary counts, like `pytest.importorskip`.
+    """
+    from maskcheck.backends import UnsupportedBackendError, require_tensorflow
+
+    try:
+        require_tensorflow(what=what)
+    except UnsupportedBackendError as exc:
+        pytest.skip(f"maskcheck: {exc}")
+
+
 class MaskChecker:
     """What the `maskcheck` fixture returns: maskcheck bound to this test's settings.
 
@@ -222,9 +242,9 @@ class MaskChecker:
     def _with(self, overrides: dict[str, Any]) -> Any:
         if not overrides:
             return self.config
-        from maskcheck.config import Config
+        from maskcheck.config import Config, api_values
 
-        validated = Config.from_values(**overrides)
+        validated = Config.from_values(**api_values(overrides))
         keys = [k for k in overrides if overrides[k] is not None]
         if "padded" in keys:  # padded="none" also turns the assumptions off
             keys.append("assume_padding")
@@ -243,10 +263,20 @@ class MaskChecker:
         Returns:
             A Report with one ModelReport; a model that cannot be checked gives a
             report whose `errors` name why (and which is never `ok`).
+
+        A setting that does not fit the model (``padded`` naming an input it lacks) fails
+        the test in one line; in a process whose Keras runs on another backend than
+        TensorFlow the test is skipped, saying so (see `_skip_off_tensorflow`).
         """
+        __tracebackhide__ = True
+        from maskcheck.config import ConfigError
         from maskcheck.engine import check_in_memory
 
-        return check_in_memory(model, self._with(overrides), data)
+        _skip_off_tensorflow()
+        try:
+            return check_in_memory(model, self._with(overrides), data)
+        except ConfigError as exc:
+            pytest.fail(f"maskcheck: {exc}", pytrace=False)
 
     __call__ = check
 
@@ -286,6 +316,7 @@ class MaskChecker:
         __tracebackhide__ = True
         from maskcheck.integrations.assertions import assert_padding_invariant
 
+        _skip_off_tensorflow()
         assert_padding_invariant(model, x, **self._probe_settings(kwargs))
 
     def assert_loss_ignores_padding(self, model: Any, x: Any, y: Any, **kwargs: Any) -> None:
@@ -293,6 +324,7 @@ class MaskChecker:
         __tracebackhide__ = True
         from maskcheck.integrations.assertions import assert_loss_ignores_padding
 
+        _skip_off_tensorflow()
         assert_loss_ignores_padding(model, x, y, **self._probe_settings(kwargs))
 
     def assert_batch_equivalent(self, fn: Any, samples: Any, **kwargs: Any) -> None:
@@ -364,6 +396,7 @@ class MaskcheckItem(pytest.Item):
         from maskcheck.reporters.text import render
 
         config = item_config(self)
+        _skip_off_tensorflow("pytest --maskcheck")  # model files load on this process's backend here
         with warnings.catch_warnings():
             # Keras warns once per dropped mask without a location; the report says it better.
             warnings.simplefilter("ignore", UserWarning)
