@@ -25,6 +25,11 @@ class FalsePropagation(Rule):
     """
 
     code = "MC105"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "GroupNormalization", "source": "embedding", "reason": "computes its statistics over the padded axis"}
+    fix_explained = ("Make the layer honour the mask it passes on: apply it inside call (take a "
+                     "`mask` argument), or set supports_masking = False so Keras stops passing "
+                     "it on; for GroupNormalization use LayerNormalization.")
     name = "false-propagation"
     severity = Severity.ERROR
     message = ("Layer {layer!r} ({layer_class}) propagates the mask from {source!r} unchanged "

@@ -18,6 +18,8 @@ class EmptySequenceNonfinite(Rule):
     """
 
     code = "MC305"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "GlobalAveragePooling1D", "what": "NaN"}
     name = "empty-sequence-nonfinite"
     severity = Severity.WARNING
     engine = "dynamic"

@@ -22,6 +22,8 @@ class CacheMismatch(Rule):
     """
 
     code = "MC307"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "Decoder", "prompt": 0, "tokens": "3 tokens", "step": 1, "position": 3, "max_abs_diff": 0.42}
     name = "cache-mismatch"
     severity = Severity.ERROR
     engine = "dynamic"
