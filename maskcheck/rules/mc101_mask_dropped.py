@@ -84,6 +84,16 @@ class MaskDropped(Rule):
         h = keras.layers.Embedding(100, 8, mask_zero=True)(tokens) * 2.0
         y = keras.layers.GlobalAveragePooling1D()(h, mask=padding_mask)
         model = keras.Model([tokens, padding_mask], y)
+    """), Valid("""
+        class Scale(keras.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.supports_masking = True  # position by position: the mask passes on
+            def call(self, x):
+                return x * 2.0
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(4)(Scale(name="scale")(h))
     """))
     INVALID = (Invalid("""
         x = keras.Input((10,), dtype="int32")
@@ -106,7 +116,14 @@ class MaskDropped(Rule):
         h = keras.layers.Concatenate(name="cat")([h, features])  # features carry no mask
         y = keras.layers.LSTM(8, return_sequences=True)(h)
         model = keras.Model([tokens, features], y)
-    """, at="cat"),)
+    """, at="cat"), Invalid("""
+        class Scale(keras.layers.Layer):  # position by position, but no supports_masking
+            def call(self, x):
+                return x * 2.0
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.LSTM(4)(Scale(name="scale")(h))
+    """, at="scale"))
 
     def check(self, graph, flow) -> Iterator[Finding]:
         for event in flow.drops:

@@ -138,6 +138,11 @@ class UnmaskedMixing(Rule):
         y = keras.layers.Dense(2)(h)
         model = keras.Model(x, y)
         padding = "post"
+    """), Valid("""
+        x = keras.Input((None, 4), name="frames")
+        h = keras.layers.Masking(mask_value=0.0)(x)
+        h = keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True), name="bi")(h)
+        y = keras.layers.Dense(3)(h)
     """))
     INVALID = (Invalid("""
         x = keras.Input((None,), dtype="int32")
@@ -163,7 +168,20 @@ class UnmaskedMixing(Rule):
         y = keras.layers.Dense(2)(h)
         model = keras.Model(x, y)
         padding = "pre"
-    """, at="cumsum"))
+    """, at="cumsum"), Invalid("""
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8)(x)  # no mask_zero: no mask exists
+        y = keras.layers.LSTM(8, name="lstm")(h)
+    """, at="lstm"), Invalid("""
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        h = keras.layers.Conv1D(8, 3, padding="same")(h)  # drops the mask
+        y = keras.layers.LSTM(8, name="lstm")(h)
+    """, at="lstm"), Invalid("""
+        x = keras.Input((None, 4), name="frames")  # padded floats, no Masking
+        h = keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True), name="bi")(x)
+        y = keras.layers.Dense(3)(h)
+    """, at="bi"))
 
     def check(self, graph, flow) -> Iterator[Finding]:
         for event in flow.mixing:

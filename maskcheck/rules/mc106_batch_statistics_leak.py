@@ -9,8 +9,8 @@ from maskcheck.rules.remedies import mask_cause, supply
 _SCOPES = {"batch": "across the batch and padded axis {axis}",
            "sample": "within each sample over padded axis {axis}"}
 _FIXES = {
-    "BatchNormalization": ("{supply} (Keras 3 BatchNormalization then leaves padded steps "
-                           "out of its statistics), or use LayerNormalization"),
+    "BatchNormalization": ("{supply}; with a mask, Keras 3 BatchNormalization leaves padded "
+                           "steps out of its statistics. Or use LayerNormalization"),
     "GroupNormalization": "use LayerNormalization, which normalizes each position on its own",
 }
 _DEFAULT_FIX = "compute the statistics over valid positions only (weight them by the mask)"

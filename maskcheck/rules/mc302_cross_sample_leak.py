@@ -43,8 +43,8 @@ class CrossSampleLeak(Rule):
             return finding
         return replace(finding, fix=(
             f"Keep padding out of the statistics of {finding.layer!r}: "
-            f"{supply(mask_cause(graph, flow, node), node.name)} (it then leaves padded steps "
-            f"out of its statistics); or normalize per sample (LayerNormalization)."))
+            f"{supply(mask_cause(graph, flow, node), node.name)}; with a mask, it leaves padded "
+            f"steps out of its statistics. Or normalize per sample (LayerNormalization)."))
 
     def probe(self, ctx: Any) -> Iterator[Any]:
         """Layers where, in training, one sample's padding changes another's valid outputs."""

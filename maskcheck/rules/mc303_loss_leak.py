@@ -83,11 +83,23 @@ class LossLeak(Rule):
         y = keras.layers.Dense(5)(keras.layers.LSTM(8, return_sequences=True)(h))
         model = keras.Model(x, y)
         model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    """),)
+    """), Valid("""
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
+        y = keras.layers.Dense(1, name="score")(keras.layers.LSTM(8)(h))
+        model = keras.Model(x, y)
+        model.compile(loss="binary_crossentropy")
+    """))
     INVALID = (Invalid("""
         x = keras.Input((None,), dtype="int32")
         h = keras.layers.Embedding(100, 8, mask_zero=True)(x)
         y = keras.layers.Dense(5, name="tags")(keras.layers.Conv1D(8, 1)(h))
         model = keras.Model(x, y)
         model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    """, at="tags"),)
+    """, at="tags"), Invalid("""
+        x = keras.Input((None,), dtype="int32")
+        h = keras.layers.Embedding(100, 8)(x)  # no mask: the LSTM reads the padding
+        y = keras.layers.Dense(1, name="score")(keras.layers.LSTM(8)(h))  # one label per sequence
+        model = keras.Model(x, y)
+        model.compile(loss="binary_crossentropy")
+    """, at="score"))

@@ -89,4 +89,11 @@ class PaddingSideMismatch(Rule):
         model = keras.Model(x, y)
         tokens = [[5, 7, 9], [3, 4, 5, 6, 7, 8], [2, 2], [9] * 10]
         data = keras.utils.pad_sequences(tokens, maxlen=10)  # padding="pre", the default
-    """, at="lstm"),)
+    """, at="lstm"), Invalid("""
+        x = keras.Input((10,), dtype="int32")
+        h = keras.layers.Embedding(50, 8)(x)
+        h = keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True), name="bi")(h)
+        model = keras.Model(x, keras.layers.Dense(3)(h))
+        tokens = [[5, 7, 9], [3, 4, 5, 6, 7, 8], [2, 2], [9] * 10]
+        data = keras.utils.pad_sequences(tokens, maxlen=10)  # pre: the forward LSTM leaks
+    """, at="forward_lstm"))

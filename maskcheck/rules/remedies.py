@@ -196,10 +196,10 @@ def give_mask(graph: Any, flow: Any, node: Any) -> str:
     or, for a layer that cannot apply a mask, keep padding out of its input."""
     name = node.name
     arrived = received_mask(flow, node)
-    if arrived is not None:
-        if is_custom(node):
-            return (f"{node.class_name} ignores the mask from {arrived!r} that reaches it: give "
-                    f"its call a `mask` argument and apply it")
+    if arrived is not None and is_custom(node):
+        return (f"{node.class_name} ignores the mask from {arrived!r} that reaches it: give "
+                f"its call a `mask` argument and apply it")
+    if arrived is not None and applies_masks(node):
         return (f"{name!r} does not apply the mask from {arrived!r} that reaches it: pass the "
                 f"mask explicitly (mask=...), or use a mask-aware layer there")
     if applies_masks(node):
