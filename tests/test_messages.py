@@ -181,3 +181,58 @@ def test_a_docstring_whose_first_sentence_spans_lines_is_listed_whole():
     rule = RULES_BY_CODE["MC403"]
     assert inspect.getdoc(rule).splitlines()[0].rstrip()[-1] != "."
     assert rule.summary().endswith("output without a time axis.")
+
+
+@pytest.mark.parametrize("rule", ALL_RULES, ids=lambda r: r.code)
+def test_the_fix_in_words_has_no_template(rule):
+    """SARIF's rule help and `--explain` show `fix_explained` (or `fix` where it is a plain
+    sentence): never a template with an unfilled field."""
+    assert not PLACEHOLDER.search(rule.fix_explained or rule.fix), rule.code
+
+
+def test_no_string_a_user_can_read_names_an_internal_document():
+    """Every string literal in the package that is not a docstring (messages, fixes, errors,
+    help, topics) is free of the internal contract's name."""
+    import ast
+    from pathlib import Path
+
+    import maskcheck
+
+    found = []
+    for path in sorted(Path(maskcheck.__file__).parent.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                           ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)
+                      and isinstance(node.body[0].value, ast.Constant)}
+        found += [(path.name, node.lineno) for node in ast.walk(tree)
+                  if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                  and id(node) not in docstrings and re.search(r"\bSPEC\b", node.value)]
+    assert not found, found
+
+
+def test_a_measurement_that_shows_post_padding_leaking_takes_the_side_advice_back():
+    """A static finding at a layer that only looks backwards advises post-padding; merged
+    with a measurement of a leak under post-padding there, the advice goes (the fix never
+    names the side the evidence shows leaking). A pre-padding measurement keeps it."""
+    from dataclasses import replace
+
+    import keras
+
+    from maskcheck.merge import ProbeFacts, merge
+
+    # a forward LSTM over every step of unmasked token ids: it only looks backwards
+    keras.backend.clear_session()
+    x = keras.Input((None,), dtype="int32")
+    h = keras.layers.Embedding(100, 8)(x)
+    y = keras.layers.LSTM(8, return_sequences=True, name="lstm")(h)
+    (static,) = run_rule(RULES_BY_CODE["MC102"], keras.Model(x, y), engine="static")
+    assert "padding='post'" in static.fix and "mask_zero=True" in static.fix
+    measured = replace(static, rule="MC301", kind=("dynamic",), fix="",
+                       evidence={"padding": "post", "max_abs_diff": 1.0})
+    (post,) = merge((static,), (measured,), ProbeFacts(), RULES_BY_CODE)
+    assert "padding='post'" not in post.fix and "mask_zero=True" in post.fix
+    pre = replace(measured, evidence={"padding": "pre", "max_abs_diff": 1.0})
+    (kept,) = merge((static,), (pre,), ProbeFacts(), RULES_BY_CODE)
+    assert kept.fix == static.fix

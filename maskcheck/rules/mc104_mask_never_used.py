@@ -32,6 +32,10 @@ class MaskNeverUsed(Rule):
                "consumer, output, loss or metric.")
     fix = ("Remove the mask from {layer!r} ({setting}), or keep it attached up to the layer "
            "that should use it.")
+    fix_explained = ("Remove the mask where nothing needs it (mask_zero=True, the Masking "
+                     "layer, or the unused mask input), or keep it attached up to the layer "
+                     "that should use it (pass a mask input on as mask=..., padding_mask=... "
+                     "or attention_mask=...).")
 
     VALID = (Valid("""
         x = keras.Input((None,), dtype="int32")

@@ -34,6 +34,10 @@ class CacheMismatch(Rule):
     fix = ("Make {layer_class}.call_with_cache agree with call(): the cache slot each step "
            "writes (the previous token's index), the positions it adds (start at the cache "
            "index), and the mask over cached keys (slots not yet written stay masked).")
+    fix_explained = ("Make the model's call_with_cache agree with call(): the cache slot each "
+                     "step writes (the previous token's index), the positions it adds (start "
+                     "at the cache index), and the mask over cached keys (slots not yet "
+                     "written stay masked).")
     programs = ("generation",)
 
     def probe(self, ctx: Any) -> Iterator[Any]:
