@@ -243,6 +243,9 @@ class UnmaskedMixing(Rule):
         elif event.mask_arrived and (cls in _MASK_AWARE or cls not in _FIXES):
             hint = (f"it does not apply the mask from {event.mask_arrived!r} that reaches it: "
                     f"pass the mask explicitly (mask=...), or use a mask-aware layer there")
+        elif is_custom(node) and cls not in _FIXES and not event.mask_arrived:
+            cause = supply(mask_cause(graph, flow, node), name)
+            hint = f"{cause}; and give {node.class_name}.call a `mask` argument and apply it"
         elif aware or (cls not in _FIXES and not event.causal and not event.mask_arrived):
             cause = supply(mask_cause(graph, flow, node), name)
             hint = _MASK_AWARE.get(cls, _DEFAULT_FIX).format(supply=cause)

@@ -9,7 +9,7 @@ _FIXES = {
     "GroupNormalization": ("use LayerNormalization (statistics per position), or GroupNormalization "
                            "on inputs multiplied by the mask with statistics over valid steps only"),
 }
-_DEFAULT_FIX = ("apply the mask inside {layer!r}.call (take a `mask` argument), or set "
+_DEFAULT_FIX = ("apply the mask in the call of {layer!r} (take a `mask` argument), or set "
                 "supports_masking = False so Keras stops passing the mask on")
 
 

@@ -17,6 +17,8 @@ from maskcheck.static.semantics import lookup
 
 #: classes whose layers turn token ids into vectors and can make a mask (mask_zero)
 _EMBEDDINGS = ("Embedding", "ReversibleEmbedding", "TokenAndPositionEmbedding")
+#: Keras's own classes whose semantics come from user code they wrap, not a table row
+_KERAS_UNTABLED = frozenset({"Lambda", "Functional", "Sequential", "Model"})
 #: Keras recurrent layers (and their wrappers): they apply a mask that reaches them
 RNNS = frozenset({"LSTM", "GRU", "SimpleRNN", "RNN", "ConvLSTM1D"})
 
@@ -64,7 +66,9 @@ def ancestors(graph: Any, node: Any) -> list[Any]:
 def is_custom(node: Any) -> bool:
     """A layer class maskcheck's tables do not know by its own name: the user's own class
     (a subclass of a Keras layer keeps that layer's semantics, but is still the user's)."""
-    return not (node.is_op or node.is_input) and not lookup(node.class_name).known
+    if node.is_op or node.is_input or node.class_name in _KERAS_UNTABLED:
+        return False
+    return not lookup(node.class_name).known
 
 
 def mask_cause(graph: Any, flow: Any, node: Any) -> MaskCause:
