@@ -353,7 +353,7 @@ def _probe_and_merge(model: Any, config: Config, data: Any, rules: tuple[type[Ru
         profiles.update(info.get("profiles", {}))
     if info.get("data"):
         static = _as_the_data_says(static, info, config, graph, rules)
-    dynamic = [to_finding(by_code[r.code], r) for r in results if r.code in by_code]
+    dynamic = [to_finding(by_code[r.code], r, graph, flow) for r in results if r.code in by_code]
     assumed = {i.name: i.assumed for i in info["plan"].inputs if i.role == "data" and i.assumed}
     if assumed and not info.get("data"):  # real data wins over every convention
         dynamic = [replace(f, message=f.message + assumed_clause(assumed),

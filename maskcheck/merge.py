@@ -80,6 +80,7 @@ def merge(static: tuple[Finding, ...], dynamic: tuple[Finding, ...], facts: Prob
             s = merged[i]
             severity = finding.severity if (n == 0 and not carried) else s.severity
             merged[i] = replace(s, kind=("static", "dynamic"), severity=severity,
+                                fix=rules[s.rule].confirmed_fix(s, finding),
                                 evidence={**s.evidence, **finding.evidence, "confirmed_by": finding.rule})
         if not targets:
             kept.append(finding)

@@ -9,6 +9,7 @@ examples drive the test suite and the `--explain` text.
 from __future__ import annotations
 
 import inspect
+import re
 import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator
@@ -81,6 +82,10 @@ class Rule:
     fix: ClassVar[str]
     #: the fix in words for `--explain`, where `fix` is assembled from parts per finding
     fix_explained: ClassVar[str | None] = None
+    #: stand-in values that fill `message` (and `fix`) for `--explain`, so it shows the
+    #: sentences a user reads about the bad example, not templates; the layer is the
+    #: first INVALID example's
+    example: ClassVar[dict[str, Any]] = {}
     VALID: ClassVar[tuple[Valid, ...]] = ()
     INVALID: ClassVar[tuple[Invalid, ...]] = ()
 
@@ -123,8 +128,19 @@ class Rule:
 
     @classmethod
     def summary(cls) -> str:
-        """The first line of the docstring."""
-        return inspect.getdoc(cls).splitlines()[0]
+        """The docstring's first sentence, whole (it may run over several lines)."""
+        paragraph = inspect.getdoc(cls).split("\n\n")[0]
+        text = " ".join(line.strip() for line in paragraph.splitlines())
+        match = re.search(r"\.(\s|$)", text)
+        return text[:match.start() + 1] if match else text
+
+    @classmethod
+    def example_text(cls, template: str) -> str:
+        """`template` filled with the example's values (`example`, the first INVALID
+        example's layer): the sentence a user reads about the bad model `--explain` shows."""
+        values = {"layer": cls.INVALID[0].at if cls.INVALID else "layer",
+                  "layer_class": "Layer", **cls.example}
+        return template.format(**values)
 
     @classmethod
     def explain(cls) -> str:
@@ -136,11 +152,11 @@ class Rule:
             "",
             inspect.getdoc(cls),
             "",
-            "Message:",
-            "    " + cls.message,
+            "Message (for the bad model below):",
+            *_wrapped(cls.example_text(cls.message)),
             "",
             "Fix:",
-            "    " + (cls.fix_explained or cls.fix),
+            *_wrapped(cls.fix_explained or cls.example_text(cls.fix)),
         ]
         if cls.engine == "data":
             parts += ["", "Runs on real data only: maskcheck --data batch.npz (or module:function) "
@@ -211,6 +227,20 @@ class Rule:
                 "from the probes, trained ones do not")
 
     @classmethod
+    def confirmed_fix(cls, finding: Finding, measured: Finding) -> str:
+        """The fix of a static finding of this rule once `measured` confirms it: by default
+        its own (the static engine knows the cause); a rule takes back advice the
+        measurement contradicts (a padding side it shows leaking)."""
+        return finding.fix
+
+    @classmethod
+    def refine(cls, finding: Finding, graph: "MaskGraph", flow: "MaskFlow") -> Finding:
+        """A measured finding of this rule, worded by what the graph knows at its layer: the
+        fix for the actual cause (a mask made upstream and dropped, or none to create),
+        evidence that exists there. The default keeps it as the probes said it."""
+        return finding
+
+    @classmethod
     def renamed_by_measurement(cls, finding: Finding,
                                measured: Finding) -> tuple[type["Rule"], dict] | None:
         """For a rule in a measurement's `reclassifies`: the rule a measured leak at this
@@ -239,6 +269,12 @@ class Rule:
             fix=(fix or self.fix).format(**values),
             evidence=evidence or {},
         )
+
+
+def _wrapped(text: str) -> list[str]:
+    """A sentence for `--explain`, indented and wrapped at 88 columns."""
+    return textwrap.wrap(text, 88, initial_indent="    ", subsequent_indent="    ",
+                         break_long_words=False, break_on_hyphens=False)
 
 
 def fix_class(node: "Node", fixes: "dict[str, str]") -> str:

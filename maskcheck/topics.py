@@ -4,7 +4,7 @@ so `--explain` stays instant."""
 from __future__ import annotations
 
 PADDING = """\
-padding: what maskcheck treats as padding (SPEC section 4)
+padding: what maskcheck treats as padding
 
 In order of precedence:
 

@@ -259,8 +259,9 @@ def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
     return ctx.results
 
 
-def to_finding(rule: Any, result: DynamicFinding) -> Finding:
-    """A dynamic Finding with SPEC 6 evidence (padding, max_abs_diff, sample, position, output)."""
+def to_finding(rule: Any, result: DynamicFinding, graph: Any = None, flow: Any = None) -> Finding:
+    """A dynamic Finding with SPEC 6 evidence (padding, max_abs_diff, sample, position, output);
+    with the model's `graph` and `flow`, the rule words it by the cause there (`Rule.refine`)."""
     leak = result.leak
     layer = leak.layer or leak.output
     evidence: dict[str, Any] = {
@@ -280,8 +281,9 @@ def to_finding(rule: Any, result: DynamicFinding) -> Finding:
               "what": "values", "loss_diff": 0.0, "loss": "?", "source": "?", "detail": "?",
               "hint": hint, "reason": "mixes values along the padded axis",
               **rule.message_values(result.fields)}
-    return Finding(rule=rule.code, name=rule.name, severity=rule.severity, kind=("dynamic",),
-                   layer=layer, layer_class=leak.layer_class,
-                   path=leak.path or (layer,) if layer else leak.path,
-                   message=rule.message.format(**values), fix=rule.fix.format(**values),
-                   evidence=evidence)
+    finding = Finding(rule=rule.code, name=rule.name, severity=rule.severity, kind=("dynamic",),
+                      layer=layer, layer_class=leak.layer_class,
+                      path=leak.path or (layer,) if layer else leak.path,
+                      message=rule.message.format(**values), fix=rule.fix.format(**values),
+                      evidence=evidence)
+    return finding if graph is None or flow is None else rule.refine(finding, graph, flow)

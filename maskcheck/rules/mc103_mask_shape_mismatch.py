@@ -28,6 +28,11 @@ class MaskShapeMismatch(Rule):
     """
 
     code = "MC103"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "Softmax", "source": "embedding", "detail": "Softmax(axis=1) broadcasts the (batch, time) mask against the last axes of its (batch, time, features) input"}
+    fix_explained = ("Recompute the mask for what the layer outputs: override compute_mask so it "
+                     "shortens, reverses or shifts the mask the way call does the steps, put "
+                     "a Masking layer after it, or keep the time length and order unchanged.")
     name = "mask-shape-mismatch"
     severity = Severity.ERROR
     cause = "values"

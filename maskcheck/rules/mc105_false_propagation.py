@@ -9,7 +9,7 @@ _FIXES = {
     "GroupNormalization": ("use LayerNormalization (statistics per position), or GroupNormalization "
                            "on inputs multiplied by the mask with statistics over valid steps only"),
 }
-_DEFAULT_FIX = ("apply the mask inside {layer!r}.call (take a `mask` argument), or set "
+_DEFAULT_FIX = ("apply the mask in the call of {layer!r} (take a `mask` argument), or set "
                 "supports_masking = False so Keras stops passing the mask on")
 
 
@@ -25,6 +25,11 @@ class FalsePropagation(Rule):
     """
 
     code = "MC105"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "GroupNormalization", "source": "embedding", "reason": "computes its statistics over the padded axis"}
+    fix_explained = ("Make the layer honour the mask it passes on: apply it inside call (take a "
+                     "`mask` argument), or set supports_masking = False so Keras stops passing "
+                     "it on; for GroupNormalization use LayerNormalization.")
     name = "false-propagation"
     severity = Severity.ERROR
     cause = "values"

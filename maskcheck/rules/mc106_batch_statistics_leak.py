@@ -4,12 +4,13 @@ from typing import Iterator
 
 from maskcheck.finding import Finding, Severity
 from maskcheck.rule import Invalid, Rule, Valid, fix_class
+from maskcheck.rules.remedies import mask_cause, supply
 
 _SCOPES = {"batch": "across the batch and padded axis {axis}",
            "sample": "within each sample over padded axis {axis}"}
 _FIXES = {
-    "BatchNormalization": ("keep the mask attached to its input (Keras 3 BatchNormalization "
-                           "then leaves padded steps out of its statistics), or use LayerNormalization"),
+    "BatchNormalization": ("{supply}; with a mask, Keras 3 BatchNormalization leaves padded "
+                           "steps out of its statistics. Or use LayerNormalization"),
     "GroupNormalization": "use LayerNormalization, which normalizes each position on its own",
 }
 _DEFAULT_FIX = "compute the statistics over valid positions only (weight them by the mask)"
@@ -28,6 +29,12 @@ class BatchStatisticsLeak(Rule):
     """
 
     code = "MC106"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "BatchNormalization", "scope": "across the batch and padded axis 1", "source": "frames", "mask_clause": " with no mask"}
+    fix_explained = ("Give the layer a mask (Keras 3 BatchNormalization then leaves padded steps "
+                     "out of its statistics): keep one made upstream flowing, or create it "
+                     "(Embedding(mask_zero=True), Masking(mask_value=...)) where none exists; "
+                     "or normalize per position (LayerNormalization).")
     name = "batch-statistics-leak"
     severity = Severity.ERROR
     cause = "training"
@@ -71,6 +78,7 @@ class BatchStatisticsLeak(Rule):
                            if event.mask_arrived else " with no mask")
             yield self.finding(node, scope=_SCOPES[event.scope].format(axis=event.axis.axis),
                                source=event.axis.source, mask_clause=mask_clause,
-                               hint=_FIXES.get(cls, _DEFAULT_FIX),
+                               hint=_FIXES.get(cls, _DEFAULT_FIX).format(
+                                   supply=supply(mask_cause(graph, flow, node), node.name)),
                                evidence={"axis": event.axis.axis, "scope": event.scope,
                                          "padding_source": event.axis.source})

@@ -27,6 +27,12 @@ class PaddingValueCollision(Rule):
     """
 
     code = "MC107"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "Embedding", "value": 0, "reason": "index 0 is the OOV index of 'integer_lookup' (it has mask_token=None)"}
+    fix_explained = ("Reserve a padding value that real data never take: mask_token=0 on an "
+                     "IntegerLookup (mask_token='' on a StringLookup), a mask_value on "
+                     "Hashing, or Masking on the raw padded input instead of after a layer "
+                     "that computes values.")
     name = "padding-value-collision"
     severity = Severity.WARNING
     message = "Layer {layer!r} ({layer_class}) treats {value!r} as padding, but {reason}."

@@ -22,6 +22,8 @@ class AbsolutePositions(Rule):
     """
 
     code = "MC108"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "Positions", "axis": 1, "side": "pre-padded"}
     name = "absolute-positions"
     severity = Severity.WARNING
     cause = "values"

@@ -19,6 +19,8 @@ class MeanOverEmptyMask(Rule):
     """
 
     code = "MC109"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "GlobalAveragePooling1D", "source": "embedding"}
     name = "mean-over-empty-mask"
     severity = Severity.WARNING
     cause = "empty"

@@ -23,6 +23,8 @@ class LeftPaddedGeneration(Rule):
     """
 
     code = "MC110"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "GPT2CausalLM", "why": "its preprocessor's packer has padding_side=\"left\""}
     name = "left-padded-generation"
     severity = Severity.WARNING
     cause = "generation"

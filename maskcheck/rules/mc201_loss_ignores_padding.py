@@ -4,6 +4,7 @@ from typing import Iterator
 
 from maskcheck.finding import Finding, Severity
 from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rules.remedies import mask_cause, supply
 
 
 def padded_outputs(graph, flow):
@@ -28,13 +29,20 @@ class LossIgnoresPadding(Rule):
     """
 
     code = "MC201"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"loss": "sparse_categorical_crossentropy", "output": "tags", "axis": 1, "source": "input_layer", "dropped": " (the mask from 'embedding' is dropped at 'conv1d')"}
     name = "loss-ignores-padding"
     severity = Severity.ERROR
     cause = "loss"
     message = ("Loss {loss!r} on output {output!r} (layer {layer!r}) averages over padded axis "
                "{axis} (padding from {source!r}) without a mask or ignore_class{dropped}.")
-    fix = ("Keep the mask attached up to output {layer!r}, pass ignore_class=<pad label> to "
-           "the loss, or pass sample_weight that zeroes padded steps.")
+    fix = ("Keep padding out of the loss at output {layer!r}: {hint}; or pass "
+           "ignore_class=<pad label> to the loss, or sample_weight that is 0 on padded steps.")
+    fix_explained = ("Get a mask to the output, by cause: keep the mask flowing past the layer "
+                     "that drops it, pass an explicit mask input on, or create one where none "
+                     "exists (Embedding(mask_zero=True) for token ids, Masking(mask_value=...) "
+                     "for padded values); or pass ignore_class=<pad label> to the loss, or "
+                     "sample_weight that is 0 on padded steps.")
     claims = "loss"
     #: per-step sample weights that are 0 on every padded step keep padded labels out of
     #: the loss (MC403 says when they do not)
@@ -81,8 +89,9 @@ class LossIgnoresPadding(Rule):
                 if loss.get("ignore_class") is not None or loss.get("weight") == 0:
                     continue
                 dropped = _dropped_clause(flow, node)
+                hint = supply(mask_cause(graph, flow, node), node.name)
                 yield self.finding(node, loss=loss["name"], output=graph.output_names[index],
-                                   axis=axis.axis, source=axis.source, dropped=dropped,
+                                   axis=axis.axis, source=axis.source, dropped=dropped, hint=hint,
                                    evidence={"output": graph.output_names[index],
                                              "loss": loss["name"], "axis": axis.axis})
 

@@ -4,6 +4,7 @@ from typing import Iterator
 
 from maskcheck.finding import Finding, Severity
 from maskcheck.rule import Invalid, Rule, Valid
+from maskcheck.rules.remedies import mask_cause, supply
 from maskcheck.rules.mc201_loss_ignores_padding import padded_outputs
 
 
@@ -19,6 +20,12 @@ class MetricIgnoresPadding(Rule):
     """
 
     code = "MC202"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"metric": "accuracy", "output": "tags", "axis": 1, "source": "input_layer", "why": " and the output carries no mask"}
+    fix_explained = ("Pass it as weighted_metrics with sample weights that zero padded steps; "
+                     "where the output carries a mask, a mean-style metric (accuracy) applies "
+                     "it; where none reaches the output, get one there (keep it flowing, or "
+                     "create it with Embedding(mask_zero=True) or Masking).")
     name = "metric-ignores-padding"
     severity = Severity.WARNING
     cause = "metric"
@@ -64,7 +71,7 @@ class MetricIgnoresPadding(Rule):
                     extra = ", or use a mean-style metric that applies the mask"
                 else:
                     why = " and the output carries no mask"
-                    extra = f", or keep the mask attached to {node.name!r}"
+                    extra = f"; or {supply(mask_cause(graph, flow, node), node.name)}"
                 yield self.finding(node, metric=metric["name"], output=graph.output_names[index],
                                    axis=axis.axis, source=axis.source, why=why, extra=extra,
                                    evidence={"output": graph.output_names[index],

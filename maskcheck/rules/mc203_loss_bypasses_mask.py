@@ -21,6 +21,8 @@ class LossBypassesMask(Rule):
     """
 
     code = "MC203"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"loss": "PlainLoss"}
     name = "loss-bypasses-mask"
     severity = Severity.ERROR
     cause = "loss"

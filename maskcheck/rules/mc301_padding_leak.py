@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Iterator
 
 from maskcheck.finding import Severity
@@ -9,6 +10,7 @@ from maskcheck.rules.mc102_unmasked_mixing import UnmaskedMixing
 from maskcheck.rules.mc103_mask_shape_mismatch import MaskShapeMismatch
 from maskcheck.rules.mc105_false_propagation import FalsePropagation
 from maskcheck.rules.mc106_batch_statistics_leak import BatchStatisticsLeak
+from maskcheck.rules.remedies import give_mask, node_at
 
 
 class PaddingLeak(Rule):
@@ -20,6 +22,14 @@ class PaddingLeak(Rule):
     """
 
     code = "MC301"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "Conv1D", "max_abs_diff": 0.42}
+    fix_explained = ("By cause at the layer where the leak starts: a layer that ignores a mask "
+                     "reaching it applies it (your own layer takes a `mask` argument); one "
+                     "that applies masks gets one (kept flowing from upstream, or created "
+                     "with Embedding(mask_zero=True) or Masking where none exists; a "
+                     "Bidirectional layer needs it whichever side you pad); one that cannot "
+                     "apply a mask gets masked input (see the MC101/MC102 finding there).")
     name = "padding-leak"
     severity = Severity.ERROR
     cause = "values"
@@ -34,6 +44,15 @@ class PaddingLeak(Rule):
     reclassifies = (UnmaskedMixing,)
     #: MC101 is never refuted: a dropped mask hurts the layers after the one that drops it
     refutes = (UnmaskedMixing, FalsePropagation, BatchStatisticsLeak)
+
+    @classmethod
+    def refine(cls, finding: Any, graph: Any, flow: Any) -> Any:
+        """The fix for the cause at the culprit (or the Bidirectional layer that holds it)."""
+        node = node_at(graph, finding)
+        if node is None or node.is_input:
+            return finding
+        return replace(finding, fix=f"Keep padding out of {finding.layer!r}: "
+                                    f"{give_mask(graph, flow, node)}.")
 
     def probe(self, ctx: Any) -> Iterator[Any]:
         """Each culprit layer where valid outputs change with padded values (mask pinned)."""

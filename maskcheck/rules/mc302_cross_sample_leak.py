@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Iterator
 
 from maskcheck.finding import Severity
 from maskcheck.rule import Invalid, Rule, Valid
 from maskcheck.rules.mc106_batch_statistics_leak import BatchStatisticsLeak
+from maskcheck.rules.remedies import applies_masks, mask_cause, node_at, received_mask, supply
 
 
 class CrossSampleLeak(Rule):
@@ -16,6 +18,11 @@ class CrossSampleLeak(Rule):
     """
 
     code = "MC302"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "BatchNormalization", "max_abs_diff": 0.42, "sample": 0, "other": 1}
+    fix_explained = ("Give the layer a mask (Keras 3 BatchNormalization then leaves padded steps "
+                     "out of its statistics): keep one made upstream flowing, or create it "
+                     "where none exists; or normalize per sample (LayerNormalization).")
     name = "cross-sample-leak"
     severity = Severity.ERROR
     cause = "training"
@@ -27,6 +34,18 @@ class CrossSampleLeak(Rule):
     programs = ("training",)
     covers = "training"
     confirms = (BatchStatisticsLeak,)
+
+    @classmethod
+    def refine(cls, finding: Any, graph: Any, flow: Any) -> Any:
+        """A layer that would leave padded steps out of its statistics once a mask reaches it
+        (Keras 3 BatchNormalization) is told how to get one there, by cause."""
+        node = node_at(graph, finding)
+        if node is None or not applies_masks(node) or received_mask(flow, node) is not None:
+            return finding
+        return replace(finding, fix=(
+            f"Keep padding out of the statistics of {finding.layer!r}: "
+            f"{supply(mask_cause(graph, flow, node), node.name)}; with a mask, it leaves padded "
+            f"steps out of its statistics. Or normalize per sample (LayerNormalization)."))
 
     def probe(self, ctx: Any) -> Iterator[Any]:
         """Layers where, in training, one sample's padding changes another's valid outputs."""

@@ -18,12 +18,17 @@ class EmptySequenceNonfinite(Rule):
     """
 
     code = "MC305"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "GlobalAveragePooling1D", "what": "NaN"}
     name = "empty-sequence-nonfinite"
     severity = Severity.WARNING
     cause = "empty"
     engine = "dynamic"
     message = "A fully padded sample gives {what} at {layer!r} ({layer_class})."
     fix = "Guard the reduction in {layer!r} against zero valid steps (e.g. divide by max(count, 1)) or drop empty samples."
+    fix_explained = ("Guard the reduction where the output or loss goes NaN against zero valid "
+                     "steps (divide by max(count, 1), or keras.ops.divide_no_nan), or drop "
+                     "fully padded samples before the model.")
 
     programs = ("inference", "loss")
     needs = ("loss-empty",)

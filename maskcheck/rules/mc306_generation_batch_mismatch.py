@@ -36,6 +36,8 @@ class GenerationBatchMismatch(Rule):
     """
 
     code = "MC306"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"prompt": 1, "tokens": "3 tokens", "padding": "pre", "batch_size": 2, "members": "0, 1", "what": "different tokens from step 1"}
     name = "generation-batch-mismatch"
     severity = Severity.ERROR
     cause = "generation"

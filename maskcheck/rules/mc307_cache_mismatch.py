@@ -22,6 +22,8 @@ class CacheMismatch(Rule):
     """
 
     code = "MC307"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "Decoder", "prompt": 0, "tokens": "3 tokens", "step": 1, "position": 3, "max_abs_diff": 0.42}
     name = "cache-mismatch"
     severity = Severity.ERROR
     cause = "generation"
@@ -33,6 +35,10 @@ class CacheMismatch(Rule):
     fix = ("Make {layer_class}.call_with_cache agree with call(): the cache slot each step "
            "writes (the previous token's index), the positions it adds (start at the cache "
            "index), and the mask over cached keys (slots not yet written stay masked).")
+    fix_explained = ("Make the model's call_with_cache agree with call(): the cache slot each "
+                     "step writes (the previous token's index), the positions it adds (start "
+                     "at the cache index), and the mask over cached keys (slots not yet "
+                     "written stay masked).")
     programs = ("generation",)
 
     def probe(self, ctx: Any) -> Iterator[Any]:

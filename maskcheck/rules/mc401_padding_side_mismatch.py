@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Iterator
 
 from maskcheck.finding import Severity
 from maskcheck.rule import Invalid, Rule, Valid
 from maskcheck.rules.mc301_padding_leak import PaddingLeak
+from maskcheck.rules.remedies import give_mask, is_bidirectional, mask_cause, node_at, supply
 
 
 class PaddingSideMismatch(Rule):
@@ -21,6 +23,8 @@ class PaddingSideMismatch(Rule):
     """
 
     code = "MC401"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"layer_class": "LSTM", "padding": "pre", "other_side": "post", "detail": "padding values reach valid outputs under the data's pre-padding, and not when the same samples are post-padded"}
     name = "padding-side-mismatch"
     severity = Severity.ERROR
     cause = "values"
@@ -28,9 +32,33 @@ class PaddingSideMismatch(Rule):
     message = ("The data is {padding}-padded, and {detail}; the leak starts at {layer!r} "
                "({layer_class}).")
     fix = ("Pad on the {other_side} side (pad_sequences(..., padding={other_side!r})), or give "
-           "{layer!r} a mask (Embedding(mask_zero=True) or Masking before it).")
+           "{layer!r} a mask.")
+    fix_explained = ("Pad on the other side (pad_sequences(..., padding='post') for pre-padded "
+                     "data), where the model reads no padding, or give the layer a mask: keep "
+                     "the one made upstream flowing, or create one (Embedding(mask_zero=True), "
+                     "Masking(mask_value=...)) where none exists. For a layer inside a "
+                     "Bidirectional wrapper only the mask helps: its backward direction reads "
+                     "the padding the other side puts after the valid steps.")
 
     programs = ("data",)
+
+    @classmethod
+    def refine(cls, finding: Any, graph: Any, flow: Any) -> Any:
+        """The mask remedy by cause; the other side only where it is clean for the whole
+        layer (a Bidirectional one reads padding from either side: the mask alone helps)."""
+        node = node_at(graph, finding)
+        if node is None or node.is_input:
+            return finding
+        if is_bidirectional(node):
+            fix = (f"Give {node.name!r} a mask: {supply(mask_cause(graph, flow, node), node.name)}. "
+                   "A Bidirectional layer without a mask leaks under either padding side (its "
+                   "backward direction reads the padding after the valid steps), so padding on "
+                   "the other side would not help.")
+            return replace(finding, fix=fix)
+        other = finding.evidence.get("other_side") or "post"
+        return replace(finding, fix=(f"Pad on the {other} side (pad_sequences(..., "
+                                     f"padding={other!r})), where {finding.layer!r} reads no "
+                                     f"padding; or {give_mask(graph, flow, node)}."))
 
     def probe(self, ctx: Any) -> Iterator[Any]:
         """The data's padding leaks that the other side does not show, or absolute positions
@@ -62,4 +90,11 @@ class PaddingSideMismatch(Rule):
         model = keras.Model(x, y)
         tokens = [[5, 7, 9], [3, 4, 5, 6, 7, 8], [2, 2], [9] * 10]
         data = keras.utils.pad_sequences(tokens, maxlen=10)  # padding="pre", the default
-    """, at="lstm"),)
+    """, at="lstm"), Invalid("""
+        x = keras.Input((10,), dtype="int32")
+        h = keras.layers.Embedding(50, 8)(x)
+        h = keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True), name="bi")(h)
+        model = keras.Model(x, keras.layers.Dense(3)(h))
+        tokens = [[5, 7, 9], [3, 4, 5, 6, 7, 8], [2, 2], [9] * 10]
+        data = keras.utils.pad_sequences(tokens, maxlen=10)  # pre: the forward LSTM leaks
+    """, at="forward_lstm"))

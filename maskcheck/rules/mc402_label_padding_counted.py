@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Iterator
 
 from maskcheck.finding import Severity
 from maskcheck.rule import Invalid, Rule, Valid
 from maskcheck.rules.mc303_loss_leak import LossLeak
+from maskcheck.rules.remedies import mask_cause, node_at, supply
 
 
 class LabelPaddingCounted(Rule):
@@ -21,6 +23,11 @@ class LabelPaddingCounted(Rule):
     """
 
     code = "MC402"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"label_pad": 0, "loss": "sparse_categorical_crossentropy", "ignore_class": None, "effect": "the loss changes by 0.42 when they are weighted out"}
+    fix_explained = ("Pass ignore_class=<the pad label> to the loss, or sample_weight that is 0 "
+                     "on padded steps, or get a mask to the output (keep it flowing, or create "
+                     "it with Embedding(mask_zero=True) or Masking where none exists).")
     name = "label-padding-counted"
     severity = Severity.ERROR
     cause = "loss"
@@ -32,6 +39,18 @@ class LabelPaddingCounted(Rule):
            "{layer!r}, or pass sample_weight that is 0 on padded steps.")
 
     programs = ("data",)
+
+    @classmethod
+    def refine(cls, finding: Any, graph: Any, flow: Any) -> Any:
+        """How to get a mask to the output, by cause (made and dropped, or none to create)."""
+        node = node_at(graph, finding)
+        if node is None or node.is_input:
+            return finding
+        pad = finding.evidence.get("label_pad")
+        first = (f"Pass ignore_class={pad} to the loss" if pad is not None
+                 else "Pass ignore_class=<pad label> to the loss")
+        return replace(finding, fix=(f"{first}, or pass sample_weight that is 0 on padded "
+                                     f"steps, or {supply(mask_cause(graph, flow, node), node.name)}."))
 
     def probe(self, ctx: Any) -> Iterator[Any]:
         """The compiled loss on the data's labels against the same loss with padded steps

@@ -19,6 +19,8 @@ class SampleWeightMisaligned(Rule):
     """
 
     code = "MC403"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"detail": "3 padded step(s) have a non-zero weight (sample 0, step 0)"}
     name = "sample-weight-misaligned"
     severity = Severity.WARNING
     cause = "loss"

@@ -18,6 +18,8 @@ class PadValueInData(Rule):
     """
 
     code = "MC404"
+    #: stand-in values that fill the message and fix for `--explain` (the bad example's)
+    example = {"input": "input_layer", "pad_value": 0, "count": 1, "sample": 0}
     name = "pad-value-in-data"
     severity = Severity.WARNING
     engine = "data"
