@@ -164,10 +164,11 @@ class _Progress:
 
 
 def _render_statistics(report) -> str:
-    """`--statistics`: findings per rule, most frequent first, like ruff's."""
+    """`--statistics`: findings per rule, most frequent first, like ruff's; related
+    findings count under their own rule (the table is about rules, not causes)."""
     from collections import Counter
 
-    counts = Counter((f.rule, f.name, f.severity.value) for f in report.findings)
+    counts = Counter((f.rule, f.name, f.severity.value) for f in report.all_findings)
     rows = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     lines = [f"{count:>5}  {code}  {name:<26} {severity}" for (code, name, severity), count in rows]
     return "\n".join(lines or ["    0  (no findings)"]) + "\n"

@@ -25,7 +25,9 @@ def test_check_returns_a_report_of_frozen_findings() -> None:
     assert isinstance(finding, maskcheck.Finding)
     with pytest.raises(dataclasses.FrozenInstanceError):
         finding.rule = "MC999"  # type: ignore[misc]
-    assert {(f.rule, f.layer) for f in report.findings} == {("MC101", "conv"), ("MC102", "conv")}
+    assert {(f.rule, f.layer) for f in report.all_findings} == {("MC101", "conv"), ("MC102", "conv")}
+    # one cause at one layer: MC101 is folded under MC102
+    assert [(f.rule, [r.rule for r in f.related]) for f in report.findings] == [("MC102", ["MC101"])]
     assert report.ok is False
     assert json.loads(report.to_json()) == json.loads(json.dumps(report.to_dict()))
     assert report.to_dict()["models"][0]["model"] == "tagger"

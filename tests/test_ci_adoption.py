@@ -147,11 +147,16 @@ def test_sarif_is_valid_and_points_at_the_conv1d_line(repo: tuple[Path, int]) ->
         return entry["locations"][0]["physicalLocation"]
 
     results = log["runs"][0]["results"]
+    # MC101 at the same Conv1D shares MC102's cause: a related location of its result
     assert sorted((r["ruleId"], json.dumps(physical(r), sort_keys=True), "suppressions" in r)
                   for r in results) == sorted(
-        (rule, json.dumps({"artifactLocation": {"uri": f"pkg/{name}.py"}, "region": {"startLine": conv_line}},
-                          sort_keys=True), name == "quiet")
-        for rule in ("MC101", "MC102") for name in ("tagger", "quiet"))
+        ("MC102", json.dumps({"artifactLocation": {"uri": f"pkg/{name}.py"}, "region": {"startLine": conv_line}},
+                             sort_keys=True), name == "quiet")
+        for name in ("tagger", "quiet"))
+    for r in results:
+        [related] = r["relatedLocations"]
+        assert related["physicalLocation"] == physical(r)
+        assert related["message"]["text"].startswith("MC101 mask-dropped")
     assert all(r["suppressions"] == [{"kind": "inSource"}] for r in results if "suppressions" in r)
     # the Dense lines' ignore[MC103] comments matched nothing, in both files
     notes = log["runs"][0]["invocations"][0]["toolConfigurationNotifications"]
@@ -178,16 +183,17 @@ def test_github_and_junit_carry_the_location(repo: tuple[Path, int]) -> None:
     args = ("pkg.tagger:build", "--mode", "static")
 
     github = run_cli(*args, "--format", "github", cwd=root).stdout.splitlines()
-    assert len(github) == 2, github
-    assert {line.split(",title=")[0] for line in github} == {
-        f"::error file=pkg/tagger.py,line={conv_line}", f"::warning file=pkg/tagger.py,line={conv_line}"}
+    assert len(github) == 1, github  # MC101 is folded under MC102 (one cause)
+    assert github[0].split(",title=")[0] == f"::error file=pkg/tagger.py,line={conv_line}"
+    assert github[0].endswith(" Same cause: MC101 at 'conv1d'.")
 
     # the failure text is the text reporter's: each finding line starts with file:line:
     junit = ET.fromstring(run_cli(*args, "--format", "junit", cwd=root).stdout)
     [failure] = junit.iter("failure")
     prefix = f"pkg/tagger.py:{conv_line}: pkg.tagger:build:conv1d (Conv1D): "
     assert sorted(" ".join(line[len(prefix):].split()[:2]) for line in failure.text.splitlines()
-                  if line.startswith(prefix)) == ["MC101 [warning]", "MC102 [error]"], failure.text
+                  if line.startswith(prefix)) == ["MC102 [error]"], failure.text
+    assert f"    related: {prefix}MC101 [warning]" in failure.text
 
 
 # --- 2. layers inside custom layers and nested models ----------------------------------
@@ -234,7 +240,8 @@ def test_layers_in_a_custom_layer_and_a_nested_model_have_their_own_lines(tmp_pa
     # default mode: the static engine stops at the custom layer; the probes reach its Conv1D
     code, report = run_json("nested:custom", "nested:nested", cwd=tmp_path)
     assert code == 1
-    sites = {tuple(f["path"]): f.get("location") for m in report["models"] for f in m["findings"]}
+    sites = {tuple(f["path"]): f.get("location") for m in report["models"] for p in m["findings"]
+             for f in (p, *p.get("related", ()))}
 
     def at(needle: str) -> dict:
         return {"file": "nested.py", "line": line_of(source, needle)}
@@ -281,7 +288,7 @@ def test_comments_that_cover_every_code_pass_the_run(tmp_path: Path) -> None:
                             "--warn-unused-ignores", cwd=tmp_path)
     assert code == 0, report
     assert report["unused_ignores"] == []  # every comment matched something
-    assert report["summary"]["suppressed"] == 6
+    assert report["summary"]["suppressed"] == 3  # one group (MC102 with MC101 under it) each
     assert report["summary"]["errors"] == report["summary"]["warnings"] == 0
     lines = {"quiet:both": line_of(source, "ignore[MC101,MC102]"),
              "quiet:bare": line_of(source, 'name="bare"'),
@@ -290,8 +297,9 @@ def test_comments_that_cover_every_code_pass_the_run(tmp_path: Path) -> None:
     for target, model in by_model(report).items():
         assert model["findings"] == [], target
         assert {f["rule"]: (f["suppressed_by"], f["location"]) for f in model["suppressed"]} == {
-            rule: ("comment", {"file": "quiet.py", "line": lines[target]}) for rule in ("MC101", "MC102")
-        }, target
+            "MC102": ("comment", {"file": "quiet.py", "line": lines[target]})}, target
+        assert [(r["rule"], r["location"]) for f in model["suppressed"] for r in f["related"]] == [
+            ("MC101", {"file": "quiet.py", "line": lines[target]})], target
 
 
 def test_a_comment_suppresses_only_the_codes_it_names(tmp_path: Path) -> None:
@@ -322,7 +330,7 @@ def test_a_comment_naming_the_wrong_code_is_reported_only_when_asked(tmp_path: P
     quiet = run_cli("wrong:build", "--mode", "static", cwd=tmp_path)
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
     assert "unused" not in quiet.stdout
-    assert quiet.stdout.splitlines()[-1] == "Checked 1 model: 0 error(s), 0 warning(s), 0 info(s), 2 suppressed."
+    assert quiet.stdout.splitlines()[-1] == "Checked 1 model: 0 error(s), 0 warning(s), 0 info(s), 1 suppressed."
 
     warned = run_cli("wrong:build", "--mode", "static", "--warn-unused-ignores", cwd=tmp_path)
     assert warned.returncode == 1, warned.stdout + warned.stderr
@@ -375,21 +383,20 @@ def test_per_layer_ignores_from_pyproject(tmp_path: Path) -> None:
     assert code == 1  # only the unused entry fails the run
     models = by_model(report)
     assert all(model["findings"] == [] for model in models.values()), report
-    assert {(target, f["rule"], "/".join(f["path"]), f["suppressed_by"])
+    # the entry for the primary MC102 suppresses its group; the MC101 entries still count as used
+    assert {(target, f["rule"], "/".join(f["path"]), f["suppressed_by"], tuple(r["rule"] for r in f["related"]))
             for target, model in models.items() for f in model["suppressed"]} == {
-        ("layered:tagger", "MC101", "tagger/conv1d", "per-layer-ignores"),
-        ("layered:tagger", "MC102", "tagger/conv1d", "per-layer-ignores"),
-        ("layered:nested", "MC101", "outer/block/inner_conv", "per-layer-ignores"),
-        ("layered:nested", "MC102", "outer/block/inner_conv", "per-layer-ignores"),
+        ("layered:tagger", "MC102", "tagger/conv1d", "per-layer-ignores", ("MC101",)),
+        ("layered:nested", "MC102", "outer/block/inner_conv", "per-layer-ignores", ("MC101",)),
     }
-    assert report["summary"]["suppressed"] == 4
+    assert report["summary"]["suppressed"] == 2
     [unused] = report["unused_ignores"]
     assert (unused["file"], unused["line"], unused["codes"]) == ("pyproject.toml", None, ["MC102"])
     assert "decoder/*" in unused["message"]
 
     plain = run_cli(*targets, cwd=tmp_path)
     assert plain.returncode == 0, plain.stdout + plain.stderr
-    assert plain.stdout.splitlines() == ["Checked 2 models: 0 error(s), 0 warning(s), 0 info(s), 4 suppressed."]
+    assert plain.stdout.splitlines() == ["Checked 2 models: 0 error(s), 0 warning(s), 0 info(s), 2 suppressed."]
 
     write(tmp_path, "pyproject.toml", '[tool.maskcheck.per-layer-ignores]\n"conv1d" = ["MC102", "MC999"]\n')
     line = one_line_error(run_cli(*targets, cwd=tmp_path))
@@ -428,12 +435,12 @@ def test_baseline_workflow(tmp_path: Path) -> None:
     assert baseline["maskcheck_baseline"] == 1 and isinstance(baseline["version"], str)
     entries = [(e["rule"], e["target"], e["path"]) for e in baseline["findings"]]
     assert entries == sorted(entries)
-    assert entries == [("MC101", target, ["tagger", "conv1d"]), ("MC102", target, ["tagger", "conv1d"])]
-    assert "2 baselined" in written.stdout
+    assert entries == [("MC102", target, ["tagger", "conv1d"])]  # the primary; MC101 is under it
+    assert "1 baselined" in written.stdout
 
     code, report = run_json(target, "--mode", "static", "--baseline", "baseline.json", cwd=tmp_path)
     assert code == 0, report
-    assert (report["summary"]["baselined"], report["summary"]["fixed"], report["summary"]["suppressed"]) == (2, 0, 0)
+    assert (report["summary"]["baselined"], report["summary"]["fixed"], report["summary"]["suppressed"]) == (1, 0, 0)
     [model] = report["models"]
     assert model["findings"] == [] and {f["suppressed_by"] for f in model["suppressed"]} == {"baseline"}
 
@@ -448,7 +455,7 @@ def test_baseline_workflow(tmp_path: Path) -> None:
     [model] = report["models"]
     assert model["findings"] and {f["layer"] for f in model["findings"]} == {"side_conv"}, model["findings"]
     assert "MC102" in {f["rule"] for f in model["findings"]}
-    assert (report["summary"]["baselined"], report["summary"]["fixed"]) == (2, 0)
+    assert (report["summary"]["baselined"], report["summary"]["fixed"]) == (1, 0)
 
     # Moving the layer down (no rename) keeps the baseline valid.
     moved = write(tmp_path, "model.py", BASELINED.replace(
@@ -464,7 +471,7 @@ def test_baseline_workflow(tmp_path: Path) -> None:
     fixed = run_cli(target, "--mode", "static", "--baseline", "baseline.json", cwd=tmp_path)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert fixed.stdout.splitlines()[-1] == (
-        "Checked 1 model: 0 error(s), 0 warning(s), 0 info(s), 2 fixed since the baseline.")
+        "Checked 1 model: 0 error(s), 0 warning(s), 0 info(s), 1 fixed since the baseline.")
 
 
 @pytest.mark.parametrize("content, args, words", [
@@ -525,7 +532,8 @@ def test_leaky_from_a_fixture(maskcheck, model):
 
 def test_comment_applies(maskcheck):
     report = maskcheck.assert_clean(build_quiet(), mode="static")
-    assert sorted(f.rule for f in report.models[0].suppressed) == ["MC101", "MC102"]
+    assert [(f.rule, [r.rule for r in f.related]) for f in report.models[0].suppressed] == [
+        ("MC102", ["MC101"])]
 
 
 def test_no_location_for_a_model_built_at_import(maskcheck):
@@ -551,7 +559,7 @@ def test_fixture_failure_names_the_source_line(pytester: pytest.Pytester) -> Non
     for name in ("test_leaky", "test_leaky_from_a_fixture"):
         section = failure_section(out, name)
         assert f"test_x.py:{conv_line}: tagger:conv (Conv1D): MC102 [error]" in section, section
-        assert f"test_x.py:{conv_line}: tagger:conv (Conv1D): MC101 [warning]" in section, section
+        assert f"related: conv (Conv1D): MC101 [warning]" in section, section
     for name in ("test_comment_applies", "test_no_location_for_a_model_built_at_import"):
         assert f"PASSED test_x.py::{name}" in out
 
@@ -593,17 +601,17 @@ def test_api_locations_only_under_record_locations() -> None:
     with maskcheck.record_locations():
         recorded = _leaky_tagger()
     report = maskcheck.check(recorded, mode="static")
-    assert {f.rule for f in report.findings} == {"MC101", "MC102"}
-    for finding in report.findings:
+    assert {f.rule for f in report.all_findings} == {"MC101", "MC102"}
+    for finding in report.all_findings:
         assert finding.location is not None, finding
         assert (Path.cwd() / finding.location["file"]).resolve() == Path(__file__).resolve()
         assert finding.location["line"] == _source_line(_leaky_tagger, "layers.Conv1D(")
         assert finding.to_dict()["location"] == dict(finding.location)
 
     unrecorded = maskcheck.check(_leaky_tagger(), mode="static")  # built after the block ended
-    assert {f.rule for f in unrecorded.findings} == {"MC101", "MC102"}
-    assert all(f.location is None for f in unrecorded.findings)
-    assert all("location" not in f.to_dict() for f in unrecorded.findings)
+    assert {f.rule for f in unrecorded.all_findings} == {"MC101", "MC102"}
+    assert all(f.location is None for f in unrecorded.all_findings)
+    assert all("location" not in f.to_dict() for f in unrecorded.all_findings)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -618,5 +626,5 @@ def test_api_applies_comments_to_recorded_models_only() -> None:
     assert report.summary()["suppressed"] == 1
 
     unrecorded = maskcheck.check(_quiet_tagger(), mode="static")  # no site, so no comment applies
-    assert {f.rule for f in unrecorded.findings} == {"MC101", "MC102"}
+    assert {f.rule for f in unrecorded.all_findings} == {"MC101", "MC102"}
     assert unrecorded.models[0].suppressed == ()

@@ -60,7 +60,8 @@ def test_exit_1_for_findings_and_stdout_holds_only_the_report() -> None:
     result = run_cli(str(LEAKY), "--mode", "static", "--format", "json")
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)  # nothing but the report on stdout
-    assert {f["rule"] for f in report["models"][0]["findings"]} >= {"MC101", "MC102"}
+    found = [g for f in report["models"][0]["findings"] for g in (f, *f.get("related", ()))]
+    assert {f["rule"] for f in found} >= {"MC101", "MC102"}
     for noise in ("oneDNN", "absl", "cuda", "UserWarning", "Traceback"):
         assert noise not in result.stderr, f"library noise on stderr: {result.stderr[:500]}"
 
@@ -274,15 +275,17 @@ def validate_report(report: dict) -> None:
         else:
             assert model["error"] is None and isinstance(model["model"], str)
             assert (model["status"] == "findings") == bool(model["findings"])
-        for finding in model["findings"]:
-            assert set(FINDING_FIELDS) <= set(finding) <= set(FINDING_FIELDS) | {"location"}
+        related = [r for f in model["findings"] for r in f.get("related", ())]
+        assert all("related" not in r for r in related)  # groups are one level deep
+        for finding in model["findings"] + related:
+            assert set(FINDING_FIELDS) <= set(finding) <= set(FINDING_FIELDS) | {"location", "related"}
             for key, kind in FINDING_FIELDS.items():
                 assert isinstance(finding[key], kind), (key, finding[key])
             assert finding["severity"] in ("error", "warning", "info")
             assert set(finding["kind"]) <= {"static", "dynamic"} and finding["kind"]
             assert finding["path"][-1] == finding["layer"]
     summary = report["summary"]
-    assert set(summary) == {"models", "errors", "warnings", "infos", "failed",
+    assert set(summary) == {"models", "errors", "warnings", "infos", "related", "failed",
                             "suppressed", "baselined", "fixed"}
     found = [f for m in report["models"] for f in m["findings"]]
     assert summary["models"] == len(report["models"])
@@ -326,7 +329,10 @@ def test_every_format_end_to_end_with_output_file(fmt: str, tmp_path: Path) -> N
         if fmt == "json":
             validate_report(parsed)
         else:
-            assert {r["ruleId"] for r in parsed["runs"][0]["results"]} >= {"MC101", "MC102"}
+            results = parsed["runs"][0]["results"]
+            assert {r["ruleId"] for r in results} >= {"MC102"}
+            assert any(loc["message"]["text"].startswith("MC101 ") for r in results
+                       for loc in r.get("relatedLocations", ()))
     elif fmt == "junit":
         import xml.etree.ElementTree as ET
 

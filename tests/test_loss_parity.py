@@ -486,7 +486,7 @@ def test_unmasked_tagger_with_data_counts_padded_labels():
     import maskcheck
 
     report = maskcheck.check(_bilstm_tagger(False), mode="all", data=_tagged_data())
-    assert [f for f in report.findings if f.rule == "MC402"], report.findings
+    assert [f for f in report.all_findings if f.rule == "MC402"], report.all_findings
 
 
 def _hub_lm(mask_zero: bool):

@@ -120,6 +120,8 @@ class Suppressor:
         for finding in findings:
             reason = self._reason(finding, sites)
             if reason is not None:
+                for other in finding.related:  # a comment naming them too was used, not idle
+                    self._reason(other, sites)
                 suppressed.append(replace(finding, suppressed_by=reason))
                 continue
             related = []
