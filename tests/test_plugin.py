@@ -218,7 +218,7 @@ def test_plugin_session(pytester: pytest.Pytester) -> None:
     lines = report.splitlines()
     assert lines[0].startswith("models/conv_tagger.keras:conv (Conv1D): MC1"), report
     assert re.search(r"^models/conv_tagger.keras:conv \(Conv1D\): MC102 \[error\] unmasked-mixing", report, re.M)
-    assert all(line.startswith(("models/conv_tagger.keras:", "    fix: ", "    evidence: ", "Checked 1 model: ")) for line in lines)
+    assert all(line.startswith(("models/conv_tagger.keras:", "    fix: ", "    evidence: ", "    related: ", "Checked 1 model: ")) for line in lines)
     assert "Traceback" not in report and "runtest" not in report and "MaskcheckFailure" not in report
     result.stdout.fnmatch_lines([
         "maskcheck: collecting *.keras files; mode=all fail_on=warning padding=both select=all ignore=MC104*",

@@ -438,4 +438,6 @@ def pytest_assertrepr_compare(config: pytest.Config, op: str, left: Any, right: 
         where = "/".join(f.path) or f.layer or "?"
         lines.append(f"  {f.rule} [{f.severity.value}] {f.name} at {where} ({f.layer_class}): {f.message}")
         lines.append(f"      fix: {f.fix}")
+        lines.extend(f"      related: {r.rule} [{r.severity.value}] {r.name} at "
+                     f"{'/'.join(r.path) or r.layer or '?'} ({r.layer_class})" for r in f.related)
     return lines
