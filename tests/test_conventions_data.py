@@ -72,7 +72,7 @@ def triples(findings) -> set[tuple[str, str, str]]:
 
 
 def sides_of(report: maskcheck.Report) -> set[str]:
-    return {f.evidence["padding"] for f in report.findings if "padding" in f.evidence}
+    return {f.evidence["padding"] for f in report.all_findings if "padding" in f.evidence}
 
 
 # --------------------------------------------------------------------------- models and data
@@ -306,7 +306,7 @@ def test_mixed_sides_in_one_batch() -> None:
     mixed = np.where((np.arange(len(seqs)) % 2 == 0)[:, None], pre, post)
     assert (mixed != pre).any() and (mixed != post).any()
     report = maskcheck.check(conventions.unmasked_lstm_classifier(), data=(mixed, np.zeros(len(seqs))))
-    assert [f for f in report.findings if f.layer == "lstm"], report.findings
+    assert [f for f in report.all_findings if f.layer == "lstm"], report.findings
     assert sides_of(report) and sides_of(report) <= {"pre", "post"}, report.findings
 
 

@@ -114,7 +114,7 @@ def _entry(report):
 
 
 def _errors(report):
-    return {(f.rule, f.layer) for f in report.findings if f.severity.value == "error"}
+    return {(f.rule, f.layer) for f in report.all_findings if f.severity.value == "error"}
 
 
 # --------------------------------------------------------------------------- the twins
@@ -134,7 +134,7 @@ def test_ctc_in_compute_loss_with_lengths_is_clean():
 def test_ctc_counting_padded_labels_and_frames_leaks():
     report = maskcheck.check(speech_model(count_padding=True), mode="all", padding="post")
     _entry(report)
-    found = [f for f in report.findings if f.rule in ("MC203", "MC303") and "dynamic" in f.kind]
+    found = [f for f in report.all_findings if f.rule in ("MC203", "MC303") and "dynamic" in f.kind]
     assert found and found[0].severity.value == "error", report.findings
     assert found[0].evidence.get("loss_diff", 0) > 0
     x, y = _data()
@@ -151,7 +151,7 @@ def test_keras_ctc_under_a_mask_raises_in_the_loss_and_is_a_finding():
     for kwargs in ({}, {"data": (x, y)}):
         report = maskcheck.check(model, mode="all", **kwargs)
         _entry(report)
-        found = [f for f in report.findings if f.rule == "MC103"]
+        found = [f for f in report.all_findings if f.rule == "MC103"]
         assert found, report.findings
         f = found[0]
         assert f.severity.value == "error" and f.layer == model.layers[-1].name
@@ -176,7 +176,7 @@ def test_keras_ctc_counts_padded_frames():
     for kwargs in ({}, {"data": (x, y)}):
         report = maskcheck.check(model, mode="all", **kwargs)
         _entry(report)
-        loss = [f for f in report.findings if f.rule in ("MC201", "MC303")]
+        loss = [f for f in report.all_findings if f.rule in ("MC201", "MC303")]
         assert loss and loss[0].evidence.get("what") == "frames", report.findings
         assert loss[0].severity.value == "error"
 
@@ -186,12 +186,12 @@ def test_asr_example_is_probed_not_a_crash():
     model = asr_example()
     report = maskcheck.check(model, mode="all")
     _entry(report)
-    loss = [f for f in report.findings if f.rule in ("MC201", "MC303")]
+    loss = [f for f in report.all_findings if f.rule in ("MC201", "MC303")]
     assert loss and loss[0].evidence.get("what") in ("labels", "frames"), report.findings
     x, y = _data()
     report = maskcheck.check(model, mode="all", data=(x, y))
     _entry(report)
-    assert [f for f in report.findings if f.rule in ("MC201", "MC303", "MC402")], report.findings
+    assert [f for f in report.all_findings if f.rule in ("MC201", "MC303", "MC402")], report.findings
 
 
 def test_a_loss_the_probes_cannot_drive_is_a_note():

@@ -361,7 +361,7 @@ def test_raising_only_with_a_mask_is_mc103_at_the_layer_not_a_target_error():
     for mode in ("all", "dynamic"):
         report = maskcheck.check(model, mode=mode)
         assert report.models[0].error is None
-        found = [f for f in report.findings if f.rule == "MC103" and f.layer == "softmax"]
+        found = [f for f in report.all_findings if f.rule == "MC103" and f.layer == "softmax"]
         assert found, report.findings
         exception = found[0].evidence["exception"]
         assert "\n" not in exception and "Detected at node" not in exception
@@ -523,7 +523,7 @@ def test_length_changing_conv_is_checked_not_crashed(conv):
     model = keras.Model(x, keras.layers.Conv1D(2, name="conv", **conv)(x))
     report = check_model(model, target=model.name, config=Config.from_values(mode="all"))
     assert report.error is None
-    confirmed = [f for f in report.findings if f.rule == "MC102"]
+    confirmed = [f for f in report.all_findings if f.rule == "MC102"]
     assert [f.layer for f in confirmed] == ["conv"] and confirmed[0].kind == ("static", "dynamic")
 
 

@@ -279,9 +279,9 @@ def test_the_same_unmasked_tagger_is_clean_only_with_ignore_class(ignore_class):
     model = _unmasked_token_tagger(keras.losses.SparseCategoricalCrossentropy(ignore_class=ignore_class))
     report = _check(model)
     _assert_probed(report)
-    loss_codes = {(f.rule, f.layer) for f in report.findings if f.rule in ("MC201", "MC303", "MC203")}
+    loss_codes = {(f.rule, f.layer) for f in report.all_findings if f.rule in ("MC201", "MC303", "MC203")}
     if ignore_class is not None:
-        assert loss_codes == set() and not [f for f in report.findings if f.severity.value != "info"], \
+        assert loss_codes == set() and not [f for f in report.all_findings if f.severity.value != "info"], \
             _pairs(report)
     else:
         assert loss_codes & {("MC201", "tags"), ("MC303", "tags")}, _pairs(report)
@@ -294,7 +294,7 @@ def test_length_changing_layer_that_passes_the_mask_is_mc103_with_the_exception(
     """A layer halving time passes a (B,T) mask on; the next masked layer raises: MC103, not a target error."""
     report = _check(_halve_model())
     assert report.models[0].error is None, report.models[0].error
-    mc103 = [f for f in report.findings if f.rule == "MC103" and f.layer in ("halve", "gap")]
+    mc103 = [f for f in report.all_findings if f.rule == "MC103" and f.layer in ("halve", "gap")]
     assert mc103, _pairs(report)
     exception = mc103[0].evidence.get("exception")
     assert isinstance(exception, str) and exception and "\n" not in exception, mc103[0].evidence
@@ -321,7 +321,7 @@ def test_softmax_over_time_given_a_rank_2_mask_is_mc103():
     assert Config.from_values().seq_len != 6
     report = _check(_softmax_model())
     assert report.models[0].error is None, report.models[0].error
-    mc103 = [f for f in report.findings if f.rule == "MC103" and f.layer == "softmax"]
+    mc103 = [f for f in report.all_findings if f.rule == "MC103" and f.layer == "softmax"]
     assert mc103, _pairs(report)
     exception = mc103[0].evidence.get("exception")
     assert isinstance(exception, str) and exception and "\n" not in exception, mc103[0].evidence
@@ -375,7 +375,7 @@ def test_custom_time_layer_that_passes_its_mask_gets_the_right_code(cls, name, c
     """Merging: mixing under a passed mask is MC105, moving steps under it is MC103; never MC102."""
     report = _check(_time_layer_model(cls, name))
     assert report.models[0].error is None, report.models[0].error
-    at_layer = [f for f in report.findings if f.layer == name]
+    at_layer = [f for f in report.all_findings if f.layer == name]
     assert {f.rule for f in at_layer if f.severity.value == "error"} == {code}, _pairs(report)
     assert "MC102" not in {f.rule for f in at_layer}, _pairs(report)
 

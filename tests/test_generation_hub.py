@@ -82,7 +82,7 @@ def _causal_lm(name: str, side: str | None = "right", cls=None):
 
 
 def _generation(report):
-    return [f for f in report.findings if f.rule in ("MC306", "MC307", "MC110")]
+    return [f for f in report.all_findings if f.rule in ("MC306", "MC307", "MC110")]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -91,7 +91,7 @@ def test_right_padding_is_batch_equivalent_and_the_report_is_clean(name):
     report = maskcheck.check(model, seed=0)
     assert report.models[0].error is None
     assert report.models[0].stats["generation"] == {"sides": ["post"], "steps": 4, "prompts": 4}
-    assert report.findings == (), [(f.rule, f.layer, f.message) for f in report.findings]
+    assert report.findings == (), [(f.rule, f.layer, f.message) for f in report.all_findings]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -99,7 +99,7 @@ def test_left_padding_is_mc306_with_prompt_step_and_side_and_mc110_statically(na
     model = _causal_lm(name, "left")
     report = maskcheck.check(model, seed=0)
     found = {f.rule: f for f in _generation(report)}
-    assert set(found) == {"MC306", "MC110"}, [(f.rule, f.message) for f in report.findings]
+    assert set(found) == {"MC306", "MC110"}, [(f.rule, f.message) for f in report.all_findings]
     mc306 = found["MC306"]
     assert mc306.severity.value == "error" and mc306.layer == model.name
     evidence = mc306.evidence
@@ -120,7 +120,7 @@ def test_without_a_preprocessor_both_sides_are_probed():
     model = _causal_lm("GPT2", side=None)
     report = maskcheck.check(model, seed=0)
     assert report.models[0].stats["generation"]["sides"] == ["post", "pre"]
-    sides = [f.evidence["padding"] for f in report.findings if f.rule == "MC306"]
+    sides = [f.evidence["padding"] for f in report.all_findings if f.rule == "MC306"]
     assert sides == ["pre"]
     # declared right padding: nothing to say about generation
     assert _generation(maskcheck.check(model, padding="post", seed=0)) == []
@@ -195,12 +195,12 @@ class FrozenCacheIndex(keras_hub.models.GPT2CausalLM):
 @pytest.mark.parametrize("buggy", [StalePositions, FrozenCacheIndex])
 def test_a_cache_bug_is_mc307_and_its_twin_is_clean(buggy):
     report = maskcheck.check(_causal_lm("GPT2", "right", cls=buggy), seed=0)
-    mc307 = [f for f in report.findings if f.rule == "MC307"]
-    assert len(mc307) == 1, [(f.rule, f.message) for f in report.findings]
+    mc307 = [f for f in report.all_findings if f.rule == "MC307"]
+    assert len(mc307) == 1, [(f.rule, f.message) for f in report.all_findings]
     assert "call_with_cache" in mc307[0].fix and mc307[0].layer_class == buggy.__name__
     assert isinstance(mc307[0].evidence["step"], int)
     # under right padding a broken cache is also why a batch differs: one cause, one finding
-    assert not [f for f in report.findings if f.rule == "MC306"]
+    assert not [f for f in report.all_findings if f.rule == "MC306"]
     twin = maskcheck.check(_causal_lm("GPT2", "right", cls=FaithfulPositions), seed=0)
     assert twin.findings == (), [(f.rule, f.message) for f in twin.findings]
 
@@ -255,7 +255,7 @@ def test_t5_relative_positions_are_batch_equivalent_on_both_sides():
     model = _seq2seq("T5Backbone", "T5Seq2SeqLM")
     report = maskcheck.check(model, select=["MC306", "MC307", "MC110"], seed=0)
     assert report.models[0].stats["generation"]["sides"] == ["post", "pre"]
-    assert report.findings == (), [(f.rule, f.message) for f in report.findings]
+    assert report.findings == (), [(f.rule, f.message) for f in report.all_findings]
 
 
 def test_generation_runs_on_the_gpu_when_tensorflow_sees_one():

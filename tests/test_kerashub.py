@@ -105,8 +105,8 @@ def test_encoder_with_padding_mask_has_no_error_finding(name):
     report = maskcheck.check(model, mode="all", padding="post", seed=0)
     assert report.models[0].error is None, report.models[0].error
     assert "dynamic" not in report.models[0].stats, report.models[0].stats  # probes really ran
-    assert not [f for f in report.findings if f.severity.value == "error"], \
-        [(f.rule, f.layer, f.message) for f in report.findings]
+    assert not [f for f in report.all_findings if f.severity.value == "error"], \
+        [(f.rule, f.layer, f.message) for f in report.all_findings]
     assert _independent_change(model, pre=False) < 1e-4
 
 
@@ -116,7 +116,7 @@ def test_every_backbone_finding_is_verified_independently(name):
     report = maskcheck.check(model, mode="all", padding="both", seed=0)
     assert report.models[0].error is None, report.models[0].error
     assert "dynamic" not in report.models[0].stats, report.models[0].stats
-    for f in report.findings:
+    for f in report.all_findings:
         if "dynamic" not in f.kind or f.evidence.get("refuted_by"):
             continue  # static-only findings are the static engine's tests' business
         code = f.evidence.get("confirmed_by", f.rule)
@@ -130,7 +130,7 @@ def test_every_backbone_finding_is_verified_independently(name):
             pytest.fail(f"unexpected dynamic finding {f.rule} at {f.layer}: {f.message}")
     # and the converse for the clean side: no MC301 under post means the outputs really hold
     if not any("post" in f.evidence.get("sides", ()) and "MC301" in (f.rule, f.evidence.get("confirmed_by"))
-               for f in report.findings):
+               for f in report.all_findings):
         assert _independent_change(model, pre=False) < 1e-4
 
 
@@ -158,6 +158,6 @@ def test_task_model_preprocessor_declares_pad_id_and_side():
     assert plan.sides == ("post",)
     report = maskcheck.check(model, seed=0)
     assert report.models[0].error is None
-    assert {f.evidence.get("padding") for f in report.findings if "dynamic" in f.kind} <= {"post", None}
-    assert not [f for f in report.findings if f.rule in ("MC301", "MC304")], \
-        [(f.rule, f.layer) for f in report.findings]
+    assert {f.evidence.get("padding") for f in report.all_findings if "dynamic" in f.kind} <= {"post", None}
+    assert not [f for f in report.all_findings if f.rule in ("MC301", "MC304")], \
+        [(f.rule, f.layer) for f in report.all_findings]

@@ -479,7 +479,7 @@ def test_masked_tagger_with_data_is_clean():
     import maskcheck
 
     report = maskcheck.check(_bilstm_tagger(True), mode="all", data=_tagged_data())
-    assert not [f for f in report.findings if f.severity.value == "error"], report.findings
+    assert not [f for f in report.all_findings if f.severity.value == "error"], report.findings
 
 
 def test_unmasked_tagger_with_data_counts_padded_labels():
@@ -506,7 +506,7 @@ def test_hub_decoder_lm_post_padding_is_clean():
     import maskcheck
 
     report = maskcheck.check(_hub_lm(True), mode="all", padding="post")
-    assert not [f for f in report.findings if f.severity.value == "error"], report.findings
+    assert not [f for f in report.all_findings if f.severity.value == "error"], report.findings
 
 
 @pytest.mark.kerashub
@@ -514,7 +514,7 @@ def test_hub_decoder_lm_without_mask_counts_padded_labels():
     import maskcheck
 
     report = maskcheck.check(_hub_lm(False), mode="all", padding="post")
-    assert [f for f in report.findings if f.rule in ("MC201", "MC303")
+    assert [f for f in report.all_findings if f.rule in ("MC201", "MC303")
             and f.evidence.get("what") == "labels"], report.findings
 
 
@@ -536,7 +536,7 @@ def test_zoo_verdicts(build):
     report = maskcheck.check(model, mode="all", padding=padding)
     entry = report.to_dict()["models"][0]
     assert entry["status"] != "error", entry["error"]
-    errors = [f for f in report.findings if f.severity.value == "error"]
+    errors = [f for f in report.all_findings if f.severity.value == "error"]
     if build.__name__ in LEAKING:
         assert any(f.rule in ("MC201", "MC303") for f in errors), report.findings
     else:

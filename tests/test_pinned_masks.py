@@ -21,7 +21,7 @@ from maskcheck.dynamic.program import pin_rows  # noqa: E402
 def _errors(model, **settings):
     report = maskcheck.check(model, mode="all", **settings)
     assert not report.models[0].error, report.models[0].error
-    return [(f.rule, f.layer) for f in report.findings if f.severity.value == "error"]
+    return [(f.rule, f.layer) for f in report.all_findings if f.severity.value == "error"]
 
 
 def _rules_at(model, **settings):
@@ -136,7 +136,7 @@ def test_clean_verdicts_survive_a_save_and_load(tmp_path):
     path = tmp_path / "positional.keras"
     positional_tagger(masked=True).save(path)
     report = maskcheck.check(keras.models.load_model(path), mode="all")
-    assert [f for f in report.findings if f.severity.value == "error"] == []
+    assert [f for f in report.all_findings if f.severity.value == "error"] == []
 
 
 def test_token_ids_are_never_changed_by_a_probe():
@@ -189,7 +189,7 @@ def test_every_culprit_is_its_own_finding():
     found = _rules_at(two_convs(causal=False))
     assert ("MC102", "a") in found and ("MC102", "b") in found
     report = maskcheck.check(two_convs(causal=False), mode="dynamic")
-    assert {f.layer for f in report.findings if f.rule == "MC301"} == {"a", "b"}
+    assert {f.layer for f in report.all_findings if f.rule == "MC301"} == {"a", "b"}
     assert _errors(two_convs(causal=True), padding="post") == []
 
 
@@ -226,7 +226,7 @@ def test_a_culprit_behind_a_layer_that_passes_the_mask_on():
         return keras.Model(ids, L.Dense(2, name="head")(h))
 
     report = maskcheck.check(model(smooth=True), mode="dynamic")
-    assert {f.layer for f in report.findings if f.rule == "MC301"} == {"smooth", "b"}
+    assert {f.layer for f in report.all_findings if f.rule == "MC301"} == {"smooth", "b"}
     assert {("MC105", "smooth"), ("MC102", "b")} <= _rules_at(model(smooth=True))
     assert {(r, layer) for r, layer in _errors(model(smooth=False))} == {("MC102", "b")}
 

@@ -59,7 +59,7 @@ def _built(model, x):
 def _errors(model):
     report = maskcheck.check(model, mode="all")
     assert report.models[0].error is None, report.models[0].error
-    return {(f.rule, f.severity.value) for f in report.findings if f.severity.value == "error"}
+    return {(f.rule, f.severity.value) for f in report.all_findings if f.severity.value == "error"}
 
 
 def test_two_input_encoder_decoder_is_probed():
