@@ -141,7 +141,8 @@ def test_finding_and_node_select_each_other(browser, leak_and_clean: Path) -> No
     assert page.root.locator('section[data-model="0"] .finding.selected').count() == 1  # MC102
     page.root.locator('section[data-model="0"] .node[data-layer="conv_tagger/conv"]').click()
     picked = page.root.locator('section[data-model="0"] .finding.selected')
-    assert picked.count() == 2  # MC102 and MC101, both at conv
+    assert picked.count() == 1  # MC102, with MC101 at the same conv folded under it
+    assert picked.locator('[data-related-layer="conv_tagger/conv"]').count() == 1
     assert "conv" in page.root.inner_text('section[data-model="0"] .details')
 
 

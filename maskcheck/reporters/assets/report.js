@@ -250,8 +250,12 @@
 
   /* a finding was clicked: show its layer (expanding what hides it) */
   Graph.prototype.reveal = function (findingIndex) {
-    var self = this, target = null;
-    this.graph.nodes.forEach(function (n) { if (!target && n.findings.indexOf(findingIndex) >= 0) target = n; });
+    var self = this, target = null, finding = this.findings[findingIndex];
+    var own = finding && finding.path ? finding.path.join("/") : null;  /* its own layer first, */
+    this.graph.nodes.forEach(function (n) { if (!target && n.layer === own) target = n; });
+    this.graph.nodes.forEach(function (n) {  /* else a layer of a finding folded under it */
+      if (!target && n.findings.indexOf(findingIndex) >= 0) target = n;
+    });
     if (!target) return;
     var changed = false;
     for (var g = target.group; g; g = this.groups[g].parent) {
