@@ -76,8 +76,3 @@ def group(findings: tuple[Finding, ...], rules: Mapping[str, type[Rule]]) -> tup
             members.append(list(finding.related))
     return tuple(replace(p, related=tuple(sorted(m, key=priority)))
                  for p, m in zip(primaries, members))
-
-
-def flatten(findings: tuple[Finding, ...]) -> tuple[Finding, ...]:
-    """Every finding, primaries followed by their related ones, none carrying `related`."""
-    return tuple(f for p in findings for f in (replace(p, related=()), *p.related))
