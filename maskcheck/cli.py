@@ -256,6 +256,8 @@ def use_color(setting: str, fmt: str, output: str | None, stream, environ=os.env
               help="Load with safe_mode=False, letting Lambda layers run their code.")
 @click.option("--verbose", is_flag=True, default=None,
               help="Show library logs and tracebacks.")
+@click.option("--isolated", is_flag=True, default=False,
+              help="Ignore every configuration file ([tool.maskcheck] in pyproject.toml).")
 @click.option("--list-rules", is_flag=True, expose_value=False, is_eager=True,
               callback=_list_rules, help="List every rule and exit.")
 @click.option("--explain", metavar="CODE", expose_value=False, is_eager=True,
@@ -270,12 +272,24 @@ def main(targets: tuple[str, ...], **options: object) -> None:
     or keras.json say (a .keras file is backend-portable).
 
     Exit status: 0 nothing at or above --fail-on, 1 findings at or above it,
-    2 usage error or a target that could not be loaded or checked.
+    2 usage error or a target that could not be loaded or checked, 130 Ctrl-C.
     """
+    from maskcheck.interrupts import RUN_STOPS, sigterm_unwinds, stop_exit
+
+    try:
+        with sigterm_unwinds():  # SIGTERM unwinds like Ctrl-C, so temporary files are removed
+            _run(targets, options)
+    except RUN_STOPS as exc:  # caught here: click would print "Aborted!" and exit 1
+        code, reason = stop_exit(exc)
+        click.echo(f"\nmaskcheck: {reason}", err=True)
+        sys.exit(code)
+
+
+def _run(targets: tuple[str, ...], options: dict[str, object]) -> None:
     values = {("format" if key == "fmt" else key): (value or None if isinstance(value, tuple) else value)
               for key, value in options.items() if key in _SETTINGS}
     try:
-        config = build_config(values, Path.cwd())
+        config = build_config(values, Path.cwd(), isolated=bool(options.get("isolated")))
     except ConfigError as exc:
         raise MaskcheckError(str(exc)) from None
     if not targets:

@@ -23,6 +23,8 @@ FORMATS = ("text", "json", "sarif", "github", "junit", "html")
 FAIL_ON = ("error", "warning", "info", "never")
 PADDINGS = ("post", "pre", "both")
 DEVICES = ("auto", "cpu", "gpu")
+#: the largest --seed: numpy's and TensorFlow's seeds are unsigned 32-bit integers
+SEED_MAX = 2**32 - 1
 #: `--color`: auto colours text on a terminal (NO_COLOR / FORCE_COLOR decide there)
 COLORS = ("auto", "always", "never")
 
@@ -101,8 +103,10 @@ class Config:
                 kwargs[key] = value
             elif key in ("output", "data", "baseline", "write_baseline"):
                 kwargs[key] = str(value)
-            elif key in ("seed", "batch_size", "seq_len"):
-                kwargs[key] = _as_int(key, value, minimum=0 if key == "seed" else 1)
+            elif key == "seed":  # numpy and TensorFlow seeds are 32-bit; wider ones wrap
+                kwargs[key] = _as_int(key, value, minimum=0, maximum=SEED_MAX)
+            elif key in ("batch_size", "seq_len"):
+                kwargs[key] = _as_int(key, value, minimum=1)
             elif key in ("atol", "rtol"):
                 kwargs[key] = _as_float(key, value)
             elif key == "mask_inputs":
@@ -134,10 +138,16 @@ class Config:
         return cls(source=source, **kwargs)
 
 
-#: pyproject keys (kebab-case, as on the command line) -> Config fields.
+#: Why `unsafe` is never read from a file: a checkout (its pyproject, its pytest.ini) is
+#: what an attacker controls, and safe_mode=False lets a model file run code on load.
+UNSAFE_FROM_FILE = ("loading with safe_mode off lets a model file run code, so only the "
+                    "person running the check can allow it: pass --unsafe on the command line "
+                    "(or unsafe=True to the Python API)")
+
+#: pyproject keys (kebab-case, as on the command line) -> Config fields; never `unsafe`.
 PYPROJECT_KEYS = {
     "mode": "mode", "format": "format", "output": "output", "select": "select",
-    "ignore": "ignore", "fail-on": "fail_on", "import": "imports", "unsafe": "unsafe",
+    "ignore": "ignore", "fail-on": "fail_on", "import": "imports",
     "verbose": "verbose", "statistics": "statistics", "padding": "padding", "data": "data",
     "mask-input": "mask_inputs", "padded": "padded", "seed": "seed", "batch-size": "batch_size",
     "seq-len": "seq_len", "atol": "atol", "rtol": "rtol", "device": "device",
@@ -184,13 +194,15 @@ def _option(key: str) -> str:
     return "--" + names.get(key, key).replace("_", "-")
 
 
-def _as_int(key: str, value: Any, *, minimum: int) -> int:
+def _as_int(key: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
     try:
         number = int(value)
     except (TypeError, ValueError):
         number = None
-    if isinstance(value, bool) or number is None or str(number) != str(value).strip() or number < minimum:
-        raise ConfigError(f"{_option(key)} must be an integer >= {minimum}, not {value!r}")
+    if (isinstance(value, bool) or number is None or str(number) != str(value).strip()
+            or number < minimum or (maximum is not None and number > maximum)):
+        bound = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        raise ConfigError(f"{_option(key)} must be an integer {bound}, not {value!r}")
     return number
 
 
@@ -308,6 +320,8 @@ def read_pyproject(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: [tool.maskcheck] must be a table")
     values = {}
     for key, value in table.items():
+        if key == "unsafe":
+            raise ConfigError(f"{path}: [tool.maskcheck] may not set 'unsafe': {UNSAFE_FROM_FILE}")
         if key not in PYPROJECT_KEYS:
             known = ", ".join(sorted(PYPROJECT_KEYS))
             raise ConfigError(f"{path}: unknown key {key!r} in [tool.maskcheck] (known keys: {known})")
@@ -315,9 +329,10 @@ def read_pyproject(path: Path) -> dict[str, Any]:
     return values
 
 
-def build_config(cli_values: dict[str, Any], start: Path) -> Config:
-    """Merge pyproject settings under command-line values (which win)."""
-    pyproject = find_pyproject(start)
+def build_config(cli_values: dict[str, Any], start: Path, *, isolated: bool = False) -> Config:
+    """Merge pyproject settings under command-line values (which win); `isolated`
+    (`--isolated`) reads no configuration file at all."""
+    pyproject = None if isolated else find_pyproject(start)
     merged: dict[str, Any] = {}
     if pyproject is not None:
         merged = read_pyproject(pyproject)

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from maskcheck.assumptions import assumed_clause
 from maskcheck.config import Config, ConfigError
 from maskcheck.finding import Finding, ModelReport, Report, TargetError
+from maskcheck.interrupts import RUN_STOPS, user_exit
 from maskcheck.loading import LoadError, Target, expand_targets, import_modules, load_target
 from maskcheck.rule import Rule
 from maskcheck.rules import selected_rules
@@ -190,6 +191,11 @@ def check_in_memory(model: Any, config: Config, data: Any = None) -> Report:
         kept, suppressed = locate_and_suppress(model, exc.findings, config, suppressor)
         result = ModelReport(name, name, findings=kept, suppressed=suppressed,
                              error=TargetError(exc.type, exc.message))
+    except (*RUN_STOPS, Exception):
+        raise
+    except BaseException as exc:  # a custom layer or data function called sys.exit
+        result = ModelReport(name, name, error=TargetError(
+            "UserCodeExit", f"user code {user_exit(exc)} while the model was checked"))
     report = Report((result,), fail_on=config.fail_on,
                     unused_ignores=suppressor.unused() if config.warn_unused_ignores else None,
                     settings=run_settings(config))
@@ -434,6 +440,10 @@ def _check_one(target: Target, config: Config, import_error: LoadError | None,
         if config.verbose and exc.__cause__ is not None:
             _log.error("%s: %s", target.label, exc.message, exc_info=exc.__cause__)
         return ModelReport(target.label, None, error=TargetError(exc.type, exc.message))
+    except RUN_STOPS:
+        raise
+    except BaseException as exc:  # code the model file names ran on load (--unsafe) and exited
+        return ModelReport(target.label, None, error=_user_exit(exc, target, config))
     step("checking")
     try:
         return check_model(model, target=target.label, config=config, data=data,
@@ -444,6 +454,8 @@ def _check_one(target: Target, config: Config, import_error: LoadError | None,
                            error=TargetError(exc.type, exc.message))
     except ConfigError as exc:  # --padded / --mask-input that do not fit this model's inputs
         return ModelReport(target.label, model.name, error=TargetError("BadOption", str(exc)))
+    except RUN_STOPS:
+        raise
     except Exception as exc:  # an analysis bug must not hide the other targets
         if config.verbose:
             _log.error("%s: maskcheck failed on this model", target.label, exc_info=exc)
@@ -451,3 +463,14 @@ def _check_one(target: Target, config: Config, import_error: LoadError | None,
         return ModelReport(target.label, model.name,
                            error=TargetError("InternalError", f"maskcheck failed on this model: {message}"
                                              " (rerun with --verbose for the traceback)"))
+    except BaseException as exc:  # user code in the model (a custom layer's call) exited
+        return ModelReport(target.label, model.name, error=_user_exit(exc, target, config))
+
+
+def _user_exit(exc: BaseException, target: Target, config: Config) -> TargetError:
+    """A SystemExit (or another BaseException) from user code ends this target, not the run:
+    exit 0 with other targets unchecked would pass CI on a run that never finished."""
+    if config.verbose:
+        _log.error("%s: user code stopped the check", target.label, exc_info=exc)
+    return TargetError("UserCodeExit", f"user code {user_exit(exc)} while this model was loaded "
+                       "or checked; the other targets are still checked")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from maskcheck.interrupts import RUN_STOPS, user_exit
+
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 _FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_][\w.]*$")
 
@@ -89,8 +91,10 @@ def import_modules(names: tuple[str, ...]) -> None:
     for name in names:
         try:
             importlib.import_module(name)
-        except Exception as exc:  # the user's module may raise anything
-            raise LoadError("ImportError", f"--import {name}: {type(exc).__name__}: {exc}") from exc
+        except RUN_STOPS:
+            raise
+        except BaseException as exc:  # the user's module may raise anything, sys.exit included
+            raise LoadError("ImportError", f"--import {name}: {user_exit(exc)}") from exc
 
 
 def _allow_cwd_imports() -> None:
@@ -127,8 +131,10 @@ def _import_and_call(reference: str) -> tuple[Any, Any]:
     module_name, _, attr = reference.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise LoadError("ImportError", f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from exc
+    except RUN_STOPS:
+        raise
+    except BaseException as exc:  # sys.exit in a module body too
+        raise LoadError("ImportError", f"cannot import {module_name!r}: {user_exit(exc)}") from exc
     factory: Any = module
     for part in attr.split("."):
         factory = getattr(factory, part, None)
@@ -138,8 +144,10 @@ def _import_and_call(reference: str) -> tuple[Any, Any]:
         raise LoadError("FactoryError", f"{attr!r} is a {type(factory).__name__}, not a callable returning a model")
     try:
         result = factory()
-    except Exception as exc:
-        raise LoadError("FactoryError", f"factory raised {type(exc).__name__}: {_one_line(exc)}") from exc
+    except RUN_STOPS:
+        raise
+    except BaseException as exc:  # a factory written as a script may call sys.exit
+        raise LoadError("FactoryError", f"factory {user_exit(exc)}") from exc
     model, data = (result if isinstance(result, tuple) and len(result) == 2 else (result, None))
     if not isinstance(model, keras.Model):
         raise LoadError("FactoryError", f"factory returned {type(result).__name__}, expected a keras.Model "

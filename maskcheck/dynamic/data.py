@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from maskcheck.dynamic.plan import ProbeError
+from maskcheck.interrupts import RUN_STOPS, user_exit
 
 #: Keys that make a dict the npz layout rather than x by input name.
 RESERVED_KEYS = frozenset({"x", "y", "labels", "sample_weight", "sample_weights", "mask", "lengths"})
@@ -533,9 +534,10 @@ def _call_function(spec: str) -> Any:
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # the user's module may raise anything
-        raise DataError(f"--data {spec}: cannot import {module_name!r}: "
-                        f"{type(exc).__name__}: {_first_line(exc)}") from exc
+    except RUN_STOPS:
+        raise
+    except BaseException as exc:  # the user's module may raise anything, sys.exit included
+        raise DataError(f"--data {spec}: cannot import {module_name!r}: {user_exit(exc)}") from exc
     function: Any = module
     for part in attr.split("."):
         function = getattr(function, part, None)
@@ -546,8 +548,10 @@ def _call_function(spec: str) -> Any:
                         "name a function that returns the data")
     try:
         result = function()
-    except Exception as exc:
-        raise DataError(f"--data {spec}: {attr}() raised {type(exc).__name__}: {_first_line(exc)}") from exc
+    except RUN_STOPS:
+        raise
+    except BaseException as exc:
+        raise DataError(f"--data {spec}: {attr}() {user_exit(exc)}") from exc
     if result is None:
         raise DataError(f"--data {spec}: {attr}() returned None; return arrays, an (x, y) tuple, "
                         "a tf.data.Dataset, a keras.utils.PyDataset or a generator")

@@ -47,7 +47,8 @@ ATOL_DESC = "maskcheck: absolute tolerance of probe comparisons (default 1e-5)."
 RTOL_DESC = "maskcheck: relative tolerance of probe comparisons (default 1e-4)."
 DEVICE_DESC = "maskcheck: where probes run: auto, cpu or gpu (default auto)."
 IMPORT_DESC = "maskcheck: modules to import before loading model files (they register custom layers)."
-UNSAFE_DESC = "maskcheck: load model files with safe_mode=False (lets Lambda layers run their code)."
+UNSAFE_DESC = ("maskcheck: load model files with safe_mode=False (lets Lambda layers run their code); "
+               "command line only: an ini file may not set it.")
 
 #: (Config field, description, ini type, command-line choices) for every setting.
 SETTINGS: tuple[tuple[str, str, str, tuple[str, ...] | None], ...] = (
@@ -121,6 +122,11 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 def _raw_settings(config: pytest.Config) -> dict[str, Any]:
     """ini values under command-line values; unset ones left out."""
     values: dict[str, Any] = {}
+    if config.getini(_ini("unsafe")) not in (None, ""):
+        from maskcheck.config import UNSAFE_FROM_FILE
+
+        raise pytest.UsageError(f"maskcheck: the ini option maskcheck_unsafe is not allowed: "
+                                f"{UNSAFE_FROM_FILE.replace('--unsafe', '--maskcheck-unsafe')}")
     for key, _desc, _type, _choices in SETTINGS:
         for value in (config.getini(_ini(key)), config.getoption(_ini(key))):
             if value is not None and value != "" and value != []:
