@@ -329,6 +329,17 @@ def read_pyproject(path: Path) -> dict[str, Any]:
     return values
 
 
+def _output_inside(output: str, start: Path, pyproject: Path) -> None:
+    """A report path from a file stays inside that file's project: a checkout must not make
+    `maskcheck` overwrite files elsewhere (`--output` on the command line may write anywhere)."""
+    project = pyproject.parent.resolve()
+    written = (start / output).resolve()
+    if written != project and project not in written.parents:
+        raise ConfigError(f"{pyproject}: [tool.maskcheck] output = {output!r} writes outside the "
+                          f"project folder {project}; a configuration file may only write inside "
+                          "it (pass --output on the command line to write elsewhere)")
+
+
 def build_config(cli_values: dict[str, Any], start: Path, *, isolated: bool = False) -> Config:
     """Merge pyproject settings under command-line values (which win); `isolated`
     (`--isolated`) reads no configuration file at all."""
@@ -340,6 +351,8 @@ def build_config(cli_values: dict[str, Any], start: Path, *, isolated: bool = Fa
             Config.from_values(**merged)  # report bad file values against the file
         except ValueError as exc:
             raise ConfigError(f"{pyproject}: [tool.maskcheck]: {exc}") from None
+    if "output" in merged and cli_values.get("output") is None:
+        _output_inside(str(merged["output"]), start, pyproject)
     merged.update({k: v for k, v in cli_values.items() if v is not None})
     try:
         return Config.from_values(source=str(pyproject) if pyproject else None, **merged)

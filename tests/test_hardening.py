@@ -257,3 +257,19 @@ def test_the_largest_seed_keeps_a_clean_model_clean() -> None:
     assert report.all_findings == ()
     with pytest.raises(ConfigError, match="from 0 to 4294967295"):
         maskcheck.check(keras.saving.load_model(CLEAN), seed=2**64)
+
+
+@pytest.mark.parametrize("output, inside", [("report.json", True), ("out/report.json", True),
+                                            ("../report.json", False), ("/tmp/x/report.json", False)])
+def test_output_from_a_file_stays_inside_the_project(tmp_path, output, inside) -> None:
+    """A checkout's pyproject must not make the check overwrite files elsewhere; the command
+    line may write anywhere."""
+    project = tmp_path / "project"
+    project.mkdir()
+    _pyproject(project, f"output = {output!r}\n")
+    if inside:
+        assert build_config({}, project).output == output
+    else:
+        with pytest.raises(ConfigError, match="outside the project folder"):
+            build_config({}, project)
+    assert build_config({"output": "/tmp/x/r.json"}, project).output == "/tmp/x/r.json"
