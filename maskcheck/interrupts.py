@@ -61,12 +61,13 @@ def sigterm_unwinds() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def user_exit(exc: BaseException) -> str:
+def user_exit(exc: BaseException, *, verb: bool = True) -> str:
     """One line for what user code raised: `sys.exit` is named as such, since a SystemExit
     from a factory or a data function is the likeliest way code meant for a script ends a
-    check."""
+    check. `verb=False` gives "Type: message" for anything else (as import errors read)."""
     if isinstance(exc, SystemExit):
         return f"called sys.exit({exc.code!r})"
-    text = " ".join(str(exc).split())
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
     text = text if len(text) <= 300 else text[:297] + "..."
-    return f"raised {type(exc).__name__}" + (f": {text}" if text else "")
+    return ("raised " if verb else "") + type(exc).__name__ + (f": {text}" if text else "")

@@ -94,7 +94,7 @@ def import_modules(names: tuple[str, ...]) -> None:
         except RUN_STOPS:
             raise
         except BaseException as exc:  # the user's module may raise anything, sys.exit included
-            raise LoadError("ImportError", f"--import {name}: {user_exit(exc)}") from exc
+            raise LoadError("ImportError", f"--import {name}: {user_exit(exc, verb=False)}") from exc
 
 
 def _allow_cwd_imports() -> None:
@@ -134,7 +134,7 @@ def _import_and_call(reference: str) -> tuple[Any, Any]:
     except RUN_STOPS:
         raise
     except BaseException as exc:  # sys.exit in a module body too
-        raise LoadError("ImportError", f"cannot import {module_name!r}: {user_exit(exc)}") from exc
+        raise LoadError("ImportError", f"cannot import {module_name!r}: {user_exit(exc, verb=False)}") from exc
     factory: Any = module
     for part in attr.split("."):
         factory = getattr(factory, part, None)

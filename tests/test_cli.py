@@ -398,7 +398,7 @@ def test_bad_pyproject_is_a_one_line_error(tmp_path: Path, monkeypatch, table: s
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--seed", "-1"], "--seed must be an integer >= 0"),
+    (["--seed", "-1"], "--seed must be an integer from 0 to 4294967295"),
     (["--batch-size", "0"], "--batch-size must be an integer >= 1"),
     (["--generate-steps", "0"], "--generate-steps must be an integer >= 1"),
     (["--atol", "x"], "--atol must be a non-negative number"),

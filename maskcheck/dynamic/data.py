@@ -537,7 +537,7 @@ def _call_function(spec: str) -> Any:
     except RUN_STOPS:
         raise
     except BaseException as exc:  # the user's module may raise anything, sys.exit included
-        raise DataError(f"--data {spec}: cannot import {module_name!r}: {user_exit(exc)}") from exc
+        raise DataError(f"--data {spec}: cannot import {module_name!r}: {user_exit(exc, verb=False)}") from exc
     function: Any = module
     for part in attr.split("."):
         function = getattr(function, part, None)
