@@ -9,6 +9,7 @@ every file of `CASES` beside one clean twin.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import stat
 import zipfile
@@ -86,7 +87,7 @@ def marker(folder: Path, name: str) -> Path:
 
 def escape_name(folder: Path) -> str:
     """The file name archive members aim at, one folder above `folder` (unique per folder)."""
-    return f"{folder.parent.name}-escaped.txt"
+    return f"maskcheck-escaped-{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]}.txt"
 
 
 def payload_lambda(path: Path) -> Callable[[Any], Any]:
@@ -262,7 +263,6 @@ def build(folder: Path) -> None:
 
     def edited(config_: Any) -> dict[str, bytes]:
         return {**base, "config.json": json.dumps(config_).encode()}
-
 
     command = f"touch {marker(folder, 'os_system')}"
     files["os_system_layer.keras"] = edited(_replace_layer(config, _class("os", "system", {"command": command})))
