@@ -253,7 +253,7 @@ def use_color(setting: str, fmt: str, output: str | None, stream, environ=os.env
                    "(default 4).")
 @click.option("--max-config-mb", default=None, metavar="N",
               help="Refuse a model whose config.json (or .h5 model_config) exceeds N MiB "
-                   "(default 16).")
+                   "(default 8).")
 @click.option("--max-config-depth", default=None, metavar="N",
               help="Refuse a model whose config nests deeper than N levels (default 128).")
 @click.option("--max-archive-mb", default=None, metavar="N",

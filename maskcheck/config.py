@@ -73,7 +73,7 @@ class Config:
     #: caps a model file must meet before it is decompressed or parsed (SPEC 9; defaults as
     #: `maskcheck.loading.ArchiveLimits`): config.json MiB and nesting depth, archive MiB
     #: uncompressed, compression ratio
-    max_config_mb: int = 16
+    max_config_mb: int = 8
     max_config_depth: int = 128
     max_archive_mb: int = 64 * 1024
     max_compression_ratio: int = 100

@@ -128,7 +128,7 @@ def test_config_bomb_is_refused_under_the_default_cap(tmp_path: Path) -> None:
     assert bomb.stat().st_size < 200_000
     error = _refused(bomb)
     assert "config.json is 17.0 MiB uncompressed" in error.message
-    assert "--max-config-mb cap of 16 MiB" in error.message and "--max-config-mb N" in error.message
+    assert "--max-config-mb cap of 8 MiB" in error.message and "--max-config-mb N" in error.message
 
 
 def test_config_size_cap_is_a_setting(tmp_path: Path) -> None:
@@ -250,7 +250,7 @@ def test_caps_are_pyproject_keys(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.maskcheck]\nmax-config-depth = 5\nmax-archive-mb = 2\n")
     config = build_config({}, tmp_path)
     limits = ArchiveLimits.from_config(config)
-    assert (limits.config_depth, limits.archive_mb, limits.config_mb) == (5, 2, 16)
+    assert (limits.config_depth, limits.archive_mb, limits.config_mb) == (5, 2, 8)
     assert ArchiveLimits.from_config(Config()) == ArchiveLimits()
     with pytest.raises(ConfigError, match="--max-compression-ratio must be an integer >= 1"):
         Config.from_values(max_compression_ratio=0)
@@ -351,10 +351,20 @@ def test_h5_depth_and_size_caps(legacy_h5: Path, tmp_path: Path) -> None:
     error = _refused(legacy_h5, config_depth=3)
     assert "model_config nests" in error.message and "--max-config-depth cap of 3" in error.message
     config = json.loads(h5py.File(legacy_h5, "r").attrs["model_config"])
-    wide = _rewrite_config(legacy_h5, tmp_path / "wide.h5", json.dumps(config, indent=1 << 14))
+    wide = _rewrite_config(legacy_h5, tmp_path / "wide.h5", json.dumps(config, indent=3000))
     error = _refused(wide, config_mb=1)
     assert "model_config is " in error.message and "--max-config-mb cap of 1 MiB" in error.message
     assert _load(wide)[0].name == "legacy_mlp"
+
+
+def test_h5_training_config_is_capped_too(legacy_h5: Path, tmp_path: Path) -> None:
+    """Keras parses training_config as well when it compiles a legacy model."""
+    deep = tmp_path / "deep_training.h5"
+    deep.write_bytes(legacy_h5.read_bytes())
+    with h5py.File(deep, "r+") as handle:
+        handle.attrs["training_config"] = "[" * 500 + "]" * 500
+    error = _refused(deep)
+    assert "training_config nests 500 levels deep" in error.message
 
 
 def test_h5_fixed_length_config_is_refused_by_its_storage_size(tmp_path: Path) -> None:
