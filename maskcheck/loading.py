@@ -257,16 +257,28 @@ def _private_folder(path: Path) -> Iterator[Path]:
     if path.suffix.lower() != ".keras":
         yield path
         return
-    folder = Path(tempfile.mkdtemp(prefix="maskcheck-load-"))
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="maskcheck-load-"))
+    except OSError as exc:
+        raise _no_temp(exc) from exc
     try:
         link = folder / "model.keras"
         try:
             os.symlink(path.resolve(), link)
         except OSError:
-            shutil.copyfile(path, link)
+            try:
+                shutil.copyfile(path, link)
+            except OSError as exc:
+                raise _no_temp(exc) from exc
         yield link
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _no_temp(exc: OSError) -> LoadError:
+    return LoadError("TempDirUnavailable", f"cannot prepare the model under the temporary directory "
+                     f"{tempfile.gettempdir()} ({exc.strerror or exc}); maskcheck never writes beside "
+                     "a model file: point TMPDIR at a writable folder")
 
 
 def _load_keras(keras: Any, path: Path, *, unsafe: bool) -> Any:

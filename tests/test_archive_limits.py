@@ -48,8 +48,8 @@ def _write(path: Path, members: dict[str, bytes], deflated: frozenset[str] = fro
     return path
 
 
-def _write_zeros(archive: zipfile.ZipFile, name: str, size: int, fill: bytes = b" ") -> None:
-    """A member of `size` bytes deflated from a stream, never held in memory whole."""
+def _write_repeated(archive: zipfile.ZipFile, name: str, size: int, fill: bytes = b" ") -> None:
+    """A member of `size` bytes of `fill`, deflated as it streams (never held whole in memory)."""
     chunk = fill * MIB
     info = zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0))
     info.compress_type = zipfile.ZIP_DEFLATED
@@ -61,12 +61,12 @@ def _write_zeros(archive: zipfile.ZipFile, name: str, size: int, fill: bytes = b
 def _bomb(path: Path, name: str, size: int, fill: bytes = b" ", *, extra: dict[str, bytes] | None = None) -> Path:
     """The clean model's members with `name` replaced by `size` inflated bytes of `fill`."""
     members = {**_members(), **(extra or {})}
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    with zipfile.ZipFile(path, "w") as archive:
         for member, data in members.items():
             if member != name:
                 archive.writestr(zipfile.ZipInfo(member, (2024, 1, 1, 0, 0, 0)), data,
                                  compress_type=zipfile.ZIP_STORED)
-        _write_zeros(archive, name, size, fill)
+        _write_repeated(archive, name, size, fill)
     return path
 
 
@@ -188,11 +188,11 @@ def test_member_bomb_is_refused_though_a_stored_member_dilutes_the_archive(tmp_p
 def test_many_small_bombs_are_refused_by_the_whole_archive_ratio(tmp_path: Path) -> None:
     """40 members each just under the per-member floor: only the total ratio sees them."""
     path = tmp_path / "small_bombs.keras"
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(path, "w") as archive:
         for name, data in _members().items():
             archive.writestr(name, data, compress_type=zipfile.ZIP_STORED)
         for index in range(40):
-            _write_zeros(archive, f"assets/part{index}.bin", MIB - 1, fill=b"\0")
+            _write_repeated(archive, f"assets/part{index}.bin", MIB - 1, fill=b"\0")
     error = _refused(path)
     assert error.message.startswith("archive inflates ") and "--max-compression-ratio" in error.message
 
@@ -448,4 +448,16 @@ def test_temporary_folder_is_removed_when_the_load_raises(
         _load(model)
     assert seen
     assert os.listdir(tmp_path / "system_tmp") == []
+    assert sorted(os.listdir(model.parent)) == ["model.keras"]
+
+
+def test_an_unusable_temp_dir_is_one_line_not_a_write_beside_the_model(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    model = tmp_path / "models" / "model.keras"
+    model.parent.mkdir()
+    model.write_bytes(CLEAN.read_bytes())
+    with pytest.raises(LoadError) as caught:
+        _load(model)
+    assert caught.value.type == "TempDirUnavailable" and "TMPDIR" in caught.value.message
     assert sorted(os.listdir(model.parent)) == ["model.keras"]
