@@ -178,7 +178,8 @@ def _render_statistics(report) -> str:
 _SETTINGS = ("mode", "fmt", "output", "select", "ignore", "fail_on", "imports", "unsafe", "verbose",
              "statistics", "padding", "data", "mask_inputs", "padded", "seed", "batch_size",
              "seq_len", "atol", "rtol", "device", "data_batches", "generate_steps", "baseline",
-             "write_baseline", "warn_unused_ignores", "color")
+             "write_baseline", "warn_unused_ignores", "color", "max_config_mb", "max_config_depth",
+             "max_archive_mb", "max_compression_ratio")
 
 
 def use_color(setting: str, fmt: str, output: str | None, stream, environ=os.environ) -> bool:
@@ -250,6 +251,16 @@ def use_color(setting: str, fmt: str, output: str | None, stream, environ=os.env
 @click.option("--generate-steps", default=None, metavar="N",
               help="Tokens generated per prompt by the generation checks MC306 and MC307 "
                    "(default 4).")
+@click.option("--max-config-mb", default=None, metavar="N",
+              help="Refuse a model whose config.json (or .h5 model_config) exceeds N MiB "
+                   "(default 8).")
+@click.option("--max-config-depth", default=None, metavar="N",
+              help="Refuse a model whose config nests deeper than N levels (default 128).")
+@click.option("--max-archive-mb", default=None, metavar="N",
+              help="Refuse a .keras archive over N MiB uncompressed (default 65536).")
+@click.option("--max-compression-ratio", default=None, metavar="N",
+              help="Refuse a .keras archive, or a member over 1 MiB, that inflates more than "
+                   "N times (default 100; Keras stores members uncompressed).")
 @click.option("--import", "imports", multiple=True, metavar="MODULE",
               help="Import MODULE first (registers custom layers); repeatable.")
 @click.option("--unsafe", is_flag=True, default=None,

@@ -72,6 +72,13 @@ class Config:
     #: `extend-exclude` adds to them; globs relative to the pyproject's folder
     exclude: tuple[str, ...] | None = None
     extend_exclude: tuple[str, ...] = ()
+    #: caps a model file must meet before it is decompressed or parsed (SPEC 9; defaults as
+    #: `maskcheck.loading.ArchiveLimits`): config.json MiB and nesting depth, archive MiB
+    #: uncompressed, compression ratio
+    max_config_mb: int = 8
+    max_config_depth: int = 128
+    max_archive_mb: int = 64 * 1024
+    max_compression_ratio: int = 100
     source: str | None = field(default=None, compare=False)  # pyproject path, if any
 
     @classmethod
@@ -131,7 +138,8 @@ class Config:
                 kwargs[key] = _per_layer_ignores(value)
             elif key in ("exclude", "extend_exclude"):
                 kwargs[key] = _globs(key, value)
-            elif key in ("data_batches", "generate_steps"):
+            elif key in ("data_batches", "generate_steps", "max_config_mb", "max_config_depth",
+                         "max_archive_mb", "max_compression_ratio"):
                 kwargs[key] = _as_int(key, value, minimum=1)
             else:
                 raise ConfigError(f"unknown setting {key!r}")
@@ -155,6 +163,8 @@ PYPROJECT_KEYS = {
     "per-layer-ignores": "per_layer_ignores", "color": "color",
     "baseline": "baseline", "warn-unused-ignores": "warn_unused_ignores",
     "exclude": "exclude", "extend-exclude": "extend_exclude",
+    "max-config-mb": "max_config_mb", "max-config-depth": "max_config_depth",
+    "max-archive-mb": "max_archive_mb", "max-compression-ratio": "max_compression_ratio",
 }
 
 

@@ -27,7 +27,7 @@ from maskcheck.assumptions import assumed_clause
 from maskcheck.config import Config, ConfigError
 from maskcheck.finding import Finding, ModelReport, Report, TargetError
 from maskcheck.interrupts import RUN_STOPS, user_exit
-from maskcheck.loading import LoadError, Target, expand_targets, import_modules, load_target
+from maskcheck.loading import ArchiveLimits, LoadError, Target, expand_targets, import_modules, load_target
 from maskcheck.rule import Rule
 from maskcheck.rules import selected_rules
 
@@ -435,7 +435,7 @@ def _check_one(target: Target, config: Config, import_error: LoadError | None,
         if import_error is not None:
             raise import_error
         step("loading")
-        model, data = load_target(target, unsafe=config.unsafe)
+        model, data = load_target(target, unsafe=config.unsafe, limits=ArchiveLimits.from_config(config))
     except LoadError as exc:
         if config.verbose and exc.__cause__ is not None:
             _log.error("%s: %s", target.label, exc.message, exc_info=exc.__cause__)
