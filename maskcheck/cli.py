@@ -285,10 +285,10 @@ def main(targets: tuple[str, ...], **options: object) -> None:
     Exit status: 0 nothing at or above --fail-on, 1 findings at or above it,
     2 usage error or a target that could not be loaded or checked, 130 Ctrl-C.
     """
-    from maskcheck.interrupts import RUN_STOPS, sigterm_unwinds, stop_exit
+    from maskcheck.interrupts import RUN_STOPS, stop_exit, stops_unwind
 
     try:
-        with sigterm_unwinds():  # SIGTERM unwinds like Ctrl-C, so temporary files are removed
+        with stops_unwind():  # Ctrl-C and SIGTERM unwind, so temporary files are removed
             _run(targets, options)
     except RUN_STOPS as exc:  # caught here: click would print "Aborted!" and exit 1
         code, reason = stop_exit(exc)

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from maskcheck.assumptions import assumed_clause
 from maskcheck.config import Config, ConfigError
 from maskcheck.finding import Finding, ModelReport, Report, TargetError
-from maskcheck.interrupts import RUN_STOPS, user_exit
+from maskcheck.interrupts import RUN_STOPS, raise_pending, user_exit
 from maskcheck.loading import ArchiveLimits, LoadError, Target, expand_targets, import_modules, load_target
 from maskcheck.rule import Rule
 from maskcheck.rules import selected_rules
@@ -419,6 +419,8 @@ def check_targets(raw_targets: tuple[str, ...], config: Config,
             import_error = exc
     results = []
     for number, target in enumerate(targets, start=1):
+        raise_pending()  # a Ctrl-C or SIGTERM that library code swallowed stops the run here
+
         def step(stage: str, number: int = number, label: str = target.label) -> None:
             if progress is not None:
                 progress(number, len(targets), label, stage)

@@ -41,24 +41,47 @@ def stop_exit(exc: BaseException) -> tuple[int, str]:
     raise TypeError(f"{type(exc).__name__} does not stop the run")
 
 
-def raise_terminated(_signum: int, _frame: Any) -> None:
-    raise Terminated()
+#: the stop that arrived during this run, kept because library code may swallow it: Keras's
+#: `.keras` loader catches everything (a bare `except:`) around extracting the weights
+_pending: list[BaseException] = []
+
+
+def _on_sigterm(_signum: int, _frame: Any) -> None:
+    _pending.append(Terminated())
+    raise _pending[-1]
+
+
+def _on_sigint(_signum: int, _frame: Any) -> None:
+    _pending.append(KeyboardInterrupt())
+    raise _pending[-1]
+
+
+def raise_pending() -> None:
+    """Raise again a Ctrl-C or SIGTERM that arrived in this run, in case a library swallowed
+    it; called after each load and between targets."""
+    if _pending:
+        raise _pending[0]
 
 
 @contextlib.contextmanager
-def sigterm_unwinds() -> Iterator[None]:
-    """Within the block SIGTERM raises `Terminated` (main thread only: elsewhere signals
-    cannot be set); the previous handler comes back after, so a host process (a test
-    runner calling the CLI in-process) keeps its own."""
+def stops_unwind() -> Iterator[None]:
+    """Within the block SIGTERM raises `Terminated` and Ctrl-C `KeyboardInterrupt`, each
+    remembered for `raise_pending` (main thread only: elsewhere signals cannot be set); the
+    previous handlers come back after, so a host process (a test runner calling the CLI
+    in-process) keeps its own."""
+    _pending.clear()
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, raise_terminated)
-    except (ValueError, OSError):  # not the main thread, or a platform without SIGTERM
-        yield
-        return
+        for signum, handler in ((signal.SIGTERM, _on_sigterm), (signal.SIGINT, _on_sigint)):
+            previous[signum] = signal.signal(signum, handler)
+    except (ValueError, OSError):  # not the main thread, or a platform without the signal
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _pending.clear()
 
 
 def user_exit(exc: BaseException, *, verb: bool = True) -> str:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from maskcheck.interrupts import RUN_STOPS, Terminated, user_exit  # noqa: F401 (Terminated: re-exported)
+from maskcheck.interrupts import RUN_STOPS, Terminated, raise_pending, user_exit  # noqa: F401 (Terminated: re-exported)
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 _FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*:[A-Za-z_][\w.]*$")
@@ -230,7 +230,9 @@ def _load_file(path: Path, *, unsafe: bool, limits: ArchiveLimits = ArchiveLimit
 
     with _private_folder(path) as loadable:
         try:
-            return _load_keras(keras, loadable, unsafe=unsafe)
+            model = _load_keras(keras, loadable, unsafe=unsafe)
+            raise_pending()  # a Ctrl-C that Keras's weight loader swallowed (a bare except)
+            return model
         except LoadError:
             raise
         except Exception as exc:

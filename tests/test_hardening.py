@@ -273,3 +273,19 @@ def test_output_from_a_file_stays_inside_the_project(tmp_path, output, inside) -
         with pytest.raises(ConfigError, match="outside the project folder"):
             build_config({}, project)
     assert build_config({"output": "/tmp/x/r.json"}, project).output == "/tmp/x/r.json"
+
+
+def test_a_stop_swallowed_by_a_library_is_raised_again() -> None:
+    """Keras's weight loader catches everything (a bare `except:`) around extracting the
+    weights; a Ctrl-C that lands there must still stop the run once the load returns."""
+    from maskcheck.interrupts import raise_pending, stops_unwind
+
+    with stops_unwind():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except BaseException:  # what a bare `except:` in a library does
+            pass
+        with pytest.raises(KeyboardInterrupt):
+            raise_pending()
+    raise_pending()  # a new run starts clean
