@@ -476,15 +476,57 @@ def _classify(exc: Exception, unsafe: bool) -> LoadError:
         return LoadError("UnsafeModel", "model contains a Lambda layer whose Python code would run on load; "
                          "maskcheck loads in safe mode so a model file cannot execute code. "
                          "Pass --unsafe only if you trust this file")
+    requested = _REQUESTED.findall(text)
+    if requested and not unsafe:  # Keras's own safe-mode sentence, innermost (last) first
+        kind, what = requested[-1]
+        return LoadError("UnsafeModel", f"the model requests the {kind} of {what.strip()}, which "
+                         "safe mode refuses (it could run code or read files outside the archive); "
+                         "pass --unsafe only if you trust this file")
     if not unsafe and "safe_mode" in text:
         return LoadError("UnsafeModel", f"loading needs code execution, which safe mode forbids "
                          f"(pass --unsafe only if you trust this file): {_one_line(exc)}")
+    api = _NOT_MODELING.search(text)
+    if api:
+        return LoadError("UnsafeModel", f"the model names {api.group(1)}, which is not a layer, "
+                         "operation or loss; Keras refuses such APIs in a model file (they could "
+                         "fetch files or switch safe mode off), and nothing was run")
     match = _CLASS_NOT_FOUND.search(text)
     if match:
-        return LoadError("UnknownCustomObject", f"model uses custom object {match.group(1)!r}, which is "
-                         "not registered; pass --import MODULE for the module that defines it "
-                         "(decorated with @keras.saving.register_keras_serializable)")
+        name = match.group(1)
+        module = _module_of(text[match.end():], name)
+        if module and _foreign(module):
+            return LoadError("UnsafeModel", f"the model names {module}.{name}, which is not a "
+                             "Keras object; a model file may only name layers and registered "
+                             "objects, so it was never imported or called")
+        where = f"--import {module}" if module else "--import MODULE for the module that defines it"
+        return LoadError("UnknownCustomObject", f"model uses custom object {name!r}"
+                         + (f" (module {module!r})" if module else "") + ", which is not registered; "
+                         f"pass {where} (decorated with @keras.saving.register_keras_serializable)")
     return LoadError(type(exc).__name__, f"cannot load model: {_one_line(exc)}")
+
+
+#: Keras's safe-mode refusals: "Requested the deserialization of a Python lambda. ...",
+#: "Requested the loading of a vocabulary file outside of the model archive. ..."
+_REQUESTED = re.compile(r"Requested the (deserialization|loading) of ([^.]{1,120})\.")
+#: "Cannot deserialize `keras.utils.get_file` because it is not a modeling function.", and
+#: "Could not deserialize 'keras.src....get_file' because it is not a KerasSaveable subclass"
+_NOT_MODELING = re.compile(r"(?:Cannot|Could not) deserialize [`']([^`']{1,200})[`'] because it is not "
+                           r"a (?:modeling function|KerasSaveable subclass)")
+
+
+def _module_of(after: str, name: str) -> str | None:
+    """The `module` of the object Keras could not find, from the config it quotes."""
+    quoted = after.partition("Full object config: {")[2][:300]
+    found = re.match(r"'module': '([\w.]{1,200})', 'class_name': '(?:" + re.escape(name)
+                     + "|function)'", quoted)
+    return found.group(1) if found else None
+
+
+def _foreign(module: str) -> bool:
+    """A module no model's custom object lives in: the standard library (os.system,
+    subprocess.Popen, builtins.eval)."""
+    top = module.split(".")[0]
+    return top in sys.stdlib_module_names
 
 
 def _one_line(exc: BaseException) -> str:

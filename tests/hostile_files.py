@@ -33,38 +33,38 @@ class Case:
     attack: str  # what the file tries
 
 
-# The types are what maskcheck says today, except UnsafeArchive / ArchiveTooLarge
-# (issue 26, item 2). The generic ones (ValueError) are Keras's own refusal,
-# passed on as "cannot load model: ...".
+# Every refusal of something that would run code or read outside the archive is UnsafeModel,
+# worded from Keras's own reason; a legacy .h5 names no module, so os.system there is an
+# unknown custom object. The registered_name mismatch is Keras's own ValueError.
 CASES = (
     # Python bytecode that runs when the model is rebuilt.
     Case("lambda.keras", "UnsafeModel", "--unsafe", "Lambda bytecode in a .keras archive"),
     Case("lambda.h5", "UnsafeModel", "--unsafe", "Lambda bytecode in a legacy .h5 file"),
-    Case("lambda_activation.keras", "UnsafeModel", "--unsafe", "a serialized Python lambda as an activation"),
+    Case("lambda_activation.keras", "UnsafeModel", "Python lambda", "a serialized Python lambda as an activation"),
     Case("deserialize_lambda.h5", "UnsafeModel", "--unsafe",
          "a legacy .h5 layer named `deserialize` (found in keras.layers) wrapping a Lambda"),
     # Arbitrary module / class_name: as a layer class, as a function the graph calls
     # with chosen arguments, as a layer argument, inside a Lambda, behind a registered name.
-    Case("os_system_layer.keras", "UnknownCustomObject", "'system'", "os.system as a layer class"),
-    Case("os_system_call.keras", "UnknownCustomObject", "'system'", "os.system as a layer called with a command"),
-    Case("popen_layer.keras", "UnknownCustomObject", "'Popen'", "subprocess.Popen as a layer class"),
-    Case("eval_activation.keras", "UnknownCustomObject", "'eval'", "builtins.eval as an activation"),
-    Case("system_activation.keras", "UnknownCustomObject", "'system'", "os.system as an activation"),
-    Case("lambda_named_function.keras", "UnknownCustomObject", "'system'", "a Lambda whose function is os.system"),
+    Case("os_system_layer.keras", "UnsafeModel", "os.system", "os.system as a layer class"),
+    Case("os_system_call.keras", "UnsafeModel", "os.system", "os.system as a layer called with a command"),
+    Case("popen_layer.keras", "UnsafeModel", "subprocess.Popen", "subprocess.Popen as a layer class"),
+    Case("eval_activation.keras", "UnsafeModel", "builtins.eval", "builtins.eval as an activation"),
+    Case("system_activation.keras", "UnsafeModel", "os.system", "os.system as an activation"),
+    Case("lambda_named_function.keras", "UnsafeModel", "os.system", "a Lambda whose function is os.system"),
     Case("registered_outside.keras", "ValueError", "registered_name",
          "a Keras Dense whose registered_name points at subprocess.Popen"),
     Case("os_system_layer.h5", "UnknownCustomObject", "'system'", "os.system as a layer in a legacy .h5"),
     # Non-modeling Keras APIs smuggled in as layers.
-    Case("get_file_call.keras", "ValueError", "get_file", "keras.utils.get_file called with a file:// URL"),
-    Case("get_file_layer.keras", "ValueError", "get_file", "keras.utils.get_file as a layer class"),
-    Case("get_file_private.keras", "ValueError", "get_file", "get_file by its private module path"),
-    Case("unsafe_then_lambda.keras", "ValueError", "enable_unsafe_deserialization",
+    Case("get_file_call.keras", "UnsafeModel", "get_file", "keras.utils.get_file called with a file:// URL"),
+    Case("get_file_layer.keras", "UnsafeModel", "get_file", "keras.utils.get_file as a layer class"),
+    Case("get_file_private.keras", "UnsafeModel", "get_file", "get_file by its private module path"),
+    Case("unsafe_then_lambda.keras", "UnsafeModel", "enable_unsafe_deserialization",
          "keras.config.enable_unsafe_deserialization as a layer, then a Lambda"),
-    Case("unsafe_private_then_lambda.keras", "ValueError", "enable_unsafe_deserialization",
+    Case("unsafe_private_then_lambda.keras", "UnsafeModel", "enable_unsafe_deserialization",
          "enable_unsafe_deserialization by its private module path, then a Lambda"),
     # Code and files outside the archive.
     Case("tfsm.keras", "UnsafeModel", "TFSMLayer", "a TFSMLayer loading a SavedModel whose graph writes a file"),
-    Case("vocabulary_file.keras", "UnsafeModel", "--unsafe", "a StringLookup reading a vocabulary file outside "
+    Case("vocabulary_file.keras", "UnsafeModel", "vocabulary file", "a StringLookup reading a vocabulary file outside "
          "the archive"),
     # Archive members that would land outside an extraction folder.
     Case("traversal.keras", "UnsafeArchive", "", "a ../ member"),
