@@ -50,6 +50,9 @@ def render(report: Report) -> str:
     for model in report.models:
         if model.error is not None:
             lines.append(_command("error", model.target, "maskcheck load error", model.error.message))
+        elif model.inconclusive is not None:  # SPEC 9: inconclusive is not clean
+            lines.append(_command("warning", model.target, "maskcheck dynamic checks inconclusive",
+                                  model.inconclusive))
         for f in model.findings:
             file, line = ((f.location["file"], int(f.location["line"])) if f.location is not None
                           else (model.target, None))

@@ -167,7 +167,8 @@ def _setting(value: Any) -> str:
 
 def _model_section(index: int, model: ModelReport, graph: Mapping[str, Any] | None) -> str:
     status_label = {"ok": "clean", "findings": f"{len(model.findings)} finding"
-                    + "s" * (len(model.findings) != 1), "error": "could not be checked"}[model.status]
+                    + "s" * (len(model.findings) != 1), "error": "could not be checked",
+                    "inconclusive": "inconclusive"}[model.status]
     worst = f" worst-{model.findings[0].severity.value}" if model.findings else ""  # sorted worst first
     head = (f'<section class="model" id="model-{index}" data-model="{index}" '
             f'data-status="{model.status}">\n'

@@ -49,8 +49,11 @@ def _testcase(model: ModelReport, threshold: int) -> tuple[ET.Element, str | Non
                                                   "type": "maskcheck"})
         failure.text = _clean(_finding_lines(model, failing))
         outcome = outcome or "failure"
-    if passing:
-        ET.SubElement(case, "system-out").text = _clean(_finding_lines(model, passing))
+    said = _finding_lines(model, passing) if passing else ""
+    if model.error is None and model.inconclusive is not None:  # SPEC 9: not clean
+        said = f"{model.target}: note: dynamic checks inconclusive: {model.inconclusive}\n" + said
+    if said:
+        ET.SubElement(case, "system-out").text = _clean(said)
     return case, outcome
 
 

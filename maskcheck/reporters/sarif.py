@@ -185,6 +185,16 @@ def _notification(model: ModelReport) -> dict[str, Any]:
     }
 
 
+def _inconclusive(model: ModelReport) -> dict[str, Any]:
+    """SPEC 9: the probes could not measure the model; its result is the static one alone."""
+    return {
+        "level": "warning",
+        "message": {"text": f"{model.target}: dynamic checks inconclusive: {model.inconclusive}"},
+        "descriptor": {"id": "inconclusive"},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact_uri(model.target)}}}],
+    }
+
+
 def _unused_ignore(unused: UnusedIgnore, root: Path) -> dict[str, Any]:
     physical: dict[str, Any] = {"artifactLocation": {"uri": source_uri(unused.file, root)}}
     if unused.line is not None:
@@ -213,7 +223,8 @@ def to_sarif(report: Report) -> dict[str, Any]:
     failed = report.errors
     invocation: dict[str, Any] = {
         "executionSuccessful": not failed,
-        "toolExecutionNotifications": [_notification(m) for m in failed],
+        "toolExecutionNotifications": [_notification(m) for m in failed] + [
+            _inconclusive(m) for m in report.models if m.error is None and m.inconclusive],
     }
     if report.unused_ignores:
         invocation["toolConfigurationNotifications"] = [

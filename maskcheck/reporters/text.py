@@ -116,7 +116,9 @@ def counts_phrase(report: Report, paint: _Paint = _PLAIN) -> str:
         ("suppressed", "suppressed"), ("baselined", "baselined"),
         ("fixed", "fixed since the baseline")) if s.get(key))
     failed = f", {s['failed']} could not be checked" if s["failed"] else ""
-    return f"{counts}{related}{extra}{failed}"
+    unsure = sum(1 for m in report.models if m.error is None and m.inconclusive is not None)
+    inconclusive = f", {unsure} inconclusive" if unsure else ""  # SPEC 9: not clean
+    return f"{counts}{related}{extra}{failed}{inconclusive}"
 
 
 def summary_line(report: Report, paint: _Paint = _PLAIN) -> str:
