@@ -97,6 +97,9 @@ def test_nan_outputs_on_unpadded_batches_are_inconclusive_not_clean(tmp_path):
     notes = sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"]
     assert [n["descriptor"]["id"] for n in notes] == ["inconclusive"]
     assert "dynamic checks inconclusive" in invoke(path, "--mode", "all", "--format", "junit").output
+    invoke(path, "--mode", "all", "--format", "html", "--output", tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert 'status-inconclusive">inconclusive' in page and "dynamic checks inconclusive" in page
 
 
 def test_finite_twin_is_clean_with_no_note():
@@ -159,3 +162,32 @@ def test_leaking_stateful_lstm_is_still_found(batch_size):
     report = maskcheck.check(stateful(4, leak=True), mode="dynamic", batch_size=batch_size)
     assert report.models[0].error is None
     assert "MC301" in codes(report) and "MC103" not in codes(report)
+
+
+class Doubled(keras.layers.Layer):
+    """A custom layer (code whose gradients the loss program would probe) that keeps masks."""
+
+    supports_masking = True
+
+    def call(self, x):
+        return x * 2.0
+
+
+def test_compiled_stateful_model_gets_its_loss_probed_and_the_api_works():
+    """The loss program takes the inference run's outputs (it cannot run every probe row at
+    once through a 4-row model): no "loss not probed" note; `find_leak` runs at 4 rows too,
+    beside its leaking twin."""
+    from maskcheck.dynamic.api import find_leak
+
+    tokens = keras.Input(batch_shape=(4, 10), dtype="int32", name="tokens")
+    h = Doubled()(keras.layers.Embedding(40, 8, mask_zero=True)(tokens))
+    h = keras.layers.LSTM(8, return_sequences=True, stateful=True)(h)
+    model = keras.Model(tokens, keras.layers.Dense(3, activation="softmax")(h))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    report = maskcheck.check(model, mode="all")
+    assert report.models[0].error is None and not report.findings, report
+    assert "loss" not in report.models[0].stats
+    x = np.random.default_rng(0).integers(1, 40, (6, 10))
+    x[:, 7:] = 0
+    assert find_leak(model, x) is None
+    assert find_leak(stateful(4, leak=True), x) is not None

@@ -73,7 +73,8 @@ def _stacked(model: Any, x: Any, mask: Any, lengths: Any, padding: str, seed: in
     rows = stack_draws(prep.mask, [padding] * prep.mask.shape[0])
     inputs = stacked_inputs(prep, rows, seed)
     names = {s.generator for s in prep.specs if s.role == "data" and s.generator}
-    prober = cached_prober(model, device, seed, layers_named(model, names), inputs, rows)
+    prober = cached_prober(model, device, seed, layers_named(model, names), inputs, rows,
+                           batch=plan.batch)
     return plan, prep, rows, inputs, prober
 
 

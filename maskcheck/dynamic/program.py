@@ -754,7 +754,7 @@ _RECENT_LIMIT = 4
 
 
 def cached_prober(model: Any, device: str, seed: int, generators: tuple[Any, ...],
-                  inputs: Any, rows: Rows) -> Prober:
+                  inputs: Any, rows: Rows, batch: int | None = None) -> Prober:
     """A Prober for `model`, reused across calls with the same settings.
 
     Property tests call `find_leak` on one model dozens of times; tracing anew
@@ -763,12 +763,12 @@ def cached_prober(model: Any, device: str, seed: int, generators: tuple[Any, ...
     the last few only, so models a test drops are released soon after.
     """
     key = (id(model), resolve_device(device), seed, tuple(id(g) for g in generators),
-           repr(signature(inputs, rows)))
+           repr(signature(inputs, rows)), batch)
     for i, (cached_key, prober) in enumerate(_RECENT_PROBERS):
         if cached_key == key and prober.model is model:
             _RECENT_PROBERS.append(_RECENT_PROBERS.pop(i))
             return prober
-    prober = Prober(model, device, seed, generators)
+    prober = Prober(model, device, seed, generators, batch=batch)
     _RECENT_PROBERS.append((key, prober))
     del _RECENT_PROBERS[:-_RECENT_LIMIT]
     return prober

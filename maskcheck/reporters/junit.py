@@ -2,8 +2,9 @@
 
 A model fails when it has a finding at or above the report's `fail_on`
 threshold, so the dashboard agrees with the exit status; findings below it
-are kept in `<system-out>`. A target that could not be loaded is an
-`<error>`, as a crashed test is.
+are kept in `<system-out>`, after a note when the probes were inconclusive
+(SPEC 9; the case passes or fails on its findings, as the exit status does). A
+target that could not be loaded is an `<error>`, as a crashed test is.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Every rule code is listed in `tool.driver.rules` (so a viewer can explain a
 code even when this run did not raise it); each finding becomes a `result`
 pointing at the model file and, logically, at the layer path. Targets that
 could not be loaded are tool execution notifications, not results: they are
-failures of the run, not findings about the model.
+failures of the run, not findings about the model. So is a model whose probes
+were inconclusive (SPEC 9), at level "warning": its result is the static one alone.
 
 A finding whose layer was built at a known source line points at that line
 of that file, relative to the repository root (the nearest folder above the
