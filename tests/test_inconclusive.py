@@ -191,3 +191,23 @@ def test_compiled_stateful_model_gets_its_loss_probed_and_the_api_works():
     x[:, 7:] = 0
     assert find_leak(model, x) is None
     assert find_leak(stateful(4, leak=True), x) is not None
+
+
+def test_fit_callback_warns_when_the_probes_cannot_measure():
+    """The callback's check of a NaN model says it could not check it, beside a finite twin
+    that trains without a word (the callback warns only about what it cannot vouch for)."""
+    import warnings
+
+    from maskcheck.keras import MaskCheck, MaskCheckWarning
+
+    x = np.random.default_rng(0).integers(1, 40, (8, 10)).astype("int32")
+    x[:4, 6:] = 0
+    y = np.zeros((8, 10), "int32")
+    for nan in (True, False):
+        model = tagger(nan=nan)
+        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[MaskCheck()])
+        said = [str(w.message) for w in caught if issubclass(w.category, MaskCheckWarning)]
+        assert bool(said) is nan and all("inconclusive" in s for s in said), said
