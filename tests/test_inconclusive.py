@@ -211,3 +211,15 @@ def test_fit_callback_warns_when_the_probes_cannot_measure():
             model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[MaskCheck()])
         said = [str(w.message) for w in caught if issubclass(w.category, MaskCheckWarning)]
         assert bool(said) is nan and all("inconclusive" in s for s in said), said
+
+
+def test_padding_invariance_assertion_is_not_passed_by_a_nan_model():
+    """Bad: NaN outputs compare unequal to nothing, so "no leak" was a silent pass; the
+    assertion now raises ProbeError (Inconclusive). Its finite twin passes."""
+    from maskcheck.probe import ProbeError
+
+    x = np.random.default_rng(0).integers(1, 40, (4, 10))
+    x[2:, 6:] = 0
+    maskcheck.assert_padding_invariant(tagger(), x)
+    with pytest.raises(ProbeError, match="inconclusive: output .* NaN or Inf for unpadded sample 0"):
+        maskcheck.assert_padding_invariant(tagger(nan=True), x)

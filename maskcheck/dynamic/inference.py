@@ -83,6 +83,24 @@ def check_measurable(prober: Prober, prep: Prepared, config: Any) -> None:
                 "for the check")
 
 
+def nonfinite_unpadded(run: Run, rows: Rows) -> str | None:
+    """What is non-finite in the outputs of the batch's own unpadded samples (base rows of
+    full length), or None: a pass the caller made anyway, so this costs no forward pass."""
+    import numpy as np
+
+    full = np.nonzero((rows.draw == 0) & (rows.lengths == rows.mask.shape[1]))[0]
+    for name, out in zip(run.output_names, run.outputs):
+        if (not len(full) or not getattr(out, "ndim", 0) or out.shape[0] != rows.n
+                or not np.issubdtype(out.dtype, np.floating)):
+            continue
+        bad = ~np.isfinite(out[full]).reshape(len(full), -1).all(axis=1)
+        if bad.any():
+            return (f"output {name!r} is NaN or Inf for unpadded sample "
+                    f"{int(rows.sample[full[int(np.argmax(bad))]])}, so padding cannot be measured; "
+                    "check the model's weights and that sample's values for NaN or Inf")
+    return None
+
+
 # --------------------------------------------------------------------------- raising models
 
 
