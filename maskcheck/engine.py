@@ -9,9 +9,10 @@ so one bad target never stops the others.
 check, scheduled by `maskcheck.dynamic.schedule`) -> merge (`maskcheck.merge`,
 a pure function; the policy is declared on the rule classes) -> locate and
 suppress. In mode "all", a model the probes cannot run (no padded input, odd
-dtypes, a forward pass that raises while static findings exist) keeps its static
-findings and records why in ``stats["dynamic"]``; in mode "dynamic" that is the
-target's error. With the user's data, ``stats["data"]`` records what the probes
+dtypes, a forward pass that raises while static findings exist) or cannot measure
+(inconclusive: outputs of an unpadded batch that are not finite or not repeatable)
+keeps its static findings and records why in ``stats["dynamic"]``; in mode
+"dynamic" that is the target's error. With the user's data, ``stats["data"]`` records what the probes
 read from it (pad values, sides, lengths, label padding, sample weights).
 """
 
@@ -320,8 +321,8 @@ def _probe_and_merge(model: Any, config: Config, data: Any, rules: tuple[type[Ru
     `profiles` receives the probes' per-position change at each leaking layer (by
     layer path), which the HTML report plots."""
     from maskcheck.dynamic.data import DataError, load_data_option
-    from maskcheck.dynamic.schedule import (ModelRaises, NoPadding, NotProbeable, ProbeError,
-                                            run_dynamic, to_finding)
+    from maskcheck.dynamic.schedule import (Inconclusive, ModelRaises, NoPadding, NotProbeable,
+                                            ProbeError, run_dynamic, to_finding)
     from maskcheck.merge import merge
     from maskcheck.rules import RULES_BY_CODE
 
@@ -343,12 +344,22 @@ def _probe_and_merge(model: Any, config: Config, data: Any, rules: tuple[type[Ru
         raise CheckError("DataError", str(exc), static) from None
     except ModelRaises as exc:  # SPEC 9: a bad target whatever else was found
         raise CheckError("ForwardError", str(exc), static) from None
+    except Inconclusive as exc:  # SPEC 9: inconclusive is not clean
+        if config.mode == "dynamic":
+            raise CheckError("Inconclusive", f"dynamic checks inconclusive: {exc}") from None
+        # the static findings stand, neither confirmed nor refuted (no merge); the note says so
+        stats["dynamic"] = (f"inconclusive: {exc}; the static result stands, neither confirmed "
+                            "nor refuted by the probes")
+        return static
     except ProbeError as exc:
         if config.mode == "all" and static:  # keep what the static engine found (and why)
             stats["dynamic"] = f"failed: {exc}"
             return static
         raise CheckError("ProbeError", str(exc)) from None
     stats["traces"] = info.get("traces", 0)
+    batch = getattr(info.get("plan"), "batch", None)
+    if batch is not None:  # a model built for one batch size (a stateful RNN) runs at it
+        stats["probe_batch"] = batch
     if info.get("data_summary") is not None:  # what the user's data said about padding
         stats["data"] = info["data_summary"]
     if info.get("generation"):  # what the generation checks did (a causal LM only)

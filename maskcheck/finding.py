@@ -207,10 +207,22 @@ class ModelReport:
         return tuple(f for p in self.findings for f in (p, *p.related))
 
     @property
+    def inconclusive(self) -> str | None:
+        """Why the probes could not measure this model (SPEC 9: inconclusive is not clean),
+        from ``stats["dynamic"]``; None when they could, or did not run."""
+        said = self.stats.get("dynamic")
+        prefix = "inconclusive: "
+        return said[len(prefix):] if isinstance(said, str) and said.startswith(prefix) else None
+
+    @property
     def status(self) -> str:
+        """"error", "findings", "inconclusive" (no findings, and the probes could not
+        measure: not clean) or "ok"."""
         if self.error is not None:
             return "error"
-        return "findings" if self.findings else "ok"
+        if self.findings:
+            return "findings"
+        return "inconclusive" if self.inconclusive is not None else "ok"
 
     def to_dict(self) -> dict[str, Any]:
         return {

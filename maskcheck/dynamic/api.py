@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 from maskcheck.dynamic.batches import prepare, stack_draws, stacked_inputs, subset, take
 from maskcheck.dynamic.compare import Leak, output_leak
+from maskcheck.dynamic.inference import Inconclusive, nonfinite_unpadded
 from maskcheck.dynamic.plan import ProbeError, ProbePlan, build_plan, layers_named
 from maskcheck.dynamic.program import cached_prober, has_loss
 
@@ -73,7 +74,8 @@ def _stacked(model: Any, x: Any, mask: Any, lengths: Any, padding: str, seed: in
     rows = stack_draws(prep.mask, [padding] * prep.mask.shape[0])
     inputs = stacked_inputs(prep, rows, seed)
     names = {s.generator for s in prep.specs if s.role == "data" and s.generator}
-    prober = cached_prober(model, device, seed, layers_named(model, names), inputs, rows)
+    prober = cached_prober(model, device, seed, layers_named(model, names), inputs, rows,
+                           batch=plan.batch)
     return plan, prep, rows, inputs, prober
 
 
@@ -98,7 +100,8 @@ def find_leak(model: Any, x: Any, *, mask: Any = None, lengths: Sequence[int] | 
         its inputs' do not, or None.
 
     Raises:
-        ProbeError: the model cannot be probed (one-line reason).
+        ProbeError: the model cannot be probed (one-line reason); `Inconclusive` (one)
+            when the outputs of the batch's unpadded samples are NaN or Inf.
 
     Example:
         >>> leak = find_leak(model, tokens)          # mask from Embedding(mask_zero)
@@ -111,6 +114,9 @@ def find_leak(model: Any, x: Any, *, mask: Any = None, lengths: Sequence[int] | 
     axes = [o.padded_axes for o in plan.outputs] or None
     if not training:
         run = prober.run(inputs, rows)
+        said = nonfinite_unpadded(run, rows)
+        if said is not None:  # SPEC 9: inconclusive is not clean (never "no leak")
+            raise Inconclusive(f"padding invariance is inconclusive: {said}")
         if axes is not None and len(axes) != len(run.outputs):
             axes = None
         return output_leak(run, None, rows, np.arange(rows.n) >= b, rows.base_row, None,

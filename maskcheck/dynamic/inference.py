@@ -27,6 +27,80 @@ class ModelRaises(ProbeError):
     """The forward pass raises on an unpadded batch too: a bad target (SPEC 9)."""
 
 
+class Inconclusive(ProbeError):
+    """The probes cannot measure this model (SPEC 9, inconclusive is not clean): its outputs
+    on an ordinary unpadded batch are not finite, or the same batch twice gives different
+    outputs (the forward pass depends on state kept between calls)."""
+
+
+# --------------------------------------------------------------------------- measurable
+
+
+def check_measurable(prober: Prober, prep: Prepared, config: Any) -> None:
+    """Run the unpadded batch (every position valid, explicit masks all ones) twice: the
+    probes compare outputs, so those must be finite and the same each time.
+
+    Decided from the outputs alone. A model that raises on this batch is left to the
+    probe pass (SPEC 9 has its own verdict for it).
+
+    Raises:
+        Inconclusive: an output is NaN or Inf, or the second pass differs from the first.
+    """
+    import numpy as np
+
+    from maskcheck.dynamic.batches import unpadded_inputs
+
+    inputs = unpadded_inputs(prep, config.seed)
+    rows = stack_draws(np.ones_like(prep.mask, dtype=bool), ["post"] * prep.mask.shape[0], draws=())
+    try:
+        first = prober.run(inputs, rows, hooks=False)
+        second = prober.run(inputs, rows, hooks=False)
+    except ProbeError:
+        return
+    batched = [(name, a, b) for name, a, b in zip(first.output_names, first.outputs, second.outputs)
+               if getattr(a, "ndim", 0) and np.issubdtype(a.dtype, np.floating)]
+    for name, a, _ in batched:
+        bad = ~np.isfinite(a)
+        if bad.any():
+            record = first_nonfinite_record(first, np.ones(rows.n, dtype=bool), None)
+            where = (f", first at layer {record.name!r} ({record.class_name})"
+                     if record is not None else "")
+            what = "NaN" if np.isnan(a[bad]).all() else "Inf" if np.isinf(a[bad]).all() else "NaN or Inf"
+            raise Inconclusive(
+                f"output {name!r} is {what} on an unpadded batch ({int(bad.sum())} of {a.size} "
+                f"values{where}), so padding cannot be measured; check the weights and inputs "
+                "of that layer for NaN or Inf")
+    for name, a, b in batched:
+        if a.shape != b.shape or not np.allclose(a, b, atol=config.atol, rtol=config.rtol):
+            diff = (float(np.max(np.abs(a.astype(np.float64) - b))) if a.shape == b.shape
+                    else float("nan"))
+            stateful = ", ".join(layer.name for layer in prober.stateful)
+            cause = (f" (stateful layers reset before each pass: {stateful})" if stateful else "")
+            raise Inconclusive(
+                f"output {name!r} changes by up to {round_sig(diff)} when the same unpadded batch "
+                f"runs twice{cause}: the forward pass depends on state kept between calls, so "
+                "padding cannot be measured; make the model reset that state (or not keep it) "
+                "for the check")
+
+
+def nonfinite_unpadded(run: Run, rows: Rows) -> str | None:
+    """What is non-finite in the outputs of the batch's own unpadded samples (base rows of
+    full length), or None: a pass the caller made anyway, so this costs no forward pass."""
+    import numpy as np
+
+    full = np.nonzero((rows.draw == 0) & (rows.lengths == rows.mask.shape[1]))[0]
+    for name, out in zip(run.output_names, run.outputs):
+        if (not len(full) or not getattr(out, "ndim", 0) or out.shape[0] != rows.n
+                or not np.issubdtype(out.dtype, np.floating)):
+            continue
+        bad = ~np.isfinite(out[full]).reshape(len(full), -1).all(axis=1)
+        if bad.any():
+            return (f"output {name!r} is NaN or Inf for unpadded sample "
+                    f"{int(rows.sample[full[int(np.argmax(bad))]])}, so padding cannot be measured; "
+                    "check the model's weights and that sample's values for NaN or Inf")
+    return None
+
+
 # --------------------------------------------------------------------------- raising models
 
 

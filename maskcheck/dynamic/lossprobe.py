@@ -300,6 +300,11 @@ def measure_losses(model: Any, plan: ProbePlan, prober: Prober, inputs: Any, run
     weights = {g: 1.0 + 0.37 * n for n, g in enumerate(g for g in sorted(base_of)
                                                          if what[g][0] == "inputs")}
     gradients = bool(plan.gradient_code) or not plan.has_graph
+    if prober.batch is not None:  # the loss program runs every row at once: a model built
+        if not _compiled_loss(model):  # for one batch size gets the inference run's outputs
+            raise ProbeError(f"the model takes batches of {prober.batch} rows only, and its "
+                             "custom loss needs the model run on every probe row at once")
+        gradients = False
     program = LossProgram(model, prober, groups, base_of, weights, gradients=gradients)
     result = (program.run(inputs, labels, rows, weights_given, valid)
               if gradients or not _compiled_loss(model)

@@ -106,6 +106,9 @@ class ProbePlan:
     #: padding sides the model itself declares (a keras-hub preprocessor's packer);
     #: empty when it declares none (then --padding decides)
     sides: tuple[str, ...] = ()
+    #: rows every forward pass must hold (a stateful layer's state, else a fixed batch
+    #: dimension the inputs declare); None when any batch size runs
+    batch: int | None = None
 
     @property
     def data_inputs(self) -> tuple[PlannedInput, ...]:
@@ -126,6 +129,8 @@ class ProbePlan:
             lines.append(f"  training-mode probe for {', '.join(self.training_layers)}")
         if self.gradient_code:
             lines.append(f"  gradients probed for {', '.join(self.gradient_code)}")
+        if self.batch is not None:
+            lines.append(f"  forward passes of {self.batch} rows (the model's declared batch size)")
         return "\n".join(lines)
 
 
@@ -166,6 +171,33 @@ def sublayers(model: Any) -> list[Any]:
 
     visit(model)
     return found
+
+
+def stateful_layers(layers: list[Any]) -> list[Any]:
+    """The layers that carry state from one call to the next (`stateful=True`, as Keras
+    RNNs declare it) and can reset it."""
+    return [layer for layer in layers if getattr(layer, "stateful", False) is True
+            and callable(getattr(layer, "reset_state", None) or getattr(layer, "reset_states", None))]
+
+
+def declared_batch(model: Any, layers: list[Any]) -> int | None:
+    """The batch size the model is built for, when it fixes one: the batch of a stateful
+    layer's state (its calls must hold exactly that many rows), else a fixed batch
+    dimension every input declares (`keras.Input(batch_shape=...)` or `batch_size=`)."""
+    for layer in stateful_layers(layers):
+        states = getattr(layer, "states", None)
+        flat = [s for s in (states if isinstance(states, (list, tuple)) else [states])
+                if getattr(s, "shape", None) is not None and len(s.shape)]
+        if flat and flat[0].shape[0]:
+            return int(flat[0].shape[0])
+    try:
+        inputs = list(getattr(model, "inputs", None) or [])
+    except (AttributeError, ValueError):
+        inputs = []
+    sizes = {getattr(t, "shape", (None,))[0] if getattr(t, "shape", ()) else None for t in inputs}
+    if len(sizes) == 1 and None not in sizes:
+        return int(next(iter(sizes)))
+    return None
 
 
 def layers_named(model: Any, names: set[str]) -> tuple[Any, ...]:
@@ -342,7 +374,8 @@ def build_plan(model: Any, config: Any, graph: Any = None, flow: Any = None,
                      structure=structure, generators=tuple(generators), length=length,
                      time_open=time_open, n_padded=n_padded,
                      training_layers=_training_layers(layers), has_graph=graph is not None,
-                     gradient_code=_gradient_code(model, layers, graph), sides=sides)
+                     gradient_code=_gradient_code(model, layers, graph), sides=sides,
+                     batch=declared_batch(model, layers))
 
 
 def preprocessor_padding(model: Any) -> tuple[float | None, tuple[str, ...]]:

@@ -20,8 +20,8 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from maskcheck.dynamic.batches import Rows
-from maskcheck.dynamic.plan import RANDOM_LAYERS, ProbeError, sublayers
+from maskcheck.dynamic.batches import Rows, subset, take
+from maskcheck.dynamic.plan import RANDOM_LAYERS, ProbeError, stateful_layers, sublayers
 
 
 class ForwardError(ProbeError):
@@ -434,24 +434,25 @@ def _np(t: Any) -> Any:
     return t.numpy() if hasattr(t, "numpy") else np.asarray(t)
 
 
-def signature(inputs: Any, rows: Rows) -> Any:
+def signature(inputs: Any, rows: Rows, batch: int | None = None) -> Any:
     """TensorSpecs with the batch and padded axes open, so one trace serves the stacked
-    batch, the grown batch (MC304) and training batches alike."""
+    batch, the grown batch (MC304) and training batches alike; `batch` fixes the batch
+    axis (a model built for one batch size runs in passes of exactly that many rows)."""
     import keras
     import tensorflow as tf
 
     padded = rows.mask.shape[1:]
 
     def spec(array: Any) -> Any:
-        shape = [None] + list(array.shape[1:])
+        shape = [batch] + list(array.shape[1:])
         if tuple(array.shape[1:1 + len(padded)]) == tuple(padded):
             shape[1:1 + len(padded)] = [None] * len(padded)
         return tf.TensorSpec(shape, tf.as_dtype(array.dtype))
 
     k = len(padded)
-    return [keras.tree.map_structure(spec, inputs), tf.TensorSpec([None] * (k + 1), tf.bool),
-            tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.bool),
-            tf.TensorSpec([None], tf.as_dtype(rows.draw.dtype)), tf.TensorSpec([None], tf.int32)]
+    return [keras.tree.map_structure(spec, inputs), tf.TensorSpec([batch] + [None] * k, tf.bool),
+            tf.TensorSpec([batch], tf.float32), tf.TensorSpec([batch], tf.bool),
+            tf.TensorSpec([batch], tf.as_dtype(rows.draw.dtype)), tf.TensorSpec([batch], tf.int32)]
 
 
 def pin_rows(rows: Rows) -> Any:
@@ -479,19 +480,69 @@ def is_embedder(layer: Any) -> bool:
     return isinstance(getattr(layer, "input_dim", None), int) and hasattr(layer, "output_dim")
 
 
+class kept_states:
+    """Context manager: the state variables of stateful layers are put back on exit (they
+    are not among the model's variables, so `restored` does not keep them)."""
+
+    def __init__(self, layers: list[Any]) -> None:
+        self.variables = [v for layer in layers for v in _state_variables(layer)]
+
+    def __enter__(self) -> None:
+        self.saved = [(v, v.numpy()) for v in self.variables]
+
+    def __exit__(self, *exc: Any) -> None:
+        for variable, value in self.saved:
+            variable.assign(value)
+
+
+def _state_variables(layer: Any) -> list[Any]:
+    import keras
+
+    states = getattr(layer, "states", None)
+    if states is None:
+        return []
+    return [v for v in keras.tree.flatten(states) if hasattr(v, "assign") and hasattr(v, "numpy")]
+
+
+def join_runs(parts: list[tuple["Run", int]], batch: int) -> "Run":
+    """One Run from passes of `batch` rows each (the first `keep` rows of each part are
+    real; the rest repeat rows to fill the pass): batch-major arrays are concatenated."""
+    import numpy as np
+
+    def join(arrays: list[Any]) -> Any:
+        if all(getattr(a, "ndim", 0) and a.shape[0] == batch for a in arrays):
+            return np.concatenate([a[:keep] for a, (_, keep) in zip(arrays, parts)], axis=0)
+        return arrays[0]
+
+    first = parts[0][0]
+    masks = None
+    if first.output_masks is not None:
+        masks = [None if m is None else join([p.output_masks[k] for p, _ in parts])
+                 for k, m in enumerate(first.output_masks)]
+    return Run([join([p.outputs[k] for p, _ in parts]) for k in range(len(first.outputs))],
+               first.output_names, first.output_masked, first.records,
+               [join([p.tensors[k] for p, _ in parts]) for k in range(len(first.tensors))], masks)
+
+
 class Prober:
     """Runs a model in compiled programs that return every layer call's tensors.
 
     One Prober per model and probe session; each program (inference,
-    training) is traced once, with the batch and padded axes open.
+    training) is traced once, with the batch and padded axes open. A model
+    built for one batch size (`batch`: a stateful RNN, a fixed batch dimension)
+    runs in passes of exactly that many rows, its stateful layers reset before
+    each pass (so every pass starts from the same state) and put back afterwards.
     """
 
     def __init__(self, model: Any, device: str = "auto", seed: int = 0,
-                 generators: tuple[Any, ...] = (), open_axes: bool = True) -> None:
+                 generators: tuple[Any, ...] = (), open_axes: bool = True,
+                 batch: int | None = None) -> None:
         self.model = model
         self.seed = seed
         self.device = resolve_device(device)
         self.tracer = Tracer(model)
+        self.batch = batch
+        self.stateful = stateful_layers(self.tracer.layers)
         self.traces = 0
         self.open_axes = open_axes and not _needs_static_shapes(self.tracer.layers)
         self._fns: dict[bool, Any] = {}
@@ -575,12 +626,44 @@ class Prober:
             masks = [tf.zeros([0], tf.bool) if m is None else tf.cast(m, tf.bool) for m in masks]
             return flat, list(tracer.tensors), masks
 
-        sig = signature(inputs, rows) if self.open_axes else None
+        sig = signature(inputs, rows, self.batch) if self.open_axes else None
         self._fns[training] = tf.function(forward, autograph=False, input_signature=sig)
         return self._fns[training]
 
+    def chunks(self, n: int) -> list[tuple[Any, int]]:
+        """The passes `n` rows take: (row indices, how many are real) each; one pass of all
+        rows unless the model fixes its batch size (then the last pass repeats its rows)."""
+        import numpy as np
+
+        if self.batch is None:
+            return [(None, n)]
+        return [(np.resize(np.arange(start, min(start + self.batch, n)), self.batch),
+                 min(self.batch, n - start)) for start in range(0, n, self.batch)]
+
+    def reset_states(self) -> None:
+        """Every stateful layer back to its initial state (Keras RNNs: zeros)."""
+        for layer in self.stateful:
+            (getattr(layer, "reset_state", None) or layer.reset_states)()
+
     def run(self, inputs: Any, rows: Rows, *, training: bool = False, hooks: bool = True) -> Run:
-        """One pass over the stacked `inputs`; perturbs generator outputs per `rows`."""
+        """One pass over the stacked `inputs`; perturbs generator outputs per `rows`.
+
+        A model built for one batch size runs in passes of that many rows, each from
+        reset states (`chunks`), joined into one Run."""
+        if self.batch is None and not self.stateful:
+            return self._run(inputs, rows, training, hooks)
+        with kept_states(self.stateful):
+            if self.batch is None:  # stateful, with any batch size: one pass from reset states
+                self.reset_states()
+                return self._run(inputs, rows, training, hooks)
+            parts = []
+            for idx, keep in self.chunks(rows.n):
+                self.reset_states()
+                parts.append((self._run(take(inputs, idx), subset(rows, idx), training, hooks),
+                              keep))
+        return join_runs(parts, self.batch)
+
+    def _run(self, inputs: Any, rows: Rows, training: bool, hooks: bool) -> Run:
         import numpy as np
         import tensorflow as tf
 
@@ -613,18 +696,28 @@ class Prober:
         """
         self.tracer.unmasked = unmasked
         self.tracer.diagnose = diagnose
+        n = int(keras_rows(inputs).shape[0])
         try:
-            with restored(self.model), self.tracer, quiet_tf():
-                self.tracer.start(recording=False)
-                try:
-                    self.model(inputs, training=training)
-                finally:
-                    self.tracer.stop()
+            with restored(self.model), kept_states(self.stateful), self.tracer, quiet_tf():
+                for idx, _ in self.chunks(n):
+                    self.reset_states()
+                    self.tracer.start(recording=False)
+                    try:
+                        self.model(inputs if idx is None else take(inputs, idx), training=training)
+                    finally:
+                        self.tracer.stop()
         except Exception as exc:  # the user's model may raise anything
             return exc
         finally:
             self.tracer.unmasked = self.tracer.diagnose = False
         return None
+
+
+def keras_rows(inputs: Any) -> Any:
+    """The first array of an input structure (its rows are the batch's)."""
+    import keras
+
+    return keras.tree.flatten(inputs)[0]
 
 
 class light_graphs:
@@ -661,7 +754,7 @@ _RECENT_LIMIT = 4
 
 
 def cached_prober(model: Any, device: str, seed: int, generators: tuple[Any, ...],
-                  inputs: Any, rows: Rows) -> Prober:
+                  inputs: Any, rows: Rows, batch: int | None = None) -> Prober:
     """A Prober for `model`, reused across calls with the same settings.
 
     Property tests call `find_leak` on one model dozens of times; tracing anew
@@ -670,12 +763,12 @@ def cached_prober(model: Any, device: str, seed: int, generators: tuple[Any, ...
     the last few only, so models a test drops are released soon after.
     """
     key = (id(model), resolve_device(device), seed, tuple(id(g) for g in generators),
-           repr(signature(inputs, rows)))
+           repr(signature(inputs, rows)), batch)
     for i, (cached_key, prober) in enumerate(_RECENT_PROBERS):
         if cached_key == key and prober.model is model:
             _RECENT_PROBERS.append(_RECENT_PROBERS.pop(i))
             return prober
-    prober = Prober(model, device, seed, generators)
+    prober = Prober(model, device, seed, generators, batch=batch)
     _RECENT_PROBERS.append((key, prober))
     del _RECENT_PROBERS[:-_RECENT_LIMIT]
     return prober

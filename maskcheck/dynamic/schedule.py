@@ -25,8 +25,9 @@ from maskcheck.dynamic.batches import (Prepared, Rows, infer_sides, prepare, sta
                                        stacked_inputs, synthesize)
 from maskcheck.dynamic.compare import DynamicFinding, Measured, diverging_layers, round_sig
 from maskcheck.dynamic.generation import PROMPTS, GenerationOutcome, generation_outcome
-from maskcheck.dynamic.inference import (ModelRaises, mask_mismatch, nonfinite, pad_amount,
-                                         padding_leaks, raise_if_unpadded_raises, without_empty)
+from maskcheck.dynamic.inference import (Inconclusive, ModelRaises, check_measurable,
+                                         mask_mismatch, nonfinite, pad_amount, padding_leaks,
+                                         raise_if_unpadded_raises, without_empty)
 from maskcheck.dynamic.lossprobe import LossOutcome, measure_loss
 from maskcheck.dynamic.plan import (NoPadding, NotProbeable, ProbeError, ProbePlan, build_plan,
                                     layers_named, preprocessor_weights_cover_padding)
@@ -36,7 +37,7 @@ from maskcheck.dynamic.training import cross_sample
 from maskcheck.finding import Finding
 from maskcheck.rule import PROGRAMS
 
-__all__ = ["ModelRaises", "NoPadding", "NotProbeable", "ProbeContext", "ProbeError",
+__all__ = ["Inconclusive", "ModelRaises", "NoPadding", "NotProbeable", "ProbeContext", "ProbeError",
            "run_dynamic", "to_finding"]
 
 class ProbeContext:
@@ -47,7 +48,8 @@ class ProbeContext:
     of the checks that ran before on this batch (a data check may supersede one)."""
 
     def __init__(self, model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
-                 batch: Any, loss_parts: dict[str, bool], notes: list[str]) -> None:
+                 batch: Any, loss_parts: dict[str, bool], notes: list[str],
+                 verify: bool = True) -> None:
         self.model, self.plan, self.probe, self.prober = model, plan, probe, prober
         self.config, self.batch = config, batch
         self.program = ""
@@ -62,6 +64,8 @@ class ProbeContext:
         sides = probe.sides or infer_sides(self.prep.mask)
         self.rows: Rows = stack_draws(self.prep.mask, sides)
         self.inputs = stacked_inputs(self.prep, self.rows, config.seed)
+        if verify:  # inconclusive is not clean: outputs the probes cannot compare stop here
+            check_measurable(prober, self.prep, config)
         #: the ForwardError of padded batches when the model raises on them ("failure")
         self.failure: ForwardError | None = None
         #: where the pass raised when only fully padded samples make it raise
@@ -166,12 +170,15 @@ def run_dynamic(model: Any, data: Any, config: Any, rules: tuple[Any, ...], grap
     Raises:
         NotProbeable: no probe can be synthesized (NoPadding when nothing is padded).
         ModelRaises: the model raises on an unpadded batch too.
+        Inconclusive: the outputs of an unpadded batch are not finite, or not the same
+            when it runs twice (checked on the first probe batch).
         ProbeError: another reason the model cannot be probed.
     """
     checks = [rule for rule in rules if rule.programs]
     plan = build_plan(model, config, graph, flow, require_padding=data is None)
     names = set(plan.generators)
-    prober = Prober(model, config.device, config.seed, layers_named(model, names))
+    prober = Prober(model, config.device, config.seed, layers_named(model, names),
+                    batch=plan.batch)
     info: dict[str, Any] = {"plan": plan, "records": set(), "prober": prober,
                             "data": data is not None, "notes": []}
     loss_parts = {"leaks": any("loss-leaks" in r.needs for r in checks),
@@ -235,7 +242,9 @@ def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
            checks: list[Any], info: dict[str, Any], loss_parts: dict[str, bool],
            batch: Any = None) -> list[DynamicFinding]:
     """Every scheduled check on one probe batch (synthesized, or one batch of real data)."""
-    ctx = ProbeContext(model, plan, probe, prober, config, batch, loss_parts, info["notes"])
+    ctx = ProbeContext(model, plan, probe, prober, config, batch, loss_parts, info["notes"],
+                       verify=not info.get("measurable"))
+    info["measurable"] = True
     # "failure" runs alone when the forward pass raised on padded batches, else never
     programs = ("failure",) if ctx.failure is not None else PROGRAMS[1:]
     for program in programs:

@@ -166,6 +166,10 @@ class MaskCheck(keras.callbacks.Callback):
         for failed in self.report.errors:
             self._warn(f"maskcheck: {unchecked} ({failed.error.type}: {failed.error.message}); "
                        f"training continues unchecked.")
+        for model in self.report.models:  # SPEC 9: probes that could not measure are not clean
+            if model.error is None and model.inconclusive is not None:
+                self._warn(f"maskcheck: {unchecked} by the probes (dynamic checks inconclusive: "
+                           f"{model.inconclusive}); training continues.")
         leaks = _leaks(self.report)
         if not leaks:
             return

@@ -6,7 +6,8 @@ printed, because every stdout line of a step is parsed for commands.
 
 A finding whose layer was built at a known source line is annotated there
 (`file=models/tagger.py,line=14`) instead of on the target. Suppressed and
-baselined findings get no annotation; unused suppressions are warnings.
+baselined findings get no annotation; unused suppressions are warnings, and so is
+a model whose probes were inconclusive (SPEC 9: not clean).
 Findings folded under a primary (same cause) get no annotation of their own:
 the primary's message ends by naming them.
 """
@@ -50,6 +51,9 @@ def render(report: Report) -> str:
     for model in report.models:
         if model.error is not None:
             lines.append(_command("error", model.target, "maskcheck load error", model.error.message))
+        elif model.inconclusive is not None:  # SPEC 9: inconclusive is not clean
+            lines.append(_command("warning", model.target, "maskcheck dynamic checks inconclusive",
+                                  model.inconclusive))
         for f in model.findings:
             file, line = ((f.location["file"], int(f.location["line"])) if f.location is not None
                           else (model.target, None))

@@ -167,7 +167,8 @@ def _setting(value: Any) -> str:
 
 def _model_section(index: int, model: ModelReport, graph: Mapping[str, Any] | None) -> str:
     status_label = {"ok": "clean", "findings": f"{len(model.findings)} finding"
-                    + "s" * (len(model.findings) != 1), "error": "could not be checked"}[model.status]
+                    + "s" * (len(model.findings) != 1), "error": "could not be checked",
+                    "inconclusive": "inconclusive"}[model.status]
     worst = f" worst-{model.findings[0].severity.value}" if model.findings else ""  # sorted worst first
     head = (f'<section class="model" id="model-{index}" data-model="{index}" '
             f'data-status="{model.status}">\n'
@@ -178,6 +179,9 @@ def _model_section(index: int, model: ModelReport, graph: Mapping[str, Any] | No
     if model.error is not None:
         body.append(f'<p class="target-error" role="alert"><strong>{_e(model.error.type)}</strong>: '
                     f"{_e(model.error.message)}</p>\n")
+    elif model.inconclusive is not None:  # SPEC 9: the probes could not measure; not clean
+        body.append(f'<p class="target-note" role="note"><strong>dynamic checks inconclusive</strong>: '
+                    f"{_e(model.inconclusive)}</p>\n")
     if graph is not None:
         body.append(f'<div class="columns"><div class="graph-pane"><div class="toolbar">'
                     f'<button type="button" class="fit">fit to width</button>'

@@ -2,8 +2,9 @@
 
 A model fails when it has a finding at or above the report's `fail_on`
 threshold, so the dashboard agrees with the exit status; findings below it
-are kept in `<system-out>`. A target that could not be loaded is an
-`<error>`, as a crashed test is.
+are kept in `<system-out>`, after a note when the probes were inconclusive
+(SPEC 9; the case passes or fails on its findings, as the exit status does). A
+target that could not be loaded is an `<error>`, as a crashed test is.
 """
 
 from __future__ import annotations
@@ -49,8 +50,11 @@ def _testcase(model: ModelReport, threshold: int) -> tuple[ET.Element, str | Non
                                                   "type": "maskcheck"})
         failure.text = _clean(_finding_lines(model, failing))
         outcome = outcome or "failure"
-    if passing:
-        ET.SubElement(case, "system-out").text = _clean(_finding_lines(model, passing))
+    said = _finding_lines(model, passing) if passing else ""
+    if model.error is None and model.inconclusive is not None:  # SPEC 9: not clean
+        said = f"{model.target}: note: dynamic checks inconclusive: {model.inconclusive}\n" + said
+    if said:
+        ET.SubElement(case, "system-out").text = _clean(said)
     return case, outcome
 
 

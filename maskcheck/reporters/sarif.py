@@ -4,7 +4,8 @@ Every rule code is listed in `tool.driver.rules` (so a viewer can explain a
 code even when this run did not raise it); each finding becomes a `result`
 pointing at the model file and, logically, at the layer path. Targets that
 could not be loaded are tool execution notifications, not results: they are
-failures of the run, not findings about the model.
+failures of the run, not findings about the model. So is a model whose probes
+were inconclusive (SPEC 9), at level "warning": its result is the static one alone.
 
 A finding whose layer was built at a known source line points at that line
 of that file, relative to the repository root (the nearest folder above the
@@ -185,6 +186,16 @@ def _notification(model: ModelReport) -> dict[str, Any]:
     }
 
 
+def _inconclusive(model: ModelReport) -> dict[str, Any]:
+    """SPEC 9: the probes could not measure the model; its result is the static one alone."""
+    return {
+        "level": "warning",
+        "message": {"text": f"{model.target}: dynamic checks inconclusive: {model.inconclusive}"},
+        "descriptor": {"id": "inconclusive"},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": artifact_uri(model.target)}}}],
+    }
+
+
 def _unused_ignore(unused: UnusedIgnore, root: Path) -> dict[str, Any]:
     physical: dict[str, Any] = {"artifactLocation": {"uri": source_uri(unused.file, root)}}
     if unused.line is not None:
@@ -213,7 +224,8 @@ def to_sarif(report: Report) -> dict[str, Any]:
     failed = report.errors
     invocation: dict[str, Any] = {
         "executionSuccessful": not failed,
-        "toolExecutionNotifications": [_notification(m) for m in failed],
+        "toolExecutionNotifications": [_notification(m) for m in failed] + [
+            _inconclusive(m) for m in report.models if m.error is None and m.inconclusive],
     }
     if report.unused_ignores:
         invocation["toolConfigurationNotifications"] = [

@@ -17,7 +17,9 @@ primary as `related:` lines (their own fix and evidence only under
 findings, and taken off each message (the JSON keeps every message whole);
 where not every finding of the target rests on it, those that do end with
 `(assumes input 'NAME')`. Under --verbose (`report.settings["verbose"]`) a
-`data:` line says what the user's data showed (`stats["data"]`).
+`data:` line says what the user's data showed (`stats["data"]`). A model the
+probes could not measure (SPEC 9) gets a `note: dynamic checks inconclusive:`
+line and is counted as inconclusive in the summary: it is not clean.
 
 `render(report, color=True)` adds ANSI colour (severity words, rule codes,
 paths), for a terminal; the default is plain text, as in files and goldens.
@@ -116,7 +118,9 @@ def counts_phrase(report: Report, paint: _Paint = _PLAIN) -> str:
         ("suppressed", "suppressed"), ("baselined", "baselined"),
         ("fixed", "fixed since the baseline")) if s.get(key))
     failed = f", {s['failed']} could not be checked" if s["failed"] else ""
-    return f"{counts}{related}{extra}{failed}"
+    unsure = sum(1 for m in report.models if m.error is None and m.inconclusive is not None)
+    inconclusive = f", {unsure} inconclusive" if unsure else ""  # SPEC 9: not clean
+    return f"{counts}{related}{extra}{failed}{inconclusive}"
 
 
 def summary_line(report: Report, paint: _Paint = _PLAIN) -> str:
