@@ -216,13 +216,12 @@ class ModelReport:
 
     @property
     def status(self) -> str:
-        """"error", "findings", "inconclusive" (no findings, and the probes could not
-        measure: not clean) or "ok"."""
+        """"error", "findings" or "ok", the JSON schema's three values. A model the probes
+        could not measure keeps "ok" there (the static engine found nothing) and says why
+        in ``stats["dynamic"]``; every reporter shows that note (`inconclusive`)."""
         if self.error is not None:
             return "error"
-        if self.findings:
-            return "findings"
-        return "inconclusive" if self.inconclusive is not None else "ok"
+        return "findings" if self.findings else "ok"
 
     def to_dict(self) -> dict[str, Any]:
         return {

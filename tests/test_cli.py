@@ -266,7 +266,7 @@ def validate_report(report: dict) -> None:
         assert set(model) == {"target", "model", "status", "error", "findings", "suppressed", "stats"}
         assert isinstance(model["suppressed"], list)
         assert isinstance(model["target"], str)
-        assert model["status"] in ("ok", "findings", "error", "inconclusive")
+        assert model["status"] in ("ok", "findings", "error")
         assert isinstance(model["findings"], list) and isinstance(model["stats"], dict)
         if model["status"] == "error":
             # SPEC 9: a model that raises on every batch keeps its static findings

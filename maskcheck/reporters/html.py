@@ -166,15 +166,17 @@ def _setting(value: Any) -> str:
 
 
 def _model_section(index: int, model: ModelReport, graph: Mapping[str, Any] | None) -> str:
+    # a model with no findings whose probes could not measure is not shown as clean (SPEC 9)
+    status = "inconclusive" if model.status == "ok" and model.inconclusive is not None else model.status
     status_label = {"ok": "clean", "findings": f"{len(model.findings)} finding"
                     + "s" * (len(model.findings) != 1), "error": "could not be checked",
-                    "inconclusive": "inconclusive"}[model.status]
+                    "inconclusive": "inconclusive"}[status]
     worst = f" worst-{model.findings[0].severity.value}" if model.findings else ""  # sorted worst first
     head = (f'<section class="model" id="model-{index}" data-model="{index}" '
-            f'data-status="{model.status}">\n'
+            f'data-status="{status}">\n'
             f'<h2><span class="target">{_e(model.target)}</span>'
             + (f' <span class="model-name">model {_e(model.model)}</span>' if model.model else "")
-            + f' <span class="status status-{model.status}{worst}">{status_label}</span></h2>\n')
+            + f' <span class="status status-{status}{worst}">{status_label}</span></h2>\n')
     body = []
     if model.error is not None:
         body.append(f'<p class="target-error" role="alert"><strong>{_e(model.error.type)}</strong>: '
