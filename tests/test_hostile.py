@@ -77,8 +77,26 @@ class CliRun:
     max_rss_kib: int
 
 
+def _peak_kib(pid: int) -> int | None:
+    """The process's own peak resident memory (VmHWM of its current address space)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return None
+
+
 def run_measured(args: list[str], cwd: Path, timeout: float) -> CliRun:
-    """Run a child and read its peak memory from wait4 (this child only, not earlier ones)."""
+    """Run a child and read its own peak memory.
+
+    Not from wait4's ru_maxrss alone: Linux carries the parent's high-water mark into a
+    forked child across exec, so a pytest worker that grew past the bound would fail the
+    child. VmHWM of the child's own address space is polled instead (it only grows, so
+    the last reading before exit is the peak to within one poll); wait4 is the fallback
+    where /proc does not exist."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -86,15 +104,29 @@ def run_measured(args: list[str], cwd: Path, timeout: float) -> CliRun:
         proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err)
         killer = threading.Timer(timeout, proc.kill)
         killer.start()
+        peak = [0]
+        done = threading.Event()
+
+        def poll() -> None:
+            while not done.wait(0.02):
+                kib = _peak_kib(proc.pid)
+                if kib is not None:
+                    peak[0] = max(peak[0], kib)
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         finally:
+            done.set()
             killer.cancel()
+        poller.join()
         seconds = time.monotonic() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return CliRun(proc.returncode, out.read().decode(), err.read().decode(), seconds, usage.ru_maxrss)
+        return CliRun(proc.returncode, out.read().decode(), err.read().decode(), seconds,
+                      peak[0] or usage.ru_maxrss)
 
 
 @pytest.fixture(scope="module")
