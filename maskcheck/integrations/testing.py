@@ -37,12 +37,15 @@ def _run_snippet(case: Valid | Invalid) -> dict[str, Any]:
     also set `data` (the user's batch) and `padding` (the side, as --padding).
 
     Keras's name counters restart first, so auto-generated names (``multiply``,
-    ``cumsum``) in `Invalid.at` do not depend on what ran before.
+    ``cumsum``) in `Invalid.at` do not depend on what ran before; the random seed is
+    set too, so the example's initial weights (and any verdict that depends on them)
+    do not depend on what ran before either.
     """
     import keras
     import numpy as np
 
     keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
 
     namespace: dict[str, Any] = {"keras": keras, "np": np}
     exec(compile(case.code, "<maskcheck example>", "exec"), namespace)  # our own source strings
