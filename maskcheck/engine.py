@@ -390,7 +390,8 @@ def probe_facts(info: dict[str, Any], rules: tuple[type[Rule], ...]) -> Any:
     from maskcheck.rules import ALL_RULES
 
     rows, plan = info.get("rows"), info.get("plan")
-    sides = frozenset(getattr(rows, "side", ()) or ()) if rows is not None else frozenset()
+    sides = (frozenset(info["sides"]) if info.get("sides") else
+             frozenset(getattr(rows, "side", ()) or ()) if rows is not None else frozenset())
     selected = {r.covers for r in rules if r.covers}
     ran = "run" in info and "values" in selected
     covered = set()

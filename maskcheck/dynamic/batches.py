@@ -149,6 +149,26 @@ class Probe:
     sides: list[str]
 
 
+def split_probe(probe: Probe, samples: int | None) -> list[tuple[int, Probe]]:
+    """`probe` as consecutive parts of about `samples` samples each, with the index of each
+    part's first sample: one part when it fits (None: any size does). Parts are balanced,
+    so none holds fewer than `samples` unless the whole probe does."""
+    import keras
+    import numpy as np
+
+    n = probe.mask.shape[0]
+    if samples is None or n <= samples:
+        return [(0, probe)]
+    parts = []
+    for idx in np.array_split(np.arange(n), max(1, n // samples)):
+        def cut(a: Any, idx: Any = idx) -> Any:
+            return np.asarray(a)[idx]
+        parts.append((int(idx[0]), Probe(keras.tree.map_structure(cut, probe.x),
+                                         None if probe.y is None else keras.tree.map_structure(cut, probe.y),
+                                         probe.mask[idx], [probe.sides[i] for i in idx])))
+    return parts
+
+
 def _lengths(t: int, batch: int, seed: int) -> list[int]:
     import numpy as np
 
@@ -370,7 +390,7 @@ def label_candidates(plan: ProbePlan, outputs: list[Any], mask: Any, seed: int,
         spec = plan.outputs[j] if j < len(plan.outputs) else None
         c = out.shape[-1] if out.ndim >= 2 else 1
         ids = rng.integers(1 if c > 2 else 0, max(c, 2), size=out.shape[:-1] if out.ndim >= 2 else out.shape)
-        onehot = (np.eye(max(c, 1), dtype="float32")[np.minimum(ids, c - 1)] if out.ndim >= 2
+        onehot = (_one_hot(np.minimum(ids, c - 1), max(c, 1)) if out.ndim >= 2
                   else rng.random(out.shape).astype("float32"))
         valid = output_valid(out, mask, None if output_masks is None else output_masks[j])
         if spec is not None and 1 in spec.padded_axes and ids.ndim >= 2 and valid is not None:
@@ -386,6 +406,16 @@ def label_candidates(plan: ProbePlan, outputs: list[Any], mask: Any, seed: int,
     if any(o.ndim == 3 for o in outputs):
         found.append(sequences[0] if single else sequences)
     return found
+
+
+def _one_hot(ids: Any, classes: int) -> Any:
+    """float32 one-hot rows of `ids`, built at the labels' size: not by indexing an identity
+    matrix, which is classes x classes (10 GB for a 50,257-token vocabulary)."""
+    import numpy as np
+
+    onehot = np.zeros(ids.shape + (classes,), dtype="float32")
+    np.put_along_axis(onehot, ids[..., None], 1.0, axis=-1)
+    return onehot
 
 
 def output_valid(out: Any, mask: Any, output_mask: Any = None) -> Any:

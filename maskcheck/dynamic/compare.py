@@ -139,8 +139,57 @@ class Divergence:
     position: Any  # (N,) index along axis 1 of the max diff, -1 if none
 
 
-def diverge(new: Any, ref: Any, valid: Any, atol: float, rtol: float) -> Divergence:
-    """Where `new` differs from `ref` beyond tolerance, inside `valid`."""
+#: Values `diverge` compares at once: its float64 temporaries stay near 32 MiB each
+#: whatever the vocabulary (a language model's logits are positions x vocabulary per row).
+CHUNK_ELEMENTS = 1 << 22
+
+
+def diverge(new: Any, ref: Any, valid: Any, atol: float, rtol: float,
+            ref_rows: Any = None) -> Divergence:
+    """Where `new` differs from `ref` beyond tolerance, inside `valid`; row i of `new` is
+    compared with row `ref_rows[i]` of `ref` when given (no copy of `ref` is made).
+
+    Compared a few rows at a time. A float32 chunk is screened in float32 first: where
+    every difference is under half its tolerance (float32 rounding is a ten-millionth of
+    that), no value can exceed it, and the exact float64 comparison is skipped. Results
+    are exactly those of comparing everything in float64."""
+    import numpy as np
+
+    n = new.shape[0]
+    rows = np.zeros(n, dtype=bool)
+    best = np.zeros(n, dtype=np.float64)
+    position = np.full(n, -1, dtype=np.int64)
+    if n == 0:
+        return Divergence(rows, best, position)
+    try:
+        valid = np.broadcast_to(valid, new.shape)
+    except ValueError:  # a region wider than the values: compare whole, as its shape says
+        b = ref if ref_rows is None else ref[np.asarray(ref_rows)]
+        return Divergence(*_diverge_exact(new, b, valid, atol, rtol))
+    step = max(1, CHUNK_ELEMENTS // max(1, new.size // n))
+    for start in range(0, n, step):
+        part = slice(start, min(start + step, n))
+        a = new[part]
+        b = ref[part] if ref_rows is None else ref[np.asarray(ref_rows)[part]]
+        v = valid[part]
+        if a.dtype == np.float32 and b.dtype == np.float32 and not _may_exceed(a, b, v, atol, rtol):
+            continue
+        r, d, p = _diverge_exact(a, b, v, atol, rtol)
+        rows[part], best[part], position[part] = r, d, p
+    return Divergence(rows, best, position)
+
+
+def _may_exceed(a: Any, b: Any, valid: Any, atol: float, rtol: float) -> bool:
+    """Whether some valid float32 difference is at least half its tolerance (or not finite)."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a - b)
+        half = np.float32(0.5) * (np.float32(atol) + np.float32(rtol) * np.abs(b))
+        return bool((valid & ~(diff < half)).any())
+
+
+def _diverge_exact(new: Any, ref: Any, valid: Any, atol: float, rtol: float) -> tuple[Any, Any, Any]:
     import numpy as np
 
     new = np.asarray(new, dtype=np.float64) if new.dtype != np.float64 else new
@@ -160,7 +209,7 @@ def diverge(new: Any, ref: Any, valid: Any, atol: float, rtol: float) -> Diverge
         position = np.unravel_index(arg, new.shape[1:])[0].astype(np.int64)
     else:
         position = np.full(n, -1, dtype=np.int64)
-    return Divergence(rows, best, np.where(rows, position, -1))
+    return rows, best, np.where(rows, position, -1)
 
 
 def localize(run: Run, ref: Run | None, rows: Any, base_index: Any, mask: Any,
@@ -183,9 +232,9 @@ def localize(run: Run, ref: Run | None, rows: Any, base_index: Any, mask: Any,
             for a, r in zip(arrays, refs):
                 if a.ndim == 0 or a.shape[0] != len(base_index) or a.shape != r.shape:
                     continue
-                a_rows, r_rows = a[rows], r[ref_index[rows]]
+                a_rows = a[rows]
                 valid = valid_region(a_rows.shape, mask[rows])
-                if diverge(a_rows, r_rows, valid, atol, rtol).rows.any():
+                if diverge(a_rows, r, valid, atol, rtol, ref_rows=ref_index[rows]).rows.any():
                     return True
             return False
 
@@ -212,7 +261,7 @@ def output_leak(run: Run, ref: Run | None, rows: Rows, compare: Any, base_index:
             continue
         axes = output_axes[j] if output_axes and j < len(output_axes) else None
         valid = valid_region(out.shape, rows.mask, axes) & expand(compare, out.ndim)
-        div = diverge(out, ref_out[ref_index], valid, atol, rtol)
+        div = diverge(out, ref_out, valid, atol, rtol, ref_rows=ref_index)
         if div.rows.any():
             r = int(np.argmax(np.where(div.rows, div.diff, -1.0)))
             timed = (1 in axes) if axes is not None else (out.ndim >= 2 and out.shape[1] == rows.mask.shape[1])
@@ -271,7 +320,7 @@ def diverging_layers(run: Run, rows: Rows, atol: float, rtol: float) -> set[str]
             if a.ndim == 0 or a.shape[0] != rows.n:
                 continue
             valid = valid_region(a.shape, rows.mask) & expand(compare, a.ndim)
-            if diverge(a, a[rows.base_row], valid, atol, rtol).rows.any():
+            if diverge(a, a, valid, atol, rtol, ref_rows=rows.base_row).rows.any():
                 names.add(record.name)
                 break
     return names

@@ -264,7 +264,7 @@ def further_culprits(prober: Prober, run: Run, rows: Rows, compare: Any, first: 
             if a.ndim == 0 or a.shape[0] != rows.n:
                 continue
             valid = valid_region(a.shape, rows.mask) & expand(compare, a.ndim)
-            div = diverge(a, a[rows.base_row], valid, atol, rtol)
+            div = diverge(a, a, valid, atol, rtol, ref_rows=rows.base_row)
             if div.rows.any():
                 return div
         return None

@@ -109,6 +109,16 @@ class ProbePlan:
     #: rows every forward pass must hold (a stateful layer's state, else a fixed batch
     #: dimension the inputs declare); None when any batch size runs
     batch: int | None = None
+    #: bytes of model outputs one stacked probe row holds at `length` (0 when unknown)
+    row_bytes: int = 0
+
+    def samples_per_pass(self, draws: int) -> int | None:
+        """How many samples (each stacked `draws` times) one probe pass may hold so that its
+        outputs stay within PASS_OUTPUT_BYTES; None when any number fits (or it is unknown)."""
+        if not self.row_bytes:
+            return None
+        fits = PASS_OUTPUT_BYTES // (self.row_bytes * max(draws, 1))
+        return max(MIN_PASS_SAMPLES, int(fits))
 
     @property
     def data_inputs(self) -> tuple[PlannedInput, ...]:
@@ -131,6 +141,8 @@ class ProbePlan:
             lines.append(f"  gradients probed for {', '.join(self.gradient_code)}")
         if self.batch is not None:
             lines.append(f"  forward passes of {self.batch} rows (the model's declared batch size)")
+        if self.row_bytes:
+            lines.append(f"  outputs of {self.row_bytes / 2**20:.3g} MiB per probe row")
         return "\n".join(lines)
 
 
@@ -274,8 +286,8 @@ def _gradient_code(model: Any, layers: list[Any], graph: Any) -> tuple[str, ...]
     out of the forward pass (they select or multiply by the mask, and a selected-away
     branch gets an exact zero gradient), so with valid outputs and the loss unchanged
     their gradients are unchanged too. User code can break that (a sqrt or log at
-    padded zeros gives 0 * inf = NaN gradients): custom layers, `keras.ops` calls and
-    Lambdas, a custom loss, `compute_loss` or model class. Only those make the loss
+    padded zeros gives 0 * inf = NaN gradients): custom layers, `keras.ops` calls whose
+    derivative can be infinite, Lambdas, a custom loss, `compute_loss` or model class. Only those make the loss
     program add a backward pass (tracing it through a recurrent stack costs seconds).
     """
     import keras
@@ -296,10 +308,33 @@ def _gradient_code(model: Any, layers: list[Any], graph: Any) -> tuple[str, ...]
             if not is_functional(layer) and cls.__name__ not in ("Functional", "Sequential"):
                 names.append(layer.name)
     if graph is not None:
-        # ops on floats (a boolean op such as the mask's not_equal carries no gradient)
+        # ops on floats (a boolean op such as the mask's not_equal carries no gradient) whose
+        # derivative can be infinite at a finite value (see BOUNDED_DERIVATIVE_OPS)
         names.extend(n.name for n in graph.nodes if n.is_op
+                     and n.class_name not in BOUNDED_DERIVATIVE_OPS
                      and any("float" in graph.tensors[t].dtype for t in n.outputs))
     return tuple(dict.fromkeys(names))
+
+
+#: `keras.ops` operations whose local derivative is finite wherever their inputs are: they
+#: move, select, add, multiply or contract values, or are activations with bounded slopes.
+#: Where the loss does not depend on a padded value, its gradient there is exactly 0, and
+#: 0 times a finite derivative stays 0, so such an op cannot carry padding into the
+#: gradients without moving the loss (which the loss probe measures without a backward
+#: pass). The others (sqrt, log, divide, power, exp, norms...) can: 0 * inf is NaN.
+BOUNDED_DERIVATIVE_OPS = frozenset({
+    "GetItem", "Slice", "Reshape", "Ravel", "Transpose", "Swapaxes", "Moveaxis", "Concatenate",
+    "Stack", "Hstack", "Vstack", "Dstack", "Unstack", "Split", "ArraySplit", "Hsplit", "Vsplit",
+    "Dsplit", "Squeeze", "ExpandDims", "Tile", "Repeat", "Pad", "Take", "TakeAlongAxis",
+    "BroadcastTo", "Flip", "Fliplr", "Flipud", "Roll", "Rot90", "Cast", "Copy", "Tril", "Triu",
+    "Diagonal", "Where", "Select", "StopGradient", "Cumsum", "ZerosLike", "OnesLike", "FullLike",
+    "Append", "Add", "Subtract", "Multiply", "Negative", "Matmul", "Einsum", "Dot", "Tensordot",
+    "Inner", "Outer", "Vdot", "Sum", "Mean", "Max", "Min", "Amax", "Amin", "Maximum", "Minimum",
+    "Absolute", "Fabs", "Clip", "Square", "Sign", "Round", "Floor", "Ceil", "Trunc", "Relu",
+    "Relu6", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Gelu", "Silu", "Softplus", "Softsign",
+    "Elu", "Selu", "Celu", "LeakyRelu", "HardSigmoid", "HardSilu", "HardTanh", "LogSigmoid",
+    "Erf", "Sin", "Cos", "OneHot",
+})
 
 
 def _training_layers(layers: list[Any]) -> tuple[str, ...]:
@@ -375,7 +410,36 @@ def build_plan(model: Any, config: Any, graph: Any = None, flow: Any = None,
                      time_open=time_open, n_padded=n_padded,
                      training_layers=_training_layers(layers), has_graph=graph is not None,
                      gradient_code=_gradient_code(model, layers, graph), sides=sides,
-                     batch=declared_batch(model, layers))
+                     batch=declared_batch(model, layers), row_bytes=output_row_bytes(model, length))
+
+
+#: Model outputs one probe pass may hold, in bytes (every perturbation draw of its samples
+#: included): about what a batch of 8 rows of 128 positions over a 32,000-token vocabulary
+#: outputs. Outputs are what grows with the vocabulary (a language model's logits hold
+#: vocabulary x positions floats per row), and every comparison the probes make is sized
+#: by them; a probe whose outputs are larger runs in passes of fewer samples.
+PASS_OUTPUT_BYTES = 128 * 2**20
+#: A pass never holds fewer samples: the shuffled draw takes padding from a neighbour row.
+MIN_PASS_SAMPLES = 2
+
+
+def output_row_bytes(model: Any, length: int) -> int:
+    """Bytes of the model's outputs for one row at `length` (open axes read as `length`);
+    0 when the model declares no symbolic outputs (then passes are not split)."""
+    try:
+        outputs = list(getattr(model, "outputs", None) or [])
+    except Exception:  # a subclassed model that was never called symbolically
+        return 0
+    total = 0
+    for out in outputs:
+        shape = getattr(out, "shape", None)
+        if shape is None:
+            return 0
+        size = 1
+        for d in tuple(shape)[1:]:
+            size *= int(d) if d is not None else length
+        total += size * 4  # float32 as the probes read them (a float64 output doubles it)
+    return total
 
 
 def preprocessor_padding(model: Any) -> tuple[float | None, tuple[str, ...]]:

@@ -828,8 +828,20 @@ def _with_changed(structure: Any, j: int, valid: Any) -> Any:
 @dataclass
 class LossRun:
     losses: list[float]  # per group
-    delta_grads: list[Any]  # gradients of sum_g c_g (loss_g - loss_base(g)) over perturbed groups
+    #: per trainable variable, max |gradient| of sum_g c_g (loss_g - loss_base(g)) over the
+    #: perturbed groups (+inf where not finite): 0 when no variant moves the gradients
+    delta_grads: list[Any]
     output_masked: list[bool]
+
+
+def _largest_change(gradient: Any) -> Any:
+    """max |gradient| as a scalar tensor, +inf when any entry is NaN or infinite."""
+    import tensorflow as tf
+
+    finite = tf.reduce_all(tf.math.is_finite(gradient))
+    largest = tf.reduce_max(tf.abs(tf.cast(gradient, tf.float32))) if gradient.shape.num_elements() != 0 \
+        else tf.constant(0.0)
+    return tf.where(finite, largest, tf.constant(float("inf")))
 
 
 class LossProgram:
@@ -906,11 +918,12 @@ class LossProgram:
                 prober._disarm()
             if not self.gradients:
                 return tf.stack(losses), []
-            variables = model.trainable_variables
-            found = tape.gradient(delta, variables)
-            grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
-                     for g, v in zip(found, variables)]
-            return tf.stack(losses), grads
+            found = tape.gradient(delta, model.trainable_variables)
+            # one number per variable, reduced in the graph: the largest change, +inf where it is
+            # not finite. The full gradients (as large as the weights) are never held at once
+            # nor copied out, so the backward pass costs the model's size once, not twice.
+            worst = [_largest_change(tf.convert_to_tensor(g)) for g in found if g is not None]
+            return tf.stack(losses), worst
 
         self._fn = tf.function(program, autograph=False)
         return self._fn

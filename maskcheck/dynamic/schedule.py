@@ -16,13 +16,14 @@ what the engine needs to merge them with the static findings (`info`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from maskcheck.dynamic.batches import (Prepared, Rows, infer_sides, prepare, stack_draws,
-                                       stacked_inputs, synthesize)
+from maskcheck.dynamic.batches import (DRAWS, Prepared, Rows, infer_sides, prepare,
+                                       split_probe, stack_draws, stacked_inputs, synthesize)
 from maskcheck.dynamic.compare import DynamicFinding, Measured, diverging_layers, round_sig
 from maskcheck.dynamic.generation import PROMPTS, GenerationOutcome, generation_outcome
 from maskcheck.dynamic.inference import (Inconclusive, ModelRaises, check_measurable,
@@ -188,14 +189,24 @@ def run_dynamic(model: Any, data: Any, config: Any, rules: tuple[Any, ...], grap
     elif data is None:
         # a keras-hub task's preprocessor feeds fit sample weights; they may zero the padding
         info["weights_cover_padding"] = preprocessor_weights_cover_padding(model)
-        results = _probe(model, plan, synthesize(plan, config), prober, config, checks, info,
-                         loss_parts)
+        parts = split_probe(synthesize(plan, config), plan.samples_per_pass(len(DRAWS) + 1))
+        info["passes"] = len(parts)
+        if len(parts) == 1:
+            results = _probe(model, plan, parts[0][1], prober, config, checks, info, loss_parts)
+        else:
+            results = _merged(((offset, _probe(model, plan, part, prober, config, checks, info,
+                                               loss_parts)) for offset, part in parts))
     else:  # real data wins over every convention (SPEC 4): its own masks, sides and labels
         results = []
         seen: set[tuple] = set()
         paddings = read_padding(model, plan, data, config)
         info["data_summary"] = summarize(paddings, plan)
-        for batch in paddings:
+        per_pass = plan.samples_per_pass(len(DRAWS) + 1)
+        passes = [(offset, replace(batch, probe=part, sample_weight=_rows_of(
+                      batch.sample_weight, offset, len(part.mask))))
+                  for batch in paddings for offset, part in split_probe(batch.probe, per_pass)]
+        info["passes"] = len(passes)
+        for offset, batch in passes:
             info["data_padded"] = info.get("data_padded", False) or batch.padded
             mask = np.asarray(batch.probe.mask)
             info["data_empty"] = info.get("data_empty", False) or bool(
@@ -211,10 +222,40 @@ def run_dynamic(model: Any, data: Any, config: Any, rules: tuple[Any, ...], grap
                 key = (result.code, result.leak.layer, result.leak.path)
                 if key not in seen:
                     seen.add(key)
+                    if offset:  # a batch split into passes: the sample's index in the batch
+                        result.leak = replace(result.leak, sample=result.leak.sample + offset)
                     results.append(result)
     results.extend(_generate(model, config, checks, prober, info))
     info["traces"] = prober.traces + info.get("generation_traces", 0)
     return results, info
+
+
+def _merged(parts: Any) -> list[DynamicFinding]:
+    """Results of a probe split into passes (`(first sample, results)` per pass): one per
+    (rule, layer, path), the first found, its sample counted in the whole probe and its
+    `sides` those of every pass that found it."""
+    merged: dict[tuple, DynamicFinding] = {}
+    for offset, results in parts:
+        for result in results:
+            key = (result.code, result.leak.layer, result.leak.path)
+            if key in merged:
+                kept = merged[key].fields
+                if "sides" in kept and "sides" in result.fields:
+                    kept["sides"] = sorted(set(kept["sides"]) | set(result.fields["sides"]))
+                continue
+            result.leak = replace(result.leak, sample=result.leak.sample + offset)
+            merged[key] = result
+    return list(merged.values())
+
+
+def _rows_of(weights: Any, offset: int, n: int) -> Any:
+    """Rows offset .. offset + n of a batch's sample weights (None and non-arrays as they are)."""
+    import keras
+
+    if weights is None:
+        return None
+    return keras.tree.map_structure(
+        lambda a: np.asarray(a)[offset:offset + n] if np.ndim(a) else a, weights)
 
 
 def _generate(model: Any, config: Any, checks: list[Any], prober: Prober,
@@ -257,7 +298,8 @@ def _probe(model: Any, plan: ProbePlan, probe: Any, prober: Prober, config: Any,
                 ctx.results.append(result)
     if ctx.failure is not None:
         return ctx.results
-    info["run"], info["rows"] = ctx.run, ctx.rows
+    info["run"], info["rows"] = True, ctx.rows  # the Run itself is not kept: the next pass needs the room
+    info.setdefault("sides", set()).update(ctx.rows.side)
     for key, profile in ctx.profiles.items():
         info.setdefault("profiles", {}).setdefault(key, profile)
     if ctx.loss_ran:  # the loss was measured under perturbed padded labels and predictions
