@@ -137,13 +137,19 @@ def measured(command: list[str]) -> tuple[float, int, subprocess.CompletedProces
     return seconds, peak[0], subprocess.CompletedProcess(command, child.returncode, out, err)
 
 
+def _probe_words(stats: dict) -> str:
+    probe = stats.get("probe") or {}
+    return (f"{probe.get('length', '?')}, {probe.get('samples', '?')}, {probe.get('passes', '?')}"
+            + (f" on {probe['device']}" if probe.get("device") else ""))
+
+
 def main(quick: bool = False, only: tuple[str, ...] = MODELS) -> None:
     folder = tempfile.mkdtemp(prefix="maskcheck-bench-real-")
     try:
         print("real-size models: maskcheck vs. import + load + two predicts on a padded (8, 128) batch "
               "(one run each; targets: time <= 1.2x, peak memory <= 1.5x)")
         print(f"  {'model':<22}{'params':>12}{'maskcheck':>18}{'load+2 predict':>18}"
-              f"{'time':>7}{'memory':>8}  rules / probe sizes")
+              f"{'time':>7}{'memory':>8}  rules / probe (length, samples, passes)")
         for name in only:
             built = subprocess.run([sys.executable, "-c", BUILD, folder, name], capture_output=True,
                                    text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -164,7 +170,7 @@ def main(quick: bool = False, only: tuple[str, ...] = MODELS) -> None:
             gib = 1024 ** 3
             print(f"  {name:<22}{params:>12,}{ours_s:>9.1f} s {ours_rss / gib:>4.1f} G"
                   f"{base_s:>9.1f} s {base_rss / gib:>4.1f} G{ours_s / base_s:>6.2f}x"
-                  f"{ours_rss / base_rss:>7.2f}x  {rules} / {stats.get('probe_sizes', '?')}")
+                  f"{ours_rss / base_rss:>7.2f}x  {rules} / {_probe_words(stats)}")
             sys.stdout.flush()
     finally:
         shutil.rmtree(folder, ignore_errors=True)

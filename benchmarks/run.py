@@ -30,7 +30,13 @@ its baseline, timed in the same run on the same machine:
   check of a tiny and a GPT-2-small-sized causal LM against load + one
   batched `generate` (benchmarks/generation_bench.py; needs keras-hub).
 
-`--only {cli,static,dynamic,v2,locations,html,generation}` runs one section; `--only v2 --quick`
+* "real-size": a 50k-vocabulary BiLSTM tagger, a bert-base classifier and a
+  gpt2-base causal LM (random weights, built at run time): wall time and peak
+  memory of the whole check against import + load + two predicts on a padded
+  (8, 128) batch (benchmarks/realsize_bench.py; needs keras-hub; about 3
+  minutes, 2.5 GB of disk in a temporary folder).
+
+`--only {cli,static,dynamic,v2,locations,html,generation,realsize}` runs one section; `--only v2 --quick`
 takes about 2.5 minutes on two cores, most of it the BiLSTM check.
 """
 
@@ -218,7 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
     parser.add_argument("--only", choices=("cli", "static", "dynamic", "v2", "locations", "html",
-                                           "generation"),
+                                           "generation", "realsize"),
                         help="run one section")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -242,6 +248,11 @@ def main() -> None:
             print("\n(generation: keras-hub is not installed: skipped)")
         else:
             optional_section("generation_bench", args.quick)
+    if args.only in (None, "realsize"):
+        if importlib.util.find_spec("keras_hub") is None:
+            print("\n(real-size: keras-hub is not installed: skipped)")
+        else:
+            optional_section("realsize_bench", args.quick)
 
 
 if __name__ == "__main__":

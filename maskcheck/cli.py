@@ -141,6 +141,20 @@ def _import_keras() -> None:
                              "(pip install tensorflow)") from None
 
 
+def _prepare_device(device: str, mode: str) -> None:
+    """GPU memory taken as the probes need it (see `grow_device_memory`), and `--device gpu`
+    on a machine where TensorFlow sees none is an error before any model loads."""
+    if mode == "static":
+        return
+    from maskcheck.dynamic.program import grow_device_memory
+
+    gpus = grow_device_memory()
+    if device == "gpu" and not gpus:
+        raise MaskcheckError("--device gpu: TensorFlow sees no GPU (check the CUDA install with "
+                             "`python -c \"import tensorflow as tf; "
+                             "print(tf.config.list_physical_devices('GPU'))\"`), or use --device auto")
+
+
 class _Progress:
     """One self-overwriting status line on stderr, only when a person watches.
 
@@ -323,6 +337,7 @@ def _run(targets: tuple[str, ...], options: dict[str, object]) -> None:
     _use_tensorflow()
     _quiet_libraries(config.verbose)
     _import_keras()
+    _prepare_device(config.device, config.mode)
     from maskcheck.adoption.baseline import BaselineError, apply_baseline, read_baseline, write_baseline
     from maskcheck.engine import check_targets
     from maskcheck.reporters import get_reporter

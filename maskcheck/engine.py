@@ -357,6 +357,8 @@ def _probe_and_merge(model: Any, config: Config, data: Any, rules: tuple[type[Ru
             return static
         raise CheckError("ProbeError", str(exc)) from None
     stats["traces"] = info.get("traces", 0)
+    if info.get("probe_sizes"):  # what the plan chose: length, samples, passes, device
+        stats["probe"] = info["probe_sizes"]
     batch = getattr(info.get("plan"), "batch", None)
     if batch is not None:  # a model built for one batch size (a stateful RNN) runs at it
         stats["probe_batch"] = batch

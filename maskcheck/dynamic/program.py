@@ -81,6 +81,27 @@ def resolve_device(device: str) -> str:
     return "/GPU:0" if gpus else "/CPU:0"
 
 
+def grow_device_memory() -> list[Any]:
+    """Let TensorFlow take GPU memory as it is needed instead of nearly all of it when the
+    first op runs (its default), so the device memory a check holds is the model's weights
+    and the largest probe pass, as on the CPU; returns the GPUs TensorFlow sees.
+
+    Left alone where the user decides (TF_FORCE_GPU_ALLOW_GROWTH set) and where TensorFlow
+    already started its devices (an in-process caller's own setting stays)."""
+    import os
+
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if "TF_FORCE_GPU_ALLOW_GROWTH" not in os.environ:
+        for gpu in gpus:
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except (RuntimeError, ValueError):  # devices already initialized
+                pass
+    return gpus
+
+
 def output_names(model: Any, n: int) -> list[str]:
     names = list(getattr(model, "output_names", None) or [])
     if len(names) == n:

@@ -190,7 +190,7 @@ def run_dynamic(model: Any, data: Any, config: Any, rules: tuple[Any, ...], grap
         # a keras-hub task's preprocessor feeds fit sample weights; they may zero the padding
         info["weights_cover_padding"] = preprocessor_weights_cover_padding(model)
         parts = split_probe(synthesize(plan, config), plan.samples_per_pass(len(DRAWS) + 1))
-        info["passes"] = len(parts)
+        info["probe_sizes"] = _sizes([part for _, part in parts], prober)
         if len(parts) == 1:
             results = _probe(model, plan, parts[0][1], prober, config, checks, info, loss_parts)
         else:
@@ -205,7 +205,7 @@ def run_dynamic(model: Any, data: Any, config: Any, rules: tuple[Any, ...], grap
         passes = [(offset, replace(batch, probe=part, sample_weight=_rows_of(
                       batch.sample_weight, offset, len(part.mask))))
                   for batch in paddings for offset, part in split_probe(batch.probe, per_pass)]
-        info["passes"] = len(passes)
+        info["probe_sizes"] = _sizes([batch.probe for _, batch in passes], prober)
         for offset, batch in passes:
             info["data_padded"] = info.get("data_padded", False) or batch.padded
             mask = np.asarray(batch.probe.mask)
@@ -228,6 +228,17 @@ def run_dynamic(model: Any, data: Any, config: Any, rules: tuple[Any, ...], grap
     results.extend(_generate(model, config, checks, prober, info))
     info["traces"] = prober.traces + info.get("generation_traces", 0)
     return results, info
+
+
+def _sizes(probes: list[Any], prober: Prober) -> dict[str, Any]:
+    """What the probe plan chose, for stats["probe"]: the padded length, the samples, the
+    forward passes they take (a probe whose outputs are wide is split), the most rows one
+    pass stacks (every sample once per perturbation draw) and the device."""
+    masks = [np.asarray(p.mask) for p in probes]
+    return {"length": max((int(m.shape[1]) for m in masks if m.ndim >= 2), default=0),
+            "samples": sum(int(m.shape[0]) for m in masks), "passes": len(masks),
+            "rows_per_pass": max((int(m.shape[0]) for m in masks), default=0) * (len(DRAWS) + 1),
+            "device": prober.device}
 
 
 def _merged(parts: Any) -> list[DynamicFinding]:
