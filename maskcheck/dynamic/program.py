@@ -959,9 +959,7 @@ class LossProgram:
         `fit` reports (they cancel in the comparisons, but not in `base_loss`)."""
         if self._fn is not None:
             return self._fn
-        import keras
         import tensorflow as tf
-        from keras.src.backend import set_keras_mask
 
         model, prober, groups = self.model, self.prober, self.groups
 
@@ -972,29 +970,43 @@ class LossProgram:
 
         def program(y_pred: Any, masks: Any, labels: Any, sample_weight: Any, valid: Any) -> Any:
             prober.traces += 1
-            losses = []
+            losses: list[Any] = []
             for group in groups:
-                idx = tf.constant(group.rows, dtype=tf.int32)
-                preds = []
-                for t, m in zip(y_pred, masks):
-                    g = tf.gather(t, idx)
-                    if m is not None:
-                        set_keras_mask(g, tf.gather(m, idx))
-                    preds.append(g)
-                if group.predictions is not None:
-                    j = group.predictions
-                    preds[j] = change_padded(preds[j], tf.gather(valid[j], idx))
-                yg = keras.tree.map_structure(lambda a: tf.gather(a, idx), labels[group.labels])
-                struct = getattr(model, "_outputs_struct", None)
-                pg = (keras.tree.pack_sequence_as(struct, preds) if struct is not None
-                      else preds[0] if len(preds) == 1 else preds)
-                swg = (None if sample_weight is None else
-                       keras.tree.map_structure(lambda a: tf.gather(a, idx), sample_weight))
-                losses.append(tf.cast(model._compile_loss(yg, pg, swg), tf.float32) + penalty())
+                # one group at a time: each gathers its rows of the predictions (vocabulary
+                # wide for a language model), and run side by side they would all be held
+                with tf.control_dependencies(losses[-1:]):
+                    losses.append(self._group_loss(group, y_pred, masks, labels, sample_weight,
+                                                   valid, penalty))
             return tf.stack(losses)
 
         self._fn = tf.function(program, autograph=False)
         return self._fn
+
+    def _group_loss(self, group: LossGroup, y_pred: Any, masks: Any, labels: Any,
+                    sample_weight: Any, valid: Any, penalty: Any) -> Any:
+        """The compiled loss of one group's rows of the predictions (see `_compiled_on_outputs`)."""
+        import keras
+        import tensorflow as tf
+        from keras.src.backend import set_keras_mask
+
+        model = self.model
+        idx = tf.constant(group.rows, dtype=tf.int32)
+        preds = []
+        for t, m in zip(y_pred, masks):
+            g = tf.gather(t, idx)
+            if m is not None:
+                set_keras_mask(g, tf.gather(m, idx))
+            preds.append(g)
+        if group.predictions is not None:
+            j = group.predictions
+            preds[j] = change_padded(preds[j], tf.gather(valid[j], idx))
+        yg = keras.tree.map_structure(lambda a: tf.gather(a, idx), labels[group.labels])
+        struct = getattr(model, "_outputs_struct", None)
+        pg = (keras.tree.pack_sequence_as(struct, preds) if struct is not None
+              else preds[0] if len(preds) == 1 else preds)
+        swg = (None if sample_weight is None else
+               keras.tree.map_structure(lambda a: tf.gather(a, idx), sample_weight))
+        return tf.cast(model._compile_loss(yg, pg, swg), tf.float32) + penalty()
 
     def run_on_outputs(self, run: Run, labels: list[Any], sample_weight: Any = None,
                        valid: Any = None) -> LossRun:
