@@ -198,6 +198,27 @@ def test_real_data_batches_split_into_passes_keep_their_verdict(leaking, monkeyp
     assert _confirmed(split) == _confirmed(whole)
 
 
+def test_the_output_layers_tap_is_the_output_not_a_copy(monkeypatch):
+    """The last layer's tap and the model output are one array: for a language model they
+    are the largest tensor of a pass, and holding them twice doubled the pass."""
+    from maskcheck.dynamic.program import Prober
+
+    seen = []
+    run = Prober.run
+
+    def recording(self, *args, **kwargs):
+        result = run(self, *args, **kwargs)
+        seen.append(result)
+        return result
+
+    monkeypatch.setattr(Prober, "run", recording)
+    maskcheck.check(_wide_tagger(vocabulary=300), seed=0, select=["MC301"])
+    assert seen
+    for result in seen:
+        shared = [t for t in result.tensors if np.shares_memory(t, result.outputs[0])]
+        assert len(shared) == 1 and shared[0] is result.outputs[0]
+
+
 # -- gradients --------------------------------------------------------------------------------
 
 def _plan_of(model):

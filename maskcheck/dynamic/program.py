@@ -643,9 +643,14 @@ class Prober:
             names = output_names(model, len(flat))
             masks = [getattr(t, "_keras_mask", None) for t in flat]
             masked = [m is not None for m in masks]
-            self._meta[training] = (list(tracer.records), names, masked)
+            # a tap that is a model output (the last layer's) comes back once, as the output:
+            # a language model's logits are the largest tensor of the pass
+            outputs_at = {id(t): j for j, t in enumerate(flat)}
+            aliases = {i: outputs_at[id(t)] for i, t in enumerate(tracer.tensors) if id(t) in outputs_at}
+            self._meta[training] = (list(tracer.records), names, masked, aliases)
             masks = [tf.zeros([0], tf.bool) if m is None else tf.cast(m, tf.bool) for m in masks]
-            return flat, list(tracer.tensors), masks
+            taps = [tf.zeros([0]) if i in aliases else t for i, t in enumerate(tracer.tensors)]
+            return flat, taps, masks
 
         sig = signature(inputs, rows, self.batch) if self.open_axes else None
         self._fns[training] = tf.function(forward, autograph=False, input_signature=sig)
@@ -704,8 +709,10 @@ class Prober:
             where = f" in layer {failed.name!r} ({failed.class_name})" if failed else ""
             line = one_line(eager or exc)
             raise ForwardError(f"the forward pass raises{where}: {line}", failed, line) from None
-        records, names, masked = self._meta[training]
-        return Run([_np(t) for t in flat], names, masked, records, [_np(t) for t in tensors],
+        records, names, masked, aliases = self._meta[training]
+        outputs = [_np(t) for t in flat]
+        return Run(outputs, names, masked, records,
+                   [outputs[aliases[i]] if i in aliases else _np(t) for i, t in enumerate(tensors)],
                    [_np(m) if k else None for m, k in zip(masks, masked)])
 
     def eager_error(self, inputs: Any, training: bool = False, *, unmasked: bool = False,
